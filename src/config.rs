@@ -1,0 +1,68 @@
+//! Configuration as Kubernetes objects: serde types that mirror the API field
+//! for field, loading them from YAML files, and errors that say where a bad
+//! field is. This module knows nothing of routing: `routing` compiles the
+//! loaded [`Resources`] into the immutable snapshot the request path reads.
+
+mod core;
+mod error;
+mod gateway;
+mod istio;
+pub mod load;
+mod meta;
+pub mod watch;
+
+use std::sync::Arc;
+
+pub use self::core::*;
+pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
+pub use gateway::*;
+pub use istio::*;
+pub use load::{load_path, load_str};
+pub use meta::{NamespacedName, ObjectMeta};
+
+/// Where an object came from: the file and the 0-based index of the YAML
+/// document in it (items of a `List` share their document's index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub document: usize,
+}
+
+/// A loaded object with its origin, so later stages can report errors with a
+/// location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    pub origin: Origin,
+    /// `namespace/name` with the namespace defaulted.
+    pub key: NamespacedName,
+    pub object: T,
+}
+
+/// Every object the waypoint understood, by kind, in load order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub namespaces: Vec<Sourced<Namespace>>,
+    pub services: Vec<Sourced<Service>>,
+    pub endpoint_slices: Vec<Sourced<EndpointSlice>>,
+    pub pods: Vec<Sourced<Pod>>,
+    pub service_entries: Vec<Sourced<ServiceEntry>>,
+    pub gateways: Vec<Sourced<Gateway>>,
+    pub gateway_classes: Vec<Sourced<GatewayClass>>,
+    pub http_routes: Vec<Sourced<HttpRoute>>,
+}
+
+impl Resources {
+    /// Counts per kind, for `waypoint check` and `/config_dump`.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("Namespace", self.namespaces.len()),
+            ("Service", self.services.len()),
+            ("EndpointSlice", self.endpoint_slices.len()),
+            ("Pod", self.pods.len()),
+            ("ServiceEntry", self.service_entries.len()),
+            ("Gateway", self.gateways.len()),
+            ("GatewayClass", self.gateway_classes.len()),
+            ("HTTPRoute", self.http_routes.len()),
+        ]
+    }
+}

@@ -1,0 +1,128 @@
+use super::*;
+
+const ROUTE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+spec:
+  parentRefs:
+  - group: ""
+    kind: Service
+    name: reviews
+    port: 9080
+  rules:
+  - matches:
+    - headers:
+      - name: end-user
+        value: jason
+    backendRefs:
+    - name: reviews-v2
+      port: 9080
+"#;
+
+#[test]
+fn loads_documents_and_defaults_namespace() {
+    let text = format!("{ROUTE}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: reviews, namespace: bookinfo}}\nspec:\n  ports: [{{port: 9080, name: http}}]\n");
+    let r = load_str(&text, "mesh.yaml", "default").expect("loads");
+    assert_eq!(r.http_routes.len(), 1);
+    assert_eq!(r.http_routes[0].key.to_string(), "default/reviews");
+    assert_eq!(r.services[0].key.to_string(), "bookinfo/reviews");
+    assert_eq!(r.services[0].origin.document, 1);
+    let rule = &r.http_routes[0].object.spec.rules[0];
+    assert_eq!(rule.backend_refs[0].backend.name, "reviews-v2");
+    assert_eq!(rule.matches[0].headers[0].value, "jason");
+}
+
+#[test]
+fn kubectl_list_with_status_and_managed_fields_loads() {
+    let text = r#"
+apiVersion: v1
+kind: List
+metadata:
+  resourceVersion: ""
+items:
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: productpage
+    namespace: bookinfo
+    uid: 0b6f
+    resourceVersion: "1234"
+    creationTimestamp: "2024-05-01T10:00:00Z"
+    managedFields:
+    - manager: kubectl
+      operation: Update
+  spec:
+    clusterIP: 10.96.0.10
+    clusterIPs: [10.96.0.10]
+    ports:
+    - name: http
+      port: 9080
+      protocol: TCP
+      targetPort: 9080
+  status:
+    loadBalancer: {}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: ignored}
+"#;
+    let r = load_str(text, "list.yaml", "default").expect("loads");
+    assert_eq!(r.services.len(), 1);
+    assert_eq!(r.services[0].object.spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+}
+
+#[test]
+fn malformed_known_kind_names_file_document_object_and_field() {
+    let text = format!("{ROUTE}---\n{}", ROUTE.replace("name: reviews\nspec", "name: bad\nspec").replace("port: 9080\n", "port: ninety\n"));
+    let errs = load_str(&text, "routes.yaml", "default").unwrap_err();
+    let msg = errs.to_string();
+    assert!(msg.contains("routes.yaml"), "{msg}");
+    assert!(msg.contains("document 1"), "{msg}");
+    assert!(msg.contains("HTTPRoute default/bad"), "{msg}");
+    assert!(msg.contains("spec.parentRefs[0].port"), "{msg}");
+}
+
+#[test]
+fn list_item_errors_carry_the_items_index() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n  spec: {ports: [{port: -1}]}\n";
+    let errs = load_str(text, "l.yaml", "ns").unwrap_err();
+    assert!(errs.to_string().contains("items[0].spec.ports[0].port"), "{errs}");
+}
+
+#[test]
+fn unknown_kinds_are_skipped_and_unknown_fields_tolerated() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo, labels: {istio.io/dataplane-mode: ambient}}\nspec: {}\nfancyNewField: 1\n";
+    let r = load_str(text, "x.yaml", "default").expect("loads");
+    assert_eq!(r.namespaces.len(), 1);
+    assert_eq!(r.namespaces[0].key.namespace, "");
+}
+
+#[test]
+fn missing_name_duplicate_and_bad_version_are_errors() {
+    let no_name = "apiVersion: v1\nkind: Service\nmetadata: {}\n";
+    assert!(load_str(no_name, "a.yaml", "d").unwrap_err().to_string().contains("metadata.name"));
+    let dup = format!("{ROUTE}---{ROUTE}");
+    assert!(load_str(&dup, "a.yaml", "d").unwrap_err().to_string().contains("duplicate"));
+    let v = ROUTE.replace("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha9");
+    assert!(load_str(&v, "a.yaml", "d").unwrap_err().to_string().contains("unsupported apiVersion"));
+}
+
+#[test]
+fn invalid_yaml_is_an_error_with_the_file() {
+    let errs = load_str("kind: [unclosed", "broken.yaml", "d").unwrap_err();
+    assert!(errs.to_string().contains("broken.yaml"));
+    assert!(errs.to_string().contains("invalid YAML"));
+}
+
+#[test]
+fn directory_loads_yaml_recursively_and_ignores_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/route.yml"), ROUTE).unwrap();
+    std::fs::write(dir.path().join("ns.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+    std::fs::write(dir.path().join("README.md"), "not yaml: [").unwrap();
+    let r = load_path(dir.path(), "default").expect("loads");
+    assert_eq!(r.http_routes.len(), 1);
+    assert_eq!(r.namespaces.len(), 1);
+}

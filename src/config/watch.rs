@@ -1,0 +1,1 @@
+//! File watching for hot reload (filled in with the reloader).
