@@ -3,4 +3,14 @@
 //! The request path and module map are described in `design.md`; `main.rs`
 //! only parses the command line and calls into these modules.
 
+pub mod admin;
 pub mod config;
+pub mod echo;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod check;
+pub mod demo;

@@ -1,1 +1,151 @@
-fn main(){}
+//! The `waypoint` command line. Parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint::routing::LbPolicy;
+use waypoint::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "waypoint", version, about = "A Pingora-based L7 waypoint for Istio ambient meshes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the waypoint on a config file or directory of Kubernetes YAML.
+    Run(RunArgs),
+    /// Validate a config; print every error (exit 1) or a summary (exit 0).
+    Check {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Namespace for objects without one (default $POD_NAMESPACE, else `default`).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        namespace: String,
+    },
+    /// Run the shipped demo mesh with echo workloads and show where traffic goes.
+    Demo {
+        /// Exit after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Config to run (default: the shipped `config/`).
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Lb {
+    LeastRequest,
+    RoundRobin,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file or directory (every *.yaml / *.yml, recursively).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// The waypoint's namespace; short Service names resolve here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Plain HTTP listener (off unless given), e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Admin listener: /stats/prometheus, /healthz/ready, /config_dump.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin_listen: SocketAddr,
+    /// Write one JSON access-log line per request to stdout.
+    #[arg(long)]
+    access_log: bool,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 5)]
+    drain_timeout: u64,
+    /// Proxy worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Load balancing among endpoints.
+    #[arg(long, value_enum, default_value = "least-request")]
+    lb: Lb,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { config, namespace } => {
+            let (ok, report) = waypoint::check::check(&config, &namespace);
+            print!("{report}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Demo { duration, config } => {
+            let runtime = runtime(2);
+            match runtime.block_on(waypoint::demo::run(&config, duration.map(Duration::from_secs))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("waypoint demo: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let mut settings = Settings::new(args.config);
+    settings.namespace = args.namespace;
+    settings.http_listen = args.http_listen;
+    settings.admin_listen = args.admin_listen;
+    settings.access_log = args.access_log;
+    settings.drain_timeout = Duration::from_secs(args.drain_timeout);
+    settings.threads = args.threads.max(1);
+    settings.lb = match args.lb {
+        Lb::LeastRequest => LbPolicy::LeastRequest,
+        Lb::RoundRobin => LbPolicy::RoundRobin,
+    };
+    let runtime = runtime(settings.threads);
+    runtime.block_on(async move {
+        match waypoint::server::start(settings).await {
+            Ok(running) => {
+                running.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("waypoint: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime only fails when the OS refuses threads")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAYPOINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

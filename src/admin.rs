@@ -1,0 +1,138 @@
+//! The admin listener: `/stats/prometheus`, `/healthz/ready` and
+//! `/config_dump`. It runs beside the proxy, on its own small server, so a
+//! saturated proxy worker never hides the metrics.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::store::SnapshotStore;
+use crate::telemetry::access_log::format_start_time;
+use crate::telemetry::Metrics;
+
+/// Readiness as Kubernetes probes see it: ready once the config is loaded and
+/// every listener is bound, not ready again while draining.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listeners_bound: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_listening(&self) {
+        self.listeners_bound.store(true, Ordering::Release);
+    }
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.listeners_bound.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub store: Arc<SnapshotStore>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
+    info!(addr = ?listener.local_addr().ok(), "admin listening");
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => { debug!(error = %e, "admin accept failed"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/stats/prometheus" | "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.encode(),
+        ),
+        "/healthz/ready" | "/ready" => {
+            if state.readiness.is_ready() {
+                respond(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            }
+        }
+        "/config_dump" => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&config_dump(&state.store)).unwrap_or_default(),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "admin endpoints: /stats/prometheus /healthz/ready /config_dump\n".into(),
+        ),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// The JSON behind `/config_dump`: generation, last error, loaded objects and
+/// the compiled routes per Service port.
+pub fn config_dump(store: &SnapshotStore) -> serde_json::Value {
+    let published = store.load();
+    let resources = published.snapshot.resources();
+    let counts: serde_json::Map<String, serde_json::Value> = resources
+        .counts()
+        .into_iter()
+        .map(|(kind, n)| (kind.to_string(), n.into()))
+        .collect();
+    let last_error = store.last_error().map(|e| {
+        serde_json::json!({
+            "at": format_start_time(e.at),
+            "errors": e.errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        })
+    });
+    serde_json::json!({
+        "generation": published.generation,
+        "loaded_at": format_start_time(published.loaded_at),
+        "last_error": last_error,
+        "objects": counts,
+        "snapshot": published.snapshot.dump(),
+    })
+}
+
+/// Binds the admin listener (separately, so startup fails early on a taken port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

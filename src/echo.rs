@@ -1,0 +1,186 @@
+//! A small echo workload: answers every request with its own name and what it
+//! received (method, path, query, headers) as JSON, plus an `x-backend`
+//! header. The demo runs it as its fake pods and the tests use it as their
+//! backends, so it can also delay or fail on request and records every request
+//! it saw.
+//!
+//! Request controls (headers): `x-echo-delay-ms: N` waits N ms before
+//! answering; `x-echo-status: CODE` answers with that status.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// What an echo backend received, as it reports it in its JSON body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EchoReply {
+    pub backend: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Lower-case header names; repeated headers joined with `,`.
+    pub headers: BTreeMap<String, String>,
+    pub body_len: usize,
+    pub protocol: String,
+}
+
+/// A running echo backend.
+pub struct EchoServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<EchoReply>>>,
+    arrived: Arc<Notify>,
+    stop: watch::Sender<bool>,
+}
+
+impl EchoServer {
+    /// Starts an echo backend called `name` on `addr` (port 0 picks one).
+    /// Serves HTTP/1.1 and h2c (prior knowledge).
+    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<EchoServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(Notify::new());
+        let (stop, mut stopped) = watch::channel(false);
+        let name_owned: Arc<str> = Arc::from(name);
+        {
+            let received = received.clone();
+            let arrived = arrived.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = tokio::select! {
+                        r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
+                        _ = stopped.changed() => return,
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let name = name_owned.clone();
+                    let received = received.clone();
+                    let arrived = arrived.clone();
+                    let mut stopped = stopped.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            let name = name.clone();
+                            let received = received.clone();
+                            let arrived = arrived.clone();
+                            async move { Ok::<_, Infallible>(answer(&name, req, &received, &arrived).await) }
+                        });
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = stopped.changed() => {}
+                        }
+                    });
+                }
+            });
+        }
+        Ok(EchoServer {
+            name: name.to_string(),
+            addr,
+            received,
+            arrived,
+            stop,
+        })
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<EchoReply> {
+        self.received.lock().expect("echo log lock").clone()
+    }
+
+    /// Number of requests received so far.
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("echo log lock").len()
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let notified = self.arrived.notified();
+            if self.count() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting and closes open connections.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn answer(
+    name: &str,
+    req: Request<Incoming>,
+    received: &Mutex<Vec<EchoReply>>,
+    arrived: &Notify,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    if let Some(authority) = parts.uri.authority() {
+        // h2 carries Host as :authority.
+        headers
+            .entry("host".to_string())
+            .or_insert_with(|| authority.to_string());
+    }
+    let reply = EchoReply {
+        backend: name.to_string(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers,
+        body_len: body.len(),
+        protocol: format!("{:?}", parts.version),
+    };
+    let delay = header_num(&parts.headers, "x-echo-delay-ms");
+    let status = header_num(&parts.headers, "x-echo-status")
+        .and_then(|c| StatusCode::from_u16(c as u16).ok())
+        .unwrap_or(StatusCode::OK);
+    received.lock().expect("echo log lock").push(reply.clone());
+    arrived.notify_waiters();
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let body = serde_json::to_vec(&reply).expect("echo reply serializes");
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-backend", name)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn header_num(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}

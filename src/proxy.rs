@@ -1,0 +1,289 @@
+//! The Pingora `ProxyHttp` implementation: the request path of `design.md`,
+//! phase by phase. Each phase loads what it needs from the request context
+//! and calls one function per concern (routing, telemetry, …); the logic
+//! lives in those modules.
+
+mod caller;
+mod ctx;
+pub mod failure;
+pub mod headers;
+pub mod listener;
+mod mirror;
+mod observe;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::modules::http::HttpModules;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+pub use caller::Caller;
+pub use ctx::RequestCtx;
+use failure::Failure;
+use mirror::Mirrorer;
+
+use crate::routing::{ForwardPlan, RequestInfo, RouteDecision};
+use crate::settings::Settings;
+use crate::store::SnapshotStore;
+use crate::telemetry::{Metrics, ResponseFlags};
+
+/// Connect-failure retries with no retry policy configured (Istio's default
+/// retries connect failures twice).
+const DEFAULT_CONNECT_RETRIES: u32 = 2;
+
+/// The waypoint's proxy logic, shared by every listener.
+pub struct Waypoint {
+    store: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+    settings: Arc<Settings>,
+    mirrorer: Mirrorer,
+}
+
+impl Waypoint {
+    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<Metrics>, settings: Arc<Settings>) -> Self {
+        Self {
+            store,
+            metrics,
+            settings,
+            mirrorer: Mirrorer::default(),
+        }
+    }
+
+    /// Writes a response the waypoint produced itself and records why.
+    async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, failure: Failure) -> Result<bool> {
+        let body = Bytes::from(failure.body());
+        let mut resp = ResponseHeader::build(failure.status(), Some(3))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        ctx.flags.insert(failure.flags());
+        ctx.local_status = Some(failure.status());
+        ctx.failure = Some(failure);
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
+    /// Answers a RequestRedirect filter.
+    async fn redirect(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: u16,
+        location: &str,
+        response_headers: &[Arc<crate::routing::HeaderModifier>],
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(status, Some(3))?;
+        resp.insert_header(http::header::LOCATION, location)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+        for m in response_headers {
+            m.apply(&mut resp);
+        }
+        ctx.local_status = Some(status);
+        session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
+    }
+}
+
+/// Routing's view of a request.
+fn request_info<'a>(session: &'a Session, host: &'a str, port: u16) -> RequestInfo<'a> {
+    let req = session.req_header();
+    RequestInfo {
+        method: req.method.as_str(),
+        path_and_query: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        headers: &req.headers,
+        scheme: "http",
+        host,
+        port,
+    }
+}
+
+/// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
+fn wants_h2c(plan: &ForwardPlan) -> bool {
+    matches!(
+        plan.backend.port.app_protocol.as_deref(),
+        Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")
+    )
+}
+
+#[async_trait]
+impl ProxyHttp for Waypoint {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// No downstream modules: the waypoint never compresses on the client's behalf.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// Runs first for every request: pins the config, identifies the caller
+    /// and the destination Service, and routes. Answers locally (redirects,
+    /// 404/500/503/431) and returns `true`, or leaves a [`ForwardPlan`] in the
+    /// context and returns `false` to proxy.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let published = self.store.load();
+        ctx.published = Some(published.clone());
+        ctx.caller = Caller::of(session);
+        ctx.request_id = headers::request_id(session.req_header());
+
+        if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes {
+            return self.answer(session, ctx, Failure::HeadersTooLarge).await;
+        }
+
+        // Destination: the Service the Host header names (plain listener).
+        let host_header = headers::host(session.req_header()).unwrap_or("").to_string();
+        let snapshot = &published.snapshot;
+        let Some(destination) = snapshot.find_destination_by_host(&host_header) else {
+            return self
+                .answer(session, ctx, Failure::UnknownDestination(host_header))
+                .await;
+        };
+        ctx.destination = Some(destination.clone());
+
+        let host = host_header.rsplit_once(':').map_or(host_header.as_str(), |(h, _)| h);
+        let info = request_info(session, host, destination.port.number);
+        let decision = snapshot.route(&destination, &info, ctx.caller.namespace.as_deref());
+        match decision {
+            RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
+            RouteDecision::InvalidBackend { route, reason } => {
+                ctx.route = Some(route);
+                self.answer(session, ctx, Failure::InvalidBackend(reason)).await
+            }
+            RouteDecision::Redirect { route, status, location, response_headers } => {
+                ctx.route = Some(route);
+                self.redirect(session, ctx, status, &location, &response_headers).await
+            }
+            RouteDecision::Forward(plan) => {
+                ctx.route = plan.route.clone();
+                let no_endpoints = plan.endpoints.is_empty();
+                ctx.plan = Some(plan);
+                if no_endpoints {
+                    return self.answer(session, ctx, Failure::NoHealthyUpstream).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Picks the endpoint for this attempt; called again on every retry,
+    /// avoiding endpoints already tried when another is available.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let plan = ctx
+            .plan
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "BUG: upstream_peer without a plan"))?;
+        let Some(picked) = plan.endpoints.pick(&ctx.tried) else {
+            ctx.failure = Some(Failure::NoHealthyUpstream);
+            return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
+        };
+        let addr = picked.endpoint.addr;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        if wants_h2c(plan) {
+            peer.options.set_http_version(2, 2);
+        }
+        ctx.tried.push(addr);
+        ctx.attempts += 1;
+        ctx.picked = Some(picked);
+        Ok(Box::new(peer))
+    }
+
+    /// Connect failures are retried on another endpoint (Istio's default
+    /// policy: twice), which is safe for any method since nothing was sent.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.flags.insert(ResponseFlags::UF);
+        if ctx.attempts <= DEFAULT_CONNECT_RETRIES {
+            e.set_retry(true);
+        } else {
+            ctx.flags.insert(ResponseFlags::URX);
+        }
+        e
+    }
+
+    /// Applies the route's request filters on the way out: forwarding
+    /// headers, RequestHeaderModifier, URLRewrite; then starts mirrors.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut pingora_http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
+        let Some(plan) = ctx.plan.as_ref() else {
+            return Ok(());
+        };
+        for m in &plan.request_headers {
+            m.apply(upstream);
+        }
+        if let Some(rewrite) = &plan.rewrite {
+            if let Some(pq) = &rewrite.path_and_query {
+                let uri = pq
+                    .parse::<http::Uri>()
+                    .map_err(|e| Error::because(ErrorType::InternalError, "BUG: rewritten path is not a URI", e))?;
+                upstream.set_uri(uri);
+            }
+            if let Some(authority) = &rewrite.authority {
+                upstream.insert_header(http::header::HOST, authority.as_str())?;
+            }
+        }
+        if ctx.attempts == 1 && !plan.mirrors.is_empty() {
+            self.mirrorer.send(&plan.mirrors, upstream);
+        }
+        let _ = session;
+        Ok(())
+    }
+
+    /// Applies ResponseHeaderModifier filters.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(plan) = ctx.plan.as_ref() {
+            for m in &plan.response_headers {
+                m.apply(upstream_response);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a proxying error into the status, flag and body Envoy would send.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let failure = ctx.failure.clone().or_else(|| Failure::from_proxy_error(e));
+        let error_code = match failure {
+            Some(failure) => {
+                let status = failure.status();
+                if session.response_written().is_none() {
+                    let _ = self.answer(session, ctx, failure).await;
+                } else {
+                    ctx.flags.insert(failure.flags());
+                }
+                status
+            }
+            None => {
+                ctx.flags.insert(ResponseFlags::DC);
+                0
+            }
+        };
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Records metrics and writes the access log once the request is over.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        observe::record(session, ctx, &self.metrics, self.settings.access_log);
+    }
+}

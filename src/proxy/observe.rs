@@ -1,0 +1,97 @@
+//! The `logging` phase's work: turn a finished request's context into
+//! Istio's metric labels and an access-log line.
+
+use std::sync::Arc;
+
+use pingora_proxy::Session;
+
+use crate::telemetry::access_log::{format_start_time, AccessLogEntry};
+use crate::telemetry::{Metrics, PeerLabels, RequestLabels};
+
+use super::ctx::RequestCtx;
+
+/// Records the finished request in metrics and, when enabled, the access log.
+pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log: bool) {
+    let status = session
+        .response_written()
+        .map(|r| r.status.as_u16())
+        .or(ctx.local_status)
+        .unwrap_or(0);
+    let labels = labels(ctx, status);
+    let duration = ctx.started.elapsed();
+    let req = session.req_header();
+    let header_bytes = super::headers::header_block_len(req) as u64;
+    let request_bytes = header_bytes + session.body_bytes_read() as u64;
+    let response_bytes = session.body_bytes_sent() as u64;
+    metrics.record_request(
+        &labels,
+        duration.as_secs_f64() * 1000.0,
+        request_bytes,
+        response_bytes,
+    );
+    if access_log {
+        let cluster = ctx.plan.as_ref().map(|p| {
+            format!(
+                "outbound|{}||{}",
+                p.backend.port.number, p.backend.service.hostname
+            )
+        });
+        let route = ctx.route.as_ref().map(|r| r.to_string());
+        AccessLogEntry {
+            start_time: format_start_time(ctx.start_time),
+            method: req.method.as_str(),
+            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            protocol: if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
+            response_code: status,
+            response_flags: ctx.flags,
+            bytes_received: session.body_bytes_read() as u64,
+            bytes_sent: response_bytes,
+            duration: duration.as_millis() as u64,
+            upstream_host: ctx.picked.as_ref().map(|p| p.endpoint.addr.to_string()),
+            upstream_cluster: cluster.as_deref(),
+            x_request_id: Some(ctx.request_id.as_str()),
+            authority: super::headers::host(req),
+            route_name: route.as_deref(),
+            downstream_remote_address: session.client_addr().map(|a| a.to_string()),
+            user_agent: req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        }
+        .write();
+    }
+}
+
+fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
+    let mut labels = RequestLabels {
+        source: ctx.caller.labels.clone(),
+        response_code: status,
+        response_flags: ctx.flags,
+        connection_security_policy: ctx.caller.security_policy(),
+        ..Default::default()
+    };
+    // The Service actually chosen (backendRef) wins over the one addressed.
+    let service = ctx
+        .plan
+        .as_ref()
+        .map(|p| &p.backend)
+        .or(ctx.destination.as_ref());
+    if let Some(dest) = service {
+        labels.destination_service = Arc::from(dest.service.hostname.as_str());
+        labels.destination_service_name = Arc::from(dest.service.key.name.as_str());
+        labels.destination_service_namespace = Arc::from(dest.service.key.namespace.as_str());
+    }
+    if let Some(picked) = &ctx.picked {
+        let w = &picked.endpoint.workload;
+        labels.destination = PeerLabels {
+            workload: Arc::from(w.name.as_str()),
+            workload_namespace: Arc::from(w.namespace.as_str()),
+            app: Arc::from(w.canonical_service.as_str()),
+            version: Arc::from(w.canonical_revision.as_str()),
+            canonical_service: Arc::from(w.canonical_service.as_str()),
+            canonical_revision: Arc::from(w.canonical_revision.as_str()),
+            ..PeerLabels::default()
+        };
+    }
+    labels
+}

@@ -1,0 +1,58 @@
+//! Process settings: fixed for the life of the process, apart from the mesh
+//! config (which is reloaded). Built by the CLI, read by every component.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::routing::LbPolicy;
+
+/// What `waypoint run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// File or directory of Kubernetes YAML.
+    pub config_path: PathBuf,
+    /// The waypoint's namespace; short Service names resolve here.
+    pub namespace: String,
+    /// Plain HTTP listener (development, tests, PROXY sandwich); off when `None`.
+    pub http_listen: Option<SocketAddr>,
+    /// Admin listener (`/stats/prometheus`, `/healthz/ready`, `/config_dump`).
+    pub admin_listen: SocketAddr,
+    /// One JSON access-log line per request on stdout.
+    pub access_log: bool,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Worker threads of the proxy runtime.
+    pub threads: usize,
+    /// Kubernetes cluster domain used in Service FQDNs.
+    pub cluster_domain: String,
+    /// Load-balancing policy among a Service's endpoints.
+    pub lb: LbPolicy,
+    /// Upstream TCP connect timeout (Envoy's and Istio's default: 10 s).
+    pub connect_timeout: Duration,
+    /// Largest request header block accepted, in bytes (Envoy's default 60 KiB);
+    /// larger ones get 431.
+    pub max_request_headers_bytes: usize,
+}
+
+impl Settings {
+    /// Settings with every option at its documented default.
+    pub fn new(config_path: impl Into<PathBuf>) -> Self {
+        Self {
+            config_path: config_path.into(),
+            namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+            http_listen: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            access_log: false,
+            drain_timeout: Duration::from_secs(5),
+            threads: 1,
+            cluster_domain: "cluster.local".to_string(),
+            lb: LbPolicy::LeastRequest,
+            connect_timeout: Duration::from_secs(10),
+            max_request_headers_bytes: 60 * 1024,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! What the waypoint tells operators: Prometheus metrics under Istio's names
+//! and labels (so existing dashboards work), and Envoy-shaped JSON access logs.
+
+pub mod access_log;
+mod flags;
+mod labels;
+pub mod metrics;
+
+pub use flags::ResponseFlags;
+pub use labels::{PeerLabels, RequestLabels};
+pub use metrics::Metrics;
+
+/// Istio's placeholder for a label value the proxy does not know.
+pub const UNKNOWN: &str = "unknown";

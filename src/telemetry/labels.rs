@@ -1,0 +1,136 @@
+//! Istio's standard metric labels. Values the proxy cannot know are
+//! `unknown`, exactly as Istio reports them, so dashboards group them alike.
+
+use std::sync::Arc;
+
+use super::{ResponseFlags, UNKNOWN};
+
+/// One side (source or destination) of a request, as Istio labels it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerLabels {
+    pub workload: Arc<str>,
+    pub workload_namespace: Arc<str>,
+    pub principal: Arc<str>,
+    pub app: Arc<str>,
+    pub version: Arc<str>,
+    pub canonical_service: Arc<str>,
+    pub canonical_revision: Arc<str>,
+    pub cluster: Arc<str>,
+}
+
+impl Default for PeerLabels {
+    fn default() -> Self {
+        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        Self {
+            workload: unknown.clone(),
+            workload_namespace: unknown.clone(),
+            principal: unknown.clone(),
+            app: unknown.clone(),
+            version: unknown.clone(),
+            canonical_service: unknown.clone(),
+            canonical_revision: unknown.clone(),
+            cluster: unknown,
+        }
+    }
+}
+
+/// Everything `istio_requests_total` and friends are labelled with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLabels {
+    pub source: PeerLabels,
+    pub destination: PeerLabels,
+    /// FQDN of the destination Service, e.g. `reviews.bookinfo.svc.cluster.local`.
+    pub destination_service: Arc<str>,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
+    /// `http` or `grpc` (Istio reports HTTP/2 as `http` too).
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub grpc_response_status: Arc<str>,
+    pub response_flags: ResponseFlags,
+    /// `mutual_tls` on HBONE, `none` on the plain listener.
+    pub connection_security_policy: &'static str,
+}
+
+impl Default for RequestLabels {
+    fn default() -> Self {
+        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        Self {
+            source: PeerLabels::default(),
+            destination: PeerLabels::default(),
+            destination_service: unknown.clone(),
+            destination_service_name: unknown.clone(),
+            destination_service_namespace: unknown,
+            request_protocol: "http",
+            response_code: 0,
+            grpc_response_status: Arc::from(""),
+            response_flags: ResponseFlags::NONE,
+            connection_security_policy: "none",
+        }
+    }
+}
+
+/// Label names in the order [`RequestLabels::values`] yields them.
+pub(super) const REQUEST_LABEL_NAMES: &[&str] = &[
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "source_cluster",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "destination_cluster",
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+    "connection_security_policy",
+];
+
+impl RequestLabels {
+    /// Label values in [`REQUEST_LABEL_NAMES`] order. `codes` holds the
+    /// formatted response code and flags so the caller owns the strings.
+    pub(super) fn values<'a>(&'a self, code: &'a str, flags: &'a str) -> [&'a str; 25] {
+        let s = &self.source;
+        let d = &self.destination;
+        [
+            "waypoint",
+            &s.workload,
+            &s.workload_namespace,
+            &s.principal,
+            &s.app,
+            &s.version,
+            &s.canonical_service,
+            &s.canonical_revision,
+            &s.cluster,
+            &d.workload,
+            &d.workload_namespace,
+            &d.principal,
+            &d.app,
+            &d.version,
+            &self.destination_service,
+            &self.destination_service_name,
+            &self.destination_service_namespace,
+            &d.canonical_service,
+            &d.canonical_revision,
+            &d.cluster,
+            self.request_protocol,
+            code,
+            &self.grpc_response_status,
+            flags,
+            self.connection_security_policy,
+        ]
+    }
+}

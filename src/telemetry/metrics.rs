@@ -1,0 +1,193 @@
+//! The Prometheus registry: Istio's request metrics plus the waypoint's own
+//! (`waypoint_*`). Rendered by the admin server on `/stats/prometheus`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use super::labels::REQUEST_LABEL_NAMES;
+use super::RequestLabels;
+
+/// Envoy's default histogram buckets (milliseconds), which Istio keeps for
+/// `istio_request_duration_milliseconds`.
+pub const DURATION_BUCKETS_MS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Istio's size buckets for `istio_request_bytes` / `istio_response_bytes`.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0,
+    1000000000.0,
+];
+
+/// All metrics of one waypoint process.
+pub struct Metrics {
+    registry: Registry,
+    requests_total: IntCounterVec,
+    request_duration: HistogramVec,
+    request_bytes: HistogramVec,
+    response_bytes: HistogramVec,
+    config_reloads: IntCounterVec,
+    config_generation: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new("istio_requests_total", "Requests handled by the waypoint."),
+            REQUEST_LABEL_NAMES,
+        )
+        .expect("static metric definition is valid");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "istio_request_duration_milliseconds",
+                "Request duration in milliseconds.",
+            )
+            .buckets(DURATION_BUCKETS_MS.to_vec()),
+            REQUEST_LABEL_NAMES,
+        )
+        .expect("static metric definition is valid");
+        let request_bytes = HistogramVec::new(
+            HistogramOpts::new("istio_request_bytes", "Request sizes (headers and body) in bytes.")
+                .buckets(BYTES_BUCKETS.to_vec()),
+            REQUEST_LABEL_NAMES,
+        )
+        .expect("static metric definition is valid");
+        let response_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "istio_response_bytes",
+                "Response sizes (headers and body) in bytes.",
+            )
+            .buckets(BYTES_BUCKETS.to_vec()),
+            REQUEST_LABEL_NAMES,
+        )
+        .expect("static metric definition is valid");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "waypoint_config_reloads_total",
+                "Config reload attempts by result (success or failure).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition is valid");
+        let config_generation = IntGauge::new(
+            "waypoint_config_generation",
+            "Generation of the config snapshot being served.",
+        )
+        .expect("static metric definition is valid");
+        for c in [
+            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(request_bytes.clone()),
+            Box::new(response_bytes.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_generation.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Export both results from the start so `rate()` works before the first failure.
+        config_reloads.with_label_values(&["success"]);
+        config_reloads.with_label_values(&["failure"]);
+        Self {
+            registry,
+            requests_total,
+            request_duration,
+            request_bytes,
+            response_bytes,
+            config_reloads,
+            config_generation,
+        }
+    }
+
+    /// The registry, for components that define metrics of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records one finished request.
+    pub fn record_request(
+        &self,
+        labels: &RequestLabels,
+        duration_ms: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        let code = labels.response_code.to_string();
+        let flags = labels.response_flags.to_string();
+        let values = labels.values(&code, &flags);
+        self.requests_total.with_label_values(&values).inc();
+        self.request_duration
+            .with_label_values(&values)
+            .observe(duration_ms);
+        self.request_bytes
+            .with_label_values(&values)
+            .observe(request_bytes as f64);
+        self.response_bytes
+            .with_label_values(&values)
+            .observe(response_bytes as f64);
+    }
+
+    /// Counts a config reload attempt.
+    pub fn record_reload(&self, success: bool, generation: u64) {
+        let result = if success { "success" } else { "failure" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        if success {
+            self.config_generation.set(generation as i64);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("prometheus text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::ResponseFlags;
+    use std::sync::Arc;
+
+    #[test]
+    fn request_metrics_carry_istio_labels() {
+        let m = Metrics::new();
+        let labels = RequestLabels {
+            destination_service: Arc::from("reviews.default.svc.cluster.local"),
+            response_code: 404,
+            response_flags: ResponseFlags::NR,
+            ..Default::default()
+        };
+        m.record_request(&labels, 3.0, 100, 20);
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{"))
+            .expect("counter exported");
+        for needle in [
+            "reporter=\"waypoint\"",
+            "response_code=\"404\"",
+            "response_flags=\"NR\"",
+            "source_workload=\"unknown\"",
+            "destination_service=\"reviews.default.svc.cluster.local\"",
+            "connection_security_policy=\"none\"",
+        ] {
+            assert!(line.contains(needle), "{needle} missing in {line}");
+        }
+        assert!(line.ends_with(" 1"));
+        assert!(text.contains("istio_request_duration_milliseconds_bucket"));
+        assert!(text.contains("le=\"0.5\""));
+        assert!(text.contains("waypoint_config_reloads_total{result=\"failure\"} 0"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared fakes for the integration tests: echo backends on their own
+//! loopback addresses, a config directory, an in-process waypoint and a small
+//! HTTP client. Every await is bounded so a bug fails fast instead of hanging.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use waypoint::echo::{EchoReply, EchoServer};
+use waypoint::server::Running;
+use waypoint::settings::Settings;
+
+/// Upper bound for any single step of a test.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Awaits `f` or panics after [`STEP`].
+pub async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(STEP, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Starts an echo backend named `name` on `ip:port`.
+pub async fn echo(name: &str, addr: &str) -> EchoServer {
+    let addr: SocketAddr = addr.parse().expect("test address");
+    bounded("echo start", EchoServer::start(name, addr))
+        .await
+        .unwrap_or_else(|e| panic!("echo {name} on {addr}: {e}"))
+}
+
+/// A Service with one port named `http` and an EndpointSlice listing `ips`
+/// (all on `target_port`), in namespace `ns`.
+pub fn service(ns: &str, name: &str, port: u16, target_port: u16, ips: &[&str]) -> String {
+    let endpoints: String = ips
+        .iter()
+        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {target_port}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-abc\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports:\n- name: http\n  port: {target_port}\nendpoints:\n{endpoints}"
+    )
+}
+
+/// A temporary config directory holding `mesh.yaml`.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).expect("write config");
+        Self { dir }
+    }
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+    /// Replaces the config atomically (write + rename), as ConfigMap updates do.
+    pub fn replace(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".mesh.yaml.tmp");
+        std::fs::write(&tmp, yaml).expect("write config");
+        std::fs::rename(&tmp, self.dir.path().join("mesh.yaml")).expect("rename config");
+    }
+}
+
+/// Settings for an in-process waypoint on ephemeral loopback ports.
+pub fn settings(config: &ConfigDir, namespace: &str) -> Settings {
+    let mut s = Settings::new(config.path());
+    s.namespace = namespace.to_string();
+    s.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    s.admin_listen = "127.0.0.1:0".parse().unwrap();
+    s.drain_timeout = Duration::from_secs(2);
+    s
+}
+
+/// Starts a waypoint on `config` with short names resolving in `namespace`.
+pub async fn waypoint(config: &ConfigDir, namespace: &str) -> Running {
+    bounded("waypoint start", waypoint::server::start(settings(config, namespace)))
+        .await
+        .expect("waypoint starts")
+}
+
+/// A response as a test looks at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// What the echo backend reported, if an echo backend answered.
+    pub fn echo(&self) -> Option<EchoReply> {
+        serde_json::from_slice(&self.body).ok()
+    }
+    /// Name of the backend that answered (panics if the waypoint answered).
+    pub fn backend(&self) -> String {
+        self.echo()
+            .unwrap_or_else(|| {
+                panic!(
+                    "not an echo reply: {} {:?}",
+                    self.status,
+                    String::from_utf8_lossy(&self.body)
+                )
+            })
+            .backend
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// HTTP/1.1 client with keep-alive.
+#[derive(Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub target: SocketAddr,
+}
+
+impl TestClient {
+    pub fn new(target: SocketAddr) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            target,
+        }
+    }
+
+    /// Sends `method path` with `Host: host` and extra headers.
+    pub async fn send(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.target, path))
+            .header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        let resp = bounded("request", self.client.request(req))
+            .await
+            .expect("request succeeds at the transport level");
+        let (parts, body) = resp.into_parts();
+        let body = bounded("body", body.collect()).await.expect("body").to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.send("GET", host, path, &[]).await
+    }
+}
+
+/// Fetches the admin endpoint `path` (body as text).
+pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {
+    let c = TestClient::new(running.admin_addr);
+    let r = c.get("admin", path).await;
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// Sum of `istio_requests_total` samples whose labels contain every `needle`.
+pub fn requests_total(metrics: &str, needles: &[&str]) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Counts answers per backend name.
+pub fn tally(replies: &[Reply]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in replies {
+        *m.entry(r.backend()).or_insert(0) += 1;
+    }
+    m
+}
