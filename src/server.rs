@@ -49,6 +49,7 @@ pub struct Running {
     proxies: Proxies,
     tracker: Arc<ConnectionTracker>,
     shutdown: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _watcher: Option<ConfigWatcher>,
 }
@@ -86,7 +87,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
     });
-    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx.clone())));
+    // The admin server outlives the drain so probes can see readiness turn 503.
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx)));
     if let Some(l) = http_listener {
         tasks.push(tokio::spawn(listener::run_plain(
             l,
@@ -118,6 +121,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         proxies,
         tracker,
         shutdown,
+        admin_stop,
         tasks,
         _watcher: Some(watcher),
     })
@@ -160,6 +164,7 @@ impl Running {
         if !self.tracker.drained(self.settings.drain_timeout).await {
             warn!(open = self.tracker.open(), "drain timeout; closing remaining connections");
         }
+        let _ = self.admin_stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();
         }

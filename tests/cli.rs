@@ -61,36 +61,8 @@ fn check_prints_every_error_and_exits_1() {
 async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let backend = echo("slow", "127.0.11.11:9080").await;
     let config = ConfigDir::new(&service("d", "slow", 9080, 9080, &["127.0.11.11"]));
-    let http = free_port("127.0.0.1");
-    let admin = free_port("127.0.0.1");
-    let child = Command::new(BIN)
-        .args(["run", "--namespace", "d", "--drain-timeout", "5", "--config"])
-        .arg(config.path())
-        .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut proc = Proc(child);
-
     // Ready once config is loaded and listeners are bound.
-    let probe = TestClient::new(admin);
-    let deadline = Instant::now() + STEP;
-    loop {
-        assert!(Instant::now() < deadline, "never became ready");
-        if let Ok(Ok(resp)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio::net::TcpStream::connect(admin),
-        )
-        .await
-        {
-            drop(resp);
-            if probe.get("admin", "/healthz/ready").await.status == 200 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut proc, http, admin) = run_binary(&config, "d", &["--drain-timeout", "5"]).await;
 
     // A slow request is in flight when SIGTERM arrives.
     let client = TestClient::new(http);
@@ -99,13 +71,20 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     });
     bounded("request reaches backend", backend.wait_for(1)).await;
     let pid = proc.0.id() as i32;
-    assert_eq!(send_sigterm(pid), 0);
+    send_sigterm(pid);
+
+    // Draining: readiness turns 503 while the request is still in flight.
+    let deadline = Instant::now() + STEP;
+    while TestClient::new(admin).get("admin", "/healthz/ready").await.status != 503 {
+        assert!(Instant::now() < deadline, "readiness never turned 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!slow.is_finished(), "the slow request was still in flight during drain");
 
     let reply = bounded("slow request completes", slow).await.unwrap();
     assert_eq!(reply.status, 200, "in-flight request finished during drain");
     assert_eq!(reply.backend(), "slow");
 
-    // New connections are refused once the listener has closed.
     let deadline = Instant::now() + STEP;
     let status = loop {
         if let Some(status) = proc.0.try_wait().unwrap() {
@@ -121,14 +100,72 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert!(stderr.contains("draining"), "{stderr}");
 }
 
-fn send_sigterm(pid: i32) -> i32 {
+fn send_sigterm(pid: i32) {
     // No libc dependency for one call: use the kill(1) utility.
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    if status.success() {
-        0
-    } else {
-        1
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// Starts `waypoint run` on `config` with extra args; waits until ready.
+async fn run_binary(config: &ConfigDir, ns: &str, extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let http = free_port("127.0.0.1");
+    let admin = free_port("127.0.0.1");
+    let child = Command::new(BIN)
+        .args(["run", "--namespace", ns, "--config"])
+        .arg(config.path())
+        .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let deadline = Instant::now() + STEP;
+    loop {
+        assert!(Instant::now() < deadline, "never became ready");
+        if tokio::net::TcpStream::connect(admin).await.is_ok()
+            && TestClient::new(admin).get("admin", "/healthz/ready").await.status == 200
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (proc, http, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_writes_one_envoy_json_line_per_request() {
+    let _b = echo("logged", "127.0.11.21:9080").await;
+    let config = ConfigDir::new(&service("al", "logged", 9080, 9080, &["127.0.11.21"]));
+    let (mut proc, http, _) = run_binary(&config, "al", &["--access-log"]).await;
+    let c = TestClient::new(http);
+    c.send("GET", "logged:9080", "/a?b=c", &[("x-request-id", "req-1"), ("user-agent", "t")]).await;
+    c.get("nowhere:9080", "/missing").await;
+    send_sigterm(proc.0.id() as i32);
+    let mut stdout = String::new();
+    proc.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let ok = &lines[0];
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/a?b=c");
+    assert_eq!(ok["protocol"], "HTTP/1.1");
+    assert_eq!(ok["response_code"], 200);
+    assert_eq!(ok["response_flags"], "-");
+    assert_eq!(ok["upstream_host"], "127.0.11.21:9080");
+    assert_eq!(ok["x_request_id"], "req-1");
+    assert_eq!(ok["authority"], "logged:9080");
+    assert!(ok["bytes_sent"].as_u64().unwrap() > 0);
+    assert!(ok["start_time"].as_str().unwrap().ends_with('Z'));
+    for field in ["bytes_received", "duration", "route_name"] {
+        assert!(ok.get(field).is_some(), "{field} missing");
+    }
+    let nr = &lines[1];
+    assert_eq!(nr["response_code"], 404);
+    assert_eq!(nr["response_flags"], "NR");
 }
 
 #[test]
