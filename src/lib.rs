@@ -4,3 +4,4 @@
 //! only parses the command line and calls into these modules.
 
 pub mod config;
+pub mod routing;
