@@ -20,6 +20,8 @@ mod error;
 mod filters;
 mod matching;
 mod service;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
