@@ -1,0 +1,216 @@
+//! The per-request routing decision: which routes apply (GAMMA producer vs
+//! consumer), which match wins, and what the proxy must do — forward (with
+//! header edits, rewrite, mirrors, timeouts, retry), redirect, or fail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backend::{choose, CompiledBackend};
+use super::compile::CompiledRule;
+use super::endpoints::EndpointSet;
+use super::filters::HeaderModifier;
+use super::matching::Candidate;
+use super::service::Destination;
+use super::{LbPolicy, RouteName, Snapshot};
+
+/// What routing needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// `/path?query` as received.
+    pub path_and_query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// `http` (mesh traffic inside HBONE is plaintext HTTP).
+    pub scheme: &'a str,
+    /// Host header (or authority) without the port.
+    pub host: &'a str,
+    /// Destination port (the Service port).
+    pub port: u16,
+}
+
+/// The outcome of routing one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteDecision {
+    /// Routes apply to the destination but none matched: 404, flag NR.
+    NoRoute,
+    /// Answer with a redirect; no backend is contacted.
+    Redirect {
+        route: RouteName,
+        status: u16,
+        location: String,
+        response_headers: Vec<Arc<HeaderModifier>>,
+    },
+    /// The matched rule cannot forward: 500. `reason` is for logs.
+    InvalidBackend { route: RouteName, reason: String },
+    /// Forward to a backend.
+    Forward(ForwardPlan),
+}
+
+/// How to forward one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardPlan {
+    /// The route that matched; `None` when no route applies to the
+    /// destination port (the Service's own endpoints are used).
+    pub route: Option<RouteName>,
+    /// The chosen backend Service and port.
+    pub backend: Destination,
+    /// Its ready endpoints (possibly empty: the proxy answers 503 UH).
+    pub endpoints: Arc<EndpointSet>,
+    /// Rule-level, then backendRef-level; apply in order.
+    pub request_headers: Vec<Arc<HeaderModifier>>,
+    /// Rule-level, then backendRef-level; apply in order to the response.
+    pub response_headers: Vec<Arc<HeaderModifier>>,
+    /// URLRewrite already computed for this request.
+    pub rewrite: Option<Rewrite>,
+    /// Mirrors sampled for this request (percent/fraction applied).
+    pub mirrors: Vec<Mirror>,
+    pub timeouts: Timeouts,
+    pub retry: Option<RouteRetry>,
+}
+
+/// A URLRewrite's result for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// New `/path?query` (query kept), when the path is rewritten.
+    pub path_and_query: Option<String>,
+    /// New Host/`:authority` (host name only), when rewritten.
+    pub authority: Option<String>,
+}
+
+/// Where to send a copy of the request (response ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub backend: Destination,
+    pub endpoints: Arc<EndpointSet>,
+}
+
+/// HTTPRoute rule `timeouts`; `0s` compiles to `None` (disabled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole request, from the first byte received to the last byte sent.
+    pub request: Option<Duration>,
+    /// Each attempt to the backend.
+    pub backend_request: Option<Duration>,
+}
+
+/// HTTPRoute rule `retry` (GEP-1731).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRetry {
+    /// Response codes (400–599) that are retried.
+    pub codes: Vec<u16>,
+    /// Maximum number of retries; `None` leaves the implementation default.
+    pub attempts: Option<u32>,
+    /// Minimum time between attempts.
+    pub backoff: Option<Duration>,
+}
+
+impl Snapshot {
+    /// Routes one request to `dest`. `caller_namespace` is the client's
+    /// namespace from its mTLS identity (`None` on the plain listener).
+    ///
+    /// GAMMA: a route in the Service's namespace is a producer route, any
+    /// other a consumer route. Per GEP-1294, if the caller's namespace has
+    /// consumer routes for this Service port, only those apply; otherwise only
+    /// the producer routes. When no route applies, the request goes to the
+    /// Service's own endpoints.
+    pub fn route(
+        &self,
+        dest: &Destination,
+        req: &RequestInfo<'_>,
+        caller_namespace: Option<&str>,
+    ) -> RouteDecision {
+        let Some(state) = self.port_state(dest) else {
+            // Destination no longer in this snapshot (removed by a reload).
+            return RouteDecision::Forward(own_endpoints(
+                dest,
+                Arc::new(EndpointSet::empty(LbPolicy::default())),
+            ));
+        };
+        let table = caller_namespace
+            .and_then(|ns| state.consumers.get(ns))
+            .unwrap_or(&state.producer);
+        if table.is_empty() {
+            return RouteDecision::Forward(own_endpoints(dest, state.endpoints.clone()));
+        }
+        match table.find(req) {
+            None => RouteDecision::NoRoute,
+            Some(candidate) => decide(candidate, req),
+        }
+    }
+}
+
+fn own_endpoints(dest: &Destination, endpoints: Arc<EndpointSet>) -> ForwardPlan {
+    ForwardPlan {
+        route: None,
+        backend: dest.clone(),
+        endpoints,
+        request_headers: Vec::new(),
+        response_headers: Vec::new(),
+        rewrite: None,
+        mirrors: Vec::new(),
+        timeouts: Timeouts::default(),
+        retry: None,
+    }
+}
+
+/// The decision for a request that matched `candidate`.
+fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
+    let rule: &CompiledRule = &candidate.rule;
+    let prefix = candidate.matcher().prefix();
+    let filters = &rule.filters;
+    if let Some(redirect) = &filters.redirect {
+        return RouteDecision::Redirect {
+            route: rule.route.clone(),
+            status: redirect.status,
+            location: redirect.location(req, prefix),
+            response_headers: filters.response_headers.clone(),
+        };
+    }
+    let invalid = |reason: &str| RouteDecision::InvalidBackend {
+        route: rule.route.clone(),
+        reason: reason.to_string(),
+    };
+    if rule.backends.is_empty() {
+        return invalid("rule has no backendRefs and no RequestRedirect");
+    }
+    let Some(backend): Option<&CompiledBackend> = choose(&rule.backends, rule.total_weight) else {
+        return invalid("all backendRefs have weight 0");
+    };
+    let (dest, endpoints) = match &backend.target {
+        Ok(t) => t,
+        Err(reason) => return invalid(reason),
+    };
+    let own = &backend.filters;
+    let concat =
+        |a: &[Arc<HeaderModifier>], b: &[Arc<HeaderModifier>]| a.iter().chain(b).cloned().collect();
+    // A backendRef's URLRewrite is more specific than the rule's.
+    let rewrite = own
+        .rewrite
+        .as_ref()
+        .or(filters.rewrite.as_ref())
+        .map(|r| r.rewrite(req, prefix));
+    ForwardPlan {
+        route: Some(rule.route.clone()),
+        backend: dest.clone(),
+        endpoints: endpoints.clone(),
+        request_headers: concat(&filters.request_headers, &own.request_headers),
+        response_headers: concat(&filters.response_headers, &own.response_headers),
+        rewrite,
+        mirrors: filters
+            .mirrors
+            .iter()
+            .chain(&own.mirrors)
+            .filter_map(|m| m.sample())
+            .collect(),
+        timeouts: rule.timeouts,
+        retry: rule.retry.clone(),
+    }
+    .into()
+}
+
+impl From<ForwardPlan> for RouteDecision {
+    fn from(plan: ForwardPlan) -> Self {
+        RouteDecision::Forward(plan)
+    }
+}

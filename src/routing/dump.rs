@@ -1,0 +1,158 @@
+//! `/config_dump`: the compiled snapshot as JSON — destinations, ports,
+//! endpoints and each port's route candidates in precedence order. Stable
+//! ordering (load order, precedence order, sorted maps) so it can be diffed
+//! and used as a golden file.
+
+use serde_json::{json, Value};
+
+use super::endpoints::Endpoint;
+use super::filters::RuleFilters;
+use super::matching::{CompiledMatch, PathMatch, RouteTable, ValueMatch};
+use super::service::{ServicePortTarget, TargetPort};
+use super::Snapshot;
+
+impl Snapshot {
+    /// JSON for `/config_dump`: services, ports, endpoints, and the compiled
+    /// routes of every Service port in precedence order.
+    pub fn dump(&self) -> Value {
+        let services: Vec<Value> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let target = &t.target;
+                let ports: Vec<Value> = target
+                    .ports
+                    .iter()
+                    .zip(&t.ports)
+                    .map(|(port, state)| {
+                        let consumers: serde_json::Map<String, Value> = state
+                            .consumers
+                            .iter()
+                            .map(|(ns, table)| (ns.clone(), dump_table(table)))
+                            .collect();
+                        json!({
+                            "port": port.number,
+                            "name": port.name.as_deref(),
+                            "appProtocol": port.app_protocol.as_deref(),
+                            "targetPort": target_port(port),
+                            "endpoints": state.endpoints.endpoints().iter().map(|e| dump_endpoint(e)).collect::<Vec<_>>(),
+                            "producerRoutes": dump_table(&state.producer),
+                            "consumerRoutes": consumers,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "kind": target.kind.as_str(),
+                    "name": target.key.to_string(),
+                    "hostname": target.hostname,
+                    "addresses": target.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "ports": ports,
+                })
+            })
+            .collect();
+        json!({
+            "namespace": self.opts.namespace,
+            "clusterDomain": self.opts.cluster_domain,
+            "lb": format!("{:?}", self.opts.lb),
+            "services": services,
+        })
+    }
+}
+
+fn target_port(port: &ServicePortTarget) -> Value {
+    match &port.target_port {
+        TargetPort::Number(n) => json!(n),
+        TargetPort::Named(s) => json!(s.as_ref()),
+    }
+}
+
+fn dump_endpoint(e: &Endpoint) -> Value {
+    json!({
+        "address": e.addr.to_string(),
+        "pod": e.pod.as_ref().map(|p| p.to_string()),
+        "workload": e.workload.name,
+        "canonicalService": e.workload.canonical_service,
+        "canonicalRevision": e.workload.canonical_revision,
+        "inMesh": e.in_mesh,
+        "zone": e.zone,
+    })
+}
+
+fn dump_table(table: &RouteTable) -> Value {
+    table
+        .candidates
+        .iter()
+        .map(|c| {
+            let rule = &c.rule;
+            let backends: Vec<Value> = rule
+                .backends
+                .iter()
+                .map(|b| match &b.target {
+                    Ok((dest, eps)) => json!({
+                        "weight": b.weight,
+                        "backend": dest.authority(),
+                        "endpoints": eps.len(),
+                        "filters": dump_filters(&b.filters),
+                    }),
+                    Err(reason) => json!({ "weight": b.weight, "invalid": reason }),
+                })
+                .collect();
+            json!({
+                "route": rule.route.as_str(),
+                "rule": rule.route.rule_index(),
+                "match": c.match_index,
+                "matcher": dump_match(c.matcher()),
+                "filters": dump_filters(&rule.filters),
+                "backends": backends,
+                "timeouts": {
+                    "request": rule.timeouts.request.map(|d| format!("{d:?}")),
+                    "backendRequest": rule.timeouts.backend_request.map(|d| format!("{d:?}")),
+                },
+            })
+        })
+        .collect()
+}
+
+fn dump_value(v: &ValueMatch) -> Value {
+    match v {
+        ValueMatch::Exact(s) => json!({ "type": "Exact", "value": s }),
+        ValueMatch::Regex(p) => json!({ "type": "RegularExpression", "value": p.as_str() }),
+    }
+}
+
+fn dump_match(m: &CompiledMatch) -> Value {
+    let path = match &m.path {
+        PathMatch::Exact(v) => json!({ "type": "Exact", "value": v }),
+        PathMatch::Prefix(v) => json!({ "type": "PathPrefix", "value": v }),
+        PathMatch::Regex(p) => json!({ "type": "RegularExpression", "value": p.as_str() }),
+    };
+    json!({
+        "path": path,
+        "method": m.method.as_ref().map(|m| m.as_str()),
+        "headers": m.headers.iter().map(|h| json!({ "name": h.name.as_str(), "match": dump_value(&h.value) })).collect::<Vec<_>>(),
+        "queryParams": m.query_params.iter().map(|q| json!({ "name": q.name, "match": dump_value(&q.value) })).collect::<Vec<_>>(),
+    })
+}
+
+fn dump_filters(f: &RuleFilters) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if !f.request_headers.is_empty() {
+        out.push("RequestHeaderModifier");
+    }
+    if !f.response_headers.is_empty() {
+        out.push("ResponseHeaderModifier");
+    }
+    if f.redirect.is_some() {
+        out.push("RequestRedirect");
+    }
+    if f.rewrite.is_some() {
+        out.push("URLRewrite");
+    }
+    if !f.mirrors.is_empty() {
+        out.push("RequestMirror");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

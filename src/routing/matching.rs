@@ -1,0 +1,463 @@
+//! Request matching: compiled HTTPRoute matches and the route table that
+//! orders them by Gateway API precedence once, at compile time, so a request
+//! takes the first candidate that matches.
+
+use std::cmp::{Ordering, Reverse};
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderName, Method};
+use regex::Regex;
+
+use super::compile::CompiledRule;
+use super::decision::RequestInfo;
+use super::error::{ErrorSink, RouteConfigError};
+use crate::config::{HttpHeaderMatch, HttpPathMatch, HttpQueryParamMatch, HttpRouteMatch};
+
+/// A regular expression compiled for a full (anchored) match; compares and
+/// prints as the pattern the user wrote.
+#[derive(Clone)]
+pub struct Pattern {
+    source: String,
+    regex: Regex,
+}
+
+impl Pattern {
+    /// Compiles `source` so that it must match the whole input.
+    pub fn new(source: &str) -> Result<Self, RouteConfigError> {
+        let regex =
+            Regex::new(&format!("^(?:{source})$")).map_err(|e| RouteConfigError::InvalidRegex {
+                pattern: source.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// True when the whole of `input` matches.
+    pub fn is_match(&self, input: &str) -> bool {
+        self.regex.is_match(input)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.source)
+    }
+}
+
+/// `match.path`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathMatch {
+    /// The whole path equals the value.
+    Exact(String),
+    /// The path starts with the value's elements (the value as written).
+    Prefix(String),
+    /// The whole path matches.
+    Regex(Pattern),
+}
+
+/// The value test of a header or query-parameter match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueMatch {
+    /// Equal bytes.
+    Exact(String),
+    /// Full regex match.
+    Regex(Pattern),
+}
+
+impl ValueMatch {
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            ValueMatch::Exact(v) => v == value,
+            ValueMatch::Regex(p) => p.is_match(value),
+        }
+    }
+}
+
+/// `match.headers[]`; the name is case-insensitive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderMatch {
+    pub name: HeaderName,
+    pub value: ValueMatch,
+}
+
+/// `match.queryParams[]`; the name is case-sensitive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryParamMatch {
+    pub name: String,
+    pub value: ValueMatch,
+}
+
+/// One `matches[]` entry: every present condition must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledMatch {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatch>,
+    pub query_params: Vec<QueryParamMatch>,
+    pub method: Option<Method>,
+}
+
+/// Per the Gateway API: "the paths /abc, /abc/, and /abc/def would all match
+/// the prefix /abc, but the path /abcd would not" — prefixes match whole path
+/// elements and a trailing `/` in the value is ignored.
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Splits `path?query`; the fragment never reaches a proxy.
+pub(crate) fn split_path_query(path_and_query: &str) -> (&str, Option<&str>) {
+    match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    }
+}
+
+/// The first value of query parameter `name` (compared after
+/// percent-decoding both sides' `%XX` and `+`).
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    if !s.contains(['%', '+']) {
+        return s.to_string();
+    }
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl CompiledMatch {
+    /// True when `req` (whose path and query are already split) meets every
+    /// condition.
+    pub(crate) fn is_match(&self, req: &RequestInfo<'_>, path: &str, query: Option<&str>) -> bool {
+        let path_ok = match &self.path {
+            PathMatch::Exact(v) => v == path,
+            PathMatch::Prefix(v) => prefix_matches(v, path),
+            PathMatch::Regex(p) => p.is_match(path),
+        };
+        if !path_ok {
+            return false;
+        }
+        if let Some(m) = &self.method {
+            if m.as_str() != req.method {
+                return false;
+            }
+        }
+        let headers_ok = self.headers.iter().all(|h| {
+            let mut values = req.headers.get_all(&h.name).iter();
+            let Some(first) = values.next() else {
+                return false;
+            };
+            // Envoy (and so Istio) match repeated headers as one value
+            // joined with ",".
+            let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+            for v in values {
+                joined.push(',');
+                joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+            h.value.is_match(&joined)
+        });
+        if !headers_ok {
+            return false;
+        }
+        self.query_params.iter().all(|q| {
+            query
+                .and_then(|query| query_value(query, &q.name))
+                .is_some_and(|v| q.value.is_match(&v))
+        })
+    }
+
+    /// The `PathPrefix` value, for ReplacePrefixMatch.
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        match &self.path {
+            PathMatch::Prefix(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Sort key for precedence within equal route age and name. Per the
+    /// Gateway API, precedence goes to: an "Exact" path match; a "Prefix" path
+    /// match with the largest number of characters; a method match; the
+    /// largest number of header matches; the largest number of query param
+    /// matches. RegularExpression precedence is implementation-specific: like
+    /// Istio we put it between Exact and Prefix.
+    fn precedence(&self) -> (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>) {
+        let (kind, len) = match &self.path {
+            PathMatch::Exact(_) => (0, 0),
+            PathMatch::Regex(_) => (1, 0),
+            PathMatch::Prefix(v) => (2, v.len()),
+        };
+        (
+            kind,
+            Reverse(len),
+            self.method.is_none(),
+            Reverse(self.headers.len()),
+            Reverse(self.query_params.len()),
+        )
+    }
+}
+
+/// One (route, rule, match) a request can take.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Candidate {
+    pub rule: Arc<CompiledRule>,
+    pub match_index: usize,
+}
+
+impl Candidate {
+    pub(crate) fn matcher(&self) -> &CompiledMatch {
+        &self.rule.matches[self.match_index]
+    }
+
+    /// Full precedence: match specificity, then "the oldest Route based on
+    /// creation timestamp" (a missing timestamp counts as newest), then "the
+    /// Route appearing first in alphabetical order by {namespace}/{name}",
+    /// then "the FIRST matching rule (in list order)", then match order.
+    fn cmp_precedence(&self, other: &Self) -> Ordering {
+        let (a, b) = (&self.rule, &other.rule);
+        self.matcher()
+            .precedence()
+            .cmp(&other.matcher().precedence())
+            .then_with(|| match (&a.created, &b.created) {
+                // RFC 3339 in UTC as Kubernetes writes it sorts as text.
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            })
+            .then_with(|| a.route.as_str().cmp(b.route.as_str()))
+            .then_with(|| a.route.rule_index().cmp(&b.route.rule_index()))
+            .then_with(|| self.match_index.cmp(&other.match_index))
+    }
+}
+
+/// The candidates of one Service port (for one audience), best first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct RouteTable {
+    pub candidates: Vec<Candidate>,
+}
+
+impl RouteTable {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    pub(crate) fn sort(&mut self) {
+        self.candidates.sort_by(Candidate::cmp_precedence);
+    }
+
+    /// The highest-precedence candidate matching `req`.
+    pub(crate) fn find(&self, req: &RequestInfo<'_>) -> Option<&Candidate> {
+        let (path, query) = split_path_query(req.path_and_query);
+        self.candidates
+            .iter()
+            .find(|c| c.matcher().is_match(req, path, query))
+    }
+}
+
+/// Compiles `matches` of one rule; an empty list is one `PathPrefix /` match.
+/// `field` is the rule's path, e.g. `spec.rules[0]`.
+pub(crate) fn compile_matches(
+    matches: &[HttpRouteMatch],
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<CompiledMatch> {
+    if matches.is_empty() {
+        return vec![CompiledMatch {
+            path: PathMatch::Prefix("/".to_string()),
+            headers: Vec::new(),
+            query_params: Vec::new(),
+            method: None,
+        }];
+    }
+    let mut out = Vec::new();
+    for (i, m) in matches.iter().enumerate() {
+        let field = format!("{field}.matches[{i}]");
+        let path = compile_path(m.path.as_ref(), &format!("{field}.path"), sink);
+        let headers = compile_headers(&m.headers, &field, sink);
+        let query_params = compile_query(&m.query_params, &field, sink);
+        let method = m.method.as_deref().and_then(|method| match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
+            | "PATCH" => Method::from_bytes(method.as_bytes()).ok(),
+            _ => {
+                sink.push(
+                    format!("{field}.method"),
+                    RouteConfigError::InvalidMethod(method.to_string()),
+                );
+                None
+            }
+        });
+        if let Some(path) = path {
+            out.push(CompiledMatch {
+                path,
+                headers,
+                query_params,
+                method,
+            });
+        }
+    }
+    out
+}
+
+fn compile_path(
+    path: Option<&HttpPathMatch>,
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<PathMatch> {
+    let type_ = path
+        .and_then(|p| p.type_.as_deref())
+        .unwrap_or("PathPrefix");
+    let value = path
+        .and_then(|p| p.value.clone())
+        .unwrap_or_else(|| "/".to_string());
+    let absolute = |sink: &mut ErrorSink<'_>| {
+        let ok = value.starts_with('/');
+        if !ok {
+            sink.push(
+                format!("{field}.value"),
+                RouteConfigError::PathNotAbsolute {
+                    value: value.clone(),
+                },
+            );
+        }
+        ok
+    };
+    match type_ {
+        "Exact" => absolute(sink).then(|| PathMatch::Exact(value.clone())),
+        "PathPrefix" => absolute(sink).then(|| PathMatch::Prefix(value.clone())),
+        "RegularExpression" => {
+            compile_pattern(&value, &format!("{field}.value"), sink).map(PathMatch::Regex)
+        }
+        other => {
+            sink.push(
+                format!("{field}.type"),
+                RouteConfigError::UnknownType {
+                    what: "path match",
+                    value: other.to_string(),
+                    supported: "Exact, PathPrefix, RegularExpression",
+                },
+            );
+            None
+        }
+    }
+}
+
+fn compile_pattern(value: &str, field: &str, sink: &mut ErrorSink<'_>) -> Option<Pattern> {
+    Pattern::new(value).map_err(|e| sink.push(field, e)).ok()
+}
+
+fn compile_value(
+    type_: Option<&str>,
+    value: &str,
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<ValueMatch> {
+    match type_.unwrap_or("Exact") {
+        "Exact" => Some(ValueMatch::Exact(value.to_string())),
+        "RegularExpression" => {
+            compile_pattern(value, &format!("{field}.value"), sink).map(ValueMatch::Regex)
+        }
+        other => {
+            sink.push(
+                format!("{field}.type"),
+                RouteConfigError::UnknownType {
+                    what: "value match",
+                    value: other.to_string(),
+                    supported: "Exact, RegularExpression",
+                },
+            );
+            None
+        }
+    }
+}
+
+/// Per the Gateway API: "If multiple entries specify equivalent header names,
+/// only the first entry with an equivalent name MUST be considered".
+fn compile_headers(
+    headers: &[HttpHeaderMatch],
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<HeaderMatch> {
+    let mut out: Vec<HeaderMatch> = Vec::new();
+    for (j, h) in headers.iter().enumerate() {
+        let field = format!("{field}.headers[{j}]");
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            sink.push(
+                format!("{field}.name"),
+                RouteConfigError::InvalidHeaderName(h.name.clone()),
+            );
+            continue;
+        };
+        let Some(value) = compile_value(h.type_.as_deref(), &h.value, &field, sink) else {
+            continue;
+        };
+        if !out.iter().any(|m| m.name == name) {
+            out.push(HeaderMatch { name, value });
+        }
+    }
+    out
+}
+
+/// Query parameter names are case-sensitive; the first entry of a name wins,
+/// as for headers.
+fn compile_query(
+    params: &[HttpQueryParamMatch],
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<QueryParamMatch> {
+    let mut out: Vec<QueryParamMatch> = Vec::new();
+    for (j, q) in params.iter().enumerate() {
+        let field = format!("{field}.queryParams[{j}]");
+        let Some(value) = compile_value(q.type_.as_deref(), &q.value, &field, sink) else {
+            continue;
+        };
+        if !out.iter().any(|m| m.name == q.name) {
+            out.push(QueryParamMatch {
+                name: q.name.clone(),
+                value,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

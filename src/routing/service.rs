@@ -1,0 +1,182 @@
+//! Destinations: the Services and ServiceEntries a request can be addressed
+//! to, their ports, and the lookups from a Host header or an HBONE authority
+//! to a [`Destination`]. Endpoints and routes of a port live in the snapshot's
+//! port state, not here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::Snapshot;
+use crate::config::NamespacedName;
+
+/// Which API kind a destination comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKind {
+    /// A Kubernetes `v1/Service`.
+    Service,
+    /// One host of an Istio `ServiceEntry`.
+    ServiceEntry,
+}
+
+impl ServiceKind {
+    /// The API kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Service => "Service",
+            ServiceKind::ServiceEntry => "ServiceEntry",
+        }
+    }
+}
+
+/// A Service port's `targetPort`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    /// A port number on the endpoint.
+    Number(u16),
+    /// A named container port; the EndpointSlice carries the number.
+    Named(Arc<str>),
+}
+
+/// One port of a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePortTarget {
+    /// The Service port (what clients connect to).
+    pub number: u16,
+    /// The port's name, if any (`sectionName` of a parentRef refers to it).
+    pub name: Option<Arc<str>>,
+    /// `appProtocol` (Service) or lower-cased `protocol` (ServiceEntry).
+    pub app_protocol: Option<Arc<str>>,
+    /// Where endpoints listen; defaults to `number`.
+    pub target_port: TargetPort,
+}
+
+/// A Service or one ServiceEntry host, as a request destination.
+#[derive(Debug, PartialEq)]
+pub struct ServiceTarget {
+    /// `namespace/name` of the Service or ServiceEntry.
+    pub key: NamespacedName,
+    /// `name.ns.svc.<cluster domain>` for a Service, the host for a ServiceEntry.
+    pub hostname: String,
+    /// Service or ServiceEntry.
+    pub kind: ServiceKind,
+    /// Ports in declaration order.
+    pub ports: Vec<ServicePortTarget>,
+    /// Cluster IPs (Service) or VIPs (ServiceEntry `addresses`).
+    pub addresses: Vec<IpAddr>,
+    /// Position in the snapshot that built it (fast path for `route`).
+    pub(crate) index: usize,
+}
+
+impl ServiceTarget {
+    /// The port numbered `number`.
+    pub fn port(&self, number: u16) -> Option<&ServicePortTarget> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// The port used when a request names no port: 80 if the destination has
+    /// it, else its first port.
+    pub fn default_port(&self) -> Option<&ServicePortTarget> {
+        self.port(80).or_else(|| self.ports.first())
+    }
+
+    /// Same API object (and host), regardless of which snapshot built it.
+    pub(crate) fn same_identity(&self, other: &ServiceTarget) -> bool {
+        self.kind == other.kind && self.key == other.key && self.hostname == other.hostname
+    }
+}
+
+/// Where a request is addressed: a destination and one of its ports. Cheap to
+/// clone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// The Service or ServiceEntry host.
+    pub service: Arc<ServiceTarget>,
+    /// The port the request was addressed to.
+    pub port: ServicePortTarget,
+}
+
+impl Destination {
+    /// `hostname:port`, e.g. `reviews.bookinfo.svc.cluster.local:9080`.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.service.hostname, self.port.number)
+    }
+}
+
+/// Splits `host[:port]`, accepting `[v6]:port` and bare IPv6 literals.
+/// Returns `None` when the port is not a number.
+pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(port) => Some((host, Some(port.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    if authority.parse::<IpAddr>().is_ok() {
+        // A bare IPv6 literal has colons but no port.
+        return Some((authority, None));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+impl Snapshot {
+    /// Plain listener: the destination named by a Host header. Accepted forms,
+    /// each with or without `:port`: `name` (resolved in the waypoint's
+    /// namespace), `name.ns`, `name.ns.svc`, `name.ns.svc.<cluster domain>`,
+    /// `clusterIP`, and ServiceEntry hosts. Without a port, the destination's
+    /// port 80 if it has one, else its first port. Case-insensitive; a
+    /// trailing dot is ignored.
+    pub fn find_destination_by_host(&self, host: &str) -> Option<Destination> {
+        let (name, port) = split_host_port(host.trim())?;
+        let index = match name.parse::<IpAddr>() {
+            Ok(ip) => *self.vips.get(&ip)?,
+            Err(_) => {
+                let name = name.strip_suffix('.').unwrap_or(name);
+                match self.hosts.get(name) {
+                    Some(i) => *i,
+                    None => *self.hosts.get(&name.to_ascii_lowercase())?,
+                }
+            }
+        };
+        let target = &self.targets.get(index)?.target;
+        let port = match port {
+            Some(p) => target.port(p)?,
+            None => target.default_port()?,
+        };
+        Some(Destination {
+            service: target.clone(),
+            port: port.clone(),
+        })
+    }
+
+    /// HBONE: the destination named by a CONNECT authority `VIP:port` (Service
+    /// clusterIP or ServiceEntry address) or `podIP:targetPort` (the Service
+    /// whose ready endpoint that is; the first loaded wins if several are).
+    pub fn find_destination_by_addr(&self, addr: SocketAddr) -> Option<Destination> {
+        if let Some(&index) = self.vips.get(&addr.ip()) {
+            let target = &self.targets.get(index)?.target;
+            return Some(Destination {
+                service: target.clone(),
+                port: target.port(addr.port())?.clone(),
+            });
+        }
+        let &(index, number) = self.endpoint_addrs.get(&addr)?;
+        let target = &self.targets.get(index)?.target;
+        Some(Destination {
+            service: target.clone(),
+            port: target.port(number)?.clone(),
+        })
+    }
+
+    /// Every destination, in load order (Services, then ServiceEntry hosts).
+    pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceTarget>> {
+        self.targets.iter().map(|t| &t.target)
+    }
+}
+
+#[cfg(test)]
+mod tests;

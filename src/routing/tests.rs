@@ -1,0 +1,653 @@
+//! End-to-end routing tests: YAML in, `RouteDecision` out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::test_support::{compile_errors, opts, resources, reviews, snapshot, Req};
+use super::*;
+
+/// `ns/name#rule` of the route behind a decision, or the decision kind.
+fn summary(d: &RouteDecision) -> String {
+    match d {
+        RouteDecision::NoRoute => "NoRoute".to_string(),
+        RouteDecision::Redirect { route, .. } | RouteDecision::InvalidBackend { route, .. } => {
+            format!("{route}#{}", route.rule_index())
+        }
+        RouteDecision::Forward(p) => match &p.route {
+            Some(route) => format!("{route}#{}", route.rule_index()),
+            None => format!("own:{}", p.backend.service.key),
+        },
+    }
+}
+
+fn forward(d: RouteDecision) -> ForwardPlan {
+    match d {
+        RouteDecision::Forward(p) => p,
+        other => panic!("expected Forward, got {other:?}"),
+    }
+}
+
+fn route_yaml(name: &str, created: Option<&str>, rules: &str) -> String {
+    let ts = created
+        .map(|t| format!("\n  creationTimestamp: \"{t}\""))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: bookinfo{ts}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules:\n{rules}\n"
+    )
+}
+
+#[test]
+fn no_route_attached_forwards_to_the_services_own_ready_endpoints() {
+    let snap = snapshot("");
+    let plan = forward(snap.route(&reviews(&snap), &Req::get("/").info(), None));
+    assert_eq!(plan.route, None);
+    assert_eq!(plan.backend.service.key.to_string(), "bookinfo/reviews");
+    let addrs: Vec<String> = plan
+        .endpoints
+        .endpoints()
+        .iter()
+        .map(|e| e.addr.to_string())
+        .collect();
+    // 10.1.0.13 has conditions.ready: false.
+    assert_eq!(addrs, ["10.1.0.11:9080", "10.1.0.12:9080"]);
+}
+
+#[test]
+fn precedence_across_rules_and_routes() {
+    let a = route_yaml(
+        "a",
+        Some("2024-01-02T00:00:00Z"),
+        r#"
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+  - matches: [{path: {type: PathPrefix, value: /api/v1}}]
+  - matches: [{path: {type: Exact, value: /api/v1/items}}]
+  - matches: [{path: {type: RegularExpression, value: "/api/v[0-9]+/items"}}]
+  - matches: [{path: {value: /api}, method: POST}]
+  - matches: [{path: {value: /api/v1}, headers: [{name: x-a, value: "1"}]}]
+  - matches: [{path: {value: /api/v1}, headers: [{name: x-a, value: "1"}, {name: X-B, value: "2"}]}]
+  - matches: [{path: {value: /api/v1}, queryParams: [{name: q, value: "1"}]}]
+  - matches: [{path: {value: /shared}}]
+  - matches: [{path: {type: Exact, value: /dup}}]
+  - matches: [{path: {type: Exact, value: /dup}}]
+  - matches: [{path: {value: /old}}]"#,
+    );
+    let b = route_yaml(
+        "b",
+        Some("2024-01-01T00:00:00Z"),
+        "  - matches: [{path: {value: /shared}}]",
+    );
+    let c = route_yaml("c", None, "  - matches: [{path: {value: /tie}}]");
+    let d = route_yaml(
+        "d",
+        None,
+        "  - matches: [{path: {value: /tie}}]\n  - matches: [{path: {value: /old}}]",
+    );
+    let z = route_yaml("z", Some("2023-01-01T00:00:00Z"), "  - {}");
+    let snap = snapshot(&format!("{d}{z}{a}{c}{b}"));
+    let dest = reviews(&snap);
+    // (request, expected route#rule, spec rule)
+    let rows: Vec<(Req, &str, &str)> = vec![
+        (
+            Req::get("/api/v1/items"),
+            "bookinfo/a#2",
+            "Exact path match first",
+        ),
+        (
+            Req::get("/api/v2/items"),
+            "bookinfo/a#3",
+            "RegularExpression before PathPrefix (Istio's choice)",
+        ),
+        (
+            Req::get("/api/v1/x").header("x-a", "1").header("x-b", "2"),
+            "bookinfo/a#6",
+            "largest number of header matches",
+        ),
+        (
+            Req::get("/api/v1/x").header("X-A", "1"),
+            "bookinfo/a#5",
+            "header names are case-insensitive",
+        ),
+        (
+            Req::get("/api/v1/x?q=1"),
+            "bookinfo/a#7",
+            "query param match beats none",
+        ),
+        (
+            Req::get("/api/v1/x?q=2"),
+            "bookinfo/a#1",
+            "query param value must match",
+        ),
+        (
+            Req::get("/api/v1/x").method("POST"),
+            "bookinfo/a#1",
+            "longest prefix before method match",
+        ),
+        (
+            Req::get("/api/x").method("POST"),
+            "bookinfo/a#4",
+            "method match before none",
+        ),
+        (
+            Req::get("/api/x"),
+            "bookinfo/a#0",
+            "prefix /api matches /api/x",
+        ),
+        (Req::get("/api"), "bookinfo/a#0", "prefix /api matches /api"),
+        (
+            Req::get("/apix"),
+            "bookinfo/z#0",
+            "prefix matches whole path elements only",
+        ),
+        (
+            Req::get("/shared"),
+            "bookinfo/b#0",
+            "oldest route by creationTimestamp",
+        ),
+        (
+            Req::get("/tie"),
+            "bookinfo/c#0",
+            "then namespace/name alphabetical",
+        ),
+        (
+            Req::get("/old"),
+            "bookinfo/a#11",
+            "a missing creationTimestamp counts as newest",
+        ),
+        (
+            Req::get("/dup"),
+            "bookinfo/a#9",
+            "first matching rule in list order",
+        ),
+        (
+            Req::get("/anything?x=1"),
+            "bookinfo/z#0",
+            "a rule without matches is PathPrefix /",
+        ),
+    ];
+    for (req, want, rule) in rows {
+        let got = summary(&snap.route(&dest, &req.info(), None));
+        assert_eq!(got, want, "{} {}: {rule}", req.method, req.path_and_query);
+    }
+}
+
+#[test]
+fn routes_apply_but_none_matches_is_no_route() {
+    let snap = snapshot(&route_yaml(
+        "a",
+        None,
+        "  - matches: [{path: {type: Exact, value: /only}}]",
+    ));
+    assert_eq!(
+        snap.route(&reviews(&snap), &Req::get("/other").info(), None),
+        RouteDecision::NoRoute
+    );
+}
+
+const CONSUMER_AND_PRODUCER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: frontend}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: producer, namespace: bookinfo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: consumer, namespace: frontend}
+spec:
+  parentRefs: [{group: core, kind: Service, name: reviews, namespace: bookinfo, port: 9080}]
+  rules:
+  - matches: [{path: {value: /v2}}]
+    backendRefs: [{name: reviews-v2, namespace: bookinfo, port: 9080}]
+"#;
+
+#[test]
+fn gamma_consumer_routes_replace_producer_routes_for_their_namespace() {
+    let snap = snapshot(CONSUMER_AND_PRODUCER);
+    let dest = reviews(&snap);
+    let metrics = snap
+        .find_destination_by_host("reviews.bookinfo:15090")
+        .expect("metrics port");
+    // (destination, path, caller namespace, expected, GEP-1294 rule)
+    let rows = [
+        (
+            &dest,
+            "/v2",
+            None,
+            "bookinfo/producer#0",
+            "no caller identity: consumer routes never apply",
+        ),
+        (
+            &dest,
+            "/v2",
+            Some("bookinfo"),
+            "bookinfo/producer#0",
+            "same namespace as the Service: producer",
+        ),
+        (
+            &dest,
+            "/v2",
+            Some("frontend"),
+            "frontend/consumer#0",
+            "caller's namespace has consumer routes",
+        ),
+        (
+            &dest,
+            "/v1",
+            Some("frontend"),
+            "NoRoute",
+            "only the consumer routes apply, producer not consulted",
+        ),
+        (
+            &dest,
+            "/v2",
+            Some("other"),
+            "bookinfo/producer#0",
+            "no consumer routes in caller's namespace",
+        ),
+        (
+            &metrics,
+            "/v2",
+            Some("frontend"),
+            "bookinfo/producer#0",
+            "consumer route attached to port 9080 only",
+        ),
+    ];
+    for (dest, path, caller, want, rule) in rows {
+        let got = summary(&snap.route(dest, &Req::get(path).info(), caller));
+        assert_eq!(got, want, "{path} from {caller:?}: {rule}");
+    }
+    let attachments: Vec<(String, u16, bool)> = snap
+        .attachments()
+        .into_iter()
+        .map(|a| (format!("{} -> {}", a.route, a.service), a.port, a.consumer))
+        .collect();
+    assert_eq!(
+        attachments,
+        [
+            (
+                "bookinfo/producer -> bookinfo/reviews".to_string(),
+                9080,
+                false
+            ),
+            (
+                "bookinfo/producer -> bookinfo/reviews".to_string(),
+                15090,
+                false
+            ),
+            (
+                "frontend/consumer -> bookinfo/reviews".to_string(),
+                9080,
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn parent_ref_selection_of_ports_and_kinds() {
+    let route = |name: &str, parent: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: bookinfo}}\nspec:\n  parentRefs: [{parent}]\n"
+        )
+    };
+    let yaml = [
+        route(
+            "by-section",
+            "{group: \"\", kind: Service, name: productpage, sectionName: web}",
+        ),
+        route(
+            "by-port",
+            "{group: \"\", kind: Service, name: productpage, port: 9080}",
+        ),
+        route("all-ports", "{group: \"\", kind: Service, name: reviews}"),
+        route("gateway-parent", "{name: reviews}"),
+        route(
+            "missing-service",
+            "{group: \"\", kind: Service, name: nope}",
+        ),
+        route(
+            "se",
+            "{group: networking.istio.io, kind: ServiceEntry, name: external, port: 443}",
+        ),
+    ]
+    .concat();
+    let snap = snapshot(&yaml);
+    let got: BTreeSet<String> = snap
+        .attachments()
+        .iter()
+        .map(|a| format!("{} {}:{}", a.route.name, a.service.name, a.port))
+        .collect();
+    let want: BTreeSet<String> = [
+        "by-section productpage:80", // sectionName selects the port named web
+        "by-port productpage:9080",  // port selects that port only
+        "all-ports reviews:9080",    // neither: every port
+        "all-ports reviews:15090",
+        "se external:443", // Istio: ServiceEntry parents
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    // Gateway parents are ignored; a missing Service is a warning, not an error.
+    assert_eq!(got, want);
+}
+
+fn weighted(backends: &str) -> Snapshot {
+    snapshot(&route_yaml(
+        "w",
+        None,
+        &format!("  - backendRefs: {backends}"),
+    ))
+}
+
+#[test]
+fn weighted_backends_follow_their_weights() {
+    let snap = weighted(
+        "[{name: reviews-v1, port: 9080, weight: 90}, {name: reviews-v2, port: 9080, weight: 10}]",
+    );
+    let dest = reviews(&snap);
+    let req = Req::get("/");
+    let n = 10_000;
+    let v1 = (0..n)
+        .filter(|_| {
+            forward(snap.route(&dest, &req.info(), None))
+                .backend
+                .service
+                .key
+                .name
+                == "reviews-v1"
+        })
+        .count();
+    let share = v1 as f64 / n as f64;
+    assert!((share - 0.9).abs() < 0.02, "reviews-v1 share {share}");
+}
+
+#[test]
+fn backend_weight_edge_cases() {
+    let req = Req::get("/");
+    // (backendRefs, expected outcome, spec rule)
+    let rows = [
+        (
+            "[{name: reviews-v1, port: 9080, weight: 0}, {name: reviews-v2, port: 9080}]",
+            "reviews-v2",
+            "weight 0 is never chosen; default weight 1",
+        ),
+        (
+            "[{name: missing, port: 9080, weight: 0}, {name: reviews-v1, port: 9080}]",
+            "reviews-v1",
+            "an unresolved weight-0 backend is never an error",
+        ),
+        (
+            "[{name: reviews-v1, port: 9080, weight: 0}]",
+            "500: all backendRefs have weight 0",
+            "all weights zero: 500",
+        ),
+        (
+            "[{name: missing, port: 9080}]",
+            "500: backend Service bookinfo/missing not found",
+            "missing backend Service: 500",
+        ),
+        (
+            "[{name: reviews-v1, port: 1234}]",
+            "500: backend Service bookinfo/reviews-v1 has no port 1234",
+            "port not on the Service: 500",
+        ),
+        (
+            "[{name: reviews-v1, port: 9080, kind: Pod}]",
+            "500: unsupported backend kind /Pod",
+            "unsupported kind: 500",
+        ),
+        (
+            "[]",
+            "500: rule has no backendRefs and no RequestRedirect",
+            "no backendRefs and no redirect: 500",
+        ),
+        (
+            "[{name: api.example.com, group: networking.istio.io, kind: Hostname, port: 443}]",
+            "external",
+            "Istio Hostname backend names a ServiceEntry host",
+        ),
+    ];
+    for (backends, want, rule) in rows {
+        let snap = weighted(backends);
+        let got = match snap.route(&reviews(&snap), &req.info(), None) {
+            RouteDecision::Forward(p) => p.backend.service.key.name.clone(),
+            RouteDecision::InvalidBackend { reason, .. } => format!("500: {reason}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "{backends}: {rule}");
+    }
+}
+
+#[test]
+fn cross_namespace_backend_is_allowed() {
+    let snap = snapshot(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: other}}\nspec: {{ports: [{{port: 8080}}]}}\n{}",
+        route_yaml("x", None, "  - backendRefs: [{name: echo, namespace: other, port: 8080}]")
+    ));
+    let plan = forward(snap.route(&reviews(&snap), &Req::get("/").info(), None));
+    assert_eq!(
+        plan.backend.authority(),
+        "echo.other.svc.cluster.local:8080"
+    );
+    assert!(
+        plan.endpoints.is_empty(),
+        "no slices: still Forward, the proxy answers 503 UH"
+    );
+}
+
+#[test]
+fn forward_plan_carries_filters_timeouts_and_retry() {
+    let rules = r#"
+  - matches: [{path: {value: /api}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-rule, value: r}]}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-resp, value: r}]}}
+    - {type: URLRewrite, urlRewrite: {hostname: internal, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, percent: 0}}
+    backendRefs:
+    - name: reviews-v1
+      port: 9080
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-backend, value: b}]}}]
+    timeouts: {request: 10s, backendRequest: "0s"}
+    retry: {codes: [503], attempts: 2, backoff: 100ms}"#;
+    let snap = snapshot(&route_yaml("f", None, rules));
+    let plan = forward(snap.route(&reviews(&snap), &Req::get("/api/items?x=1").info(), None));
+    let names: Vec<String> = plan
+        .request_headers
+        .iter()
+        .flat_map(|m| m.set.iter().map(|(n, _)| n.to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        ["x-rule", "x-backend"],
+        "rule-level before backendRef-level"
+    );
+    assert_eq!(plan.response_headers.len(), 1);
+    assert_eq!(
+        plan.rewrite,
+        Some(Rewrite {
+            path_and_query: Some("/v2/items?x=1".to_string()),
+            authority: Some("internal".to_string()),
+        })
+    );
+    assert_eq!(
+        plan.mirrors.len(),
+        1,
+        "percent 0 is never sampled, default 100% always"
+    );
+    assert_eq!(plan.mirrors[0].backend.service.key.name, "reviews-v2");
+    assert_eq!(
+        plan.timeouts,
+        Timeouts {
+            request: Some(Duration::from_secs(10)),
+            backend_request: None,
+        }
+    );
+    assert_eq!(
+        plan.retry,
+        Some(RouteRetry {
+            codes: vec![503],
+            attempts: Some(2),
+            backoff: Some(Duration::from_millis(100)),
+        })
+    );
+}
+
+#[test]
+fn redirect_decision() {
+    let rules = r#"
+  - matches: [{path: {value: /old}}]
+    filters:
+    - {type: RequestRedirect, requestRedirect: {scheme: https, hostname: example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 301}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-r, value: "1"}]}}"#;
+    let snap = snapshot(&route_yaml("r", None, rules));
+    match snap.route(&reviews(&snap), &Req::get("/old/page?a=b").info(), None) {
+        RouteDecision::Redirect {
+            route,
+            status,
+            location,
+            response_headers,
+        } => {
+            assert_eq!(route.to_string(), "bookinfo/r");
+            assert_eq!(status, 301);
+            assert_eq!(location, "https://example.com/new/page?a=b");
+            assert_eq!(response_headers.len(), 1);
+        }
+        other => panic!("expected redirect, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_reports_every_error_with_its_field_path() {
+    let rules = r#"
+  - matches:
+    - path: {type: RegularExpression, value: "(unclosed"}
+    - path: {type: Exact, value: no-slash}
+    - path: {type: Glob, value: /x}
+    - headers: [{type: Fuzzy, name: x, value: y}]
+      method: BREW
+    backendRefs:
+    - {name: reviews-v1, port: 9080, weight: -1}
+    - {name: reviews-v2, weight: 2000000}
+  - filters:
+    - {type: RequestRedirect, requestRedirect: {statusCode: 404, scheme: ftp}}
+    - {type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}
+    - {type: CORS}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, percent: 101}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, fraction: {numerator: 3, denominator: 2}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, fraction: {numerator: 0, denominator: 0}}}
+  - matches: [{path: {type: Exact, value: /e}}]
+    filters:
+    - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}
+    backendRefs: [{name: reviews-v1, port: 9080}]
+  - filters:
+    - {type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replacePrefixMatch: /x}}}
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: "bad name", value: v}]}}
+    - {type: RequestHeaderModifier}
+    backendRefs: [{name: reviews-v1, port: 9080}]
+    timeouts: {request: "10", backendRequest: 1h}
+    retry: {codes: [200], attempts: -1, backoff: soon}
+  - timeouts: {request: 1s, backendRequest: 2s}"#;
+    let errors = compile_errors(&route_yaml("bad", None, rules));
+    for e in &errors.0 {
+        assert_eq!(e.location.file.as_deref(), Some("mesh.yaml"));
+        // MESH has 12 documents (0..=11), then an empty one, then the route.
+        assert_eq!(e.location.document, Some(13));
+        let object = e.location.object.as_ref().expect("object");
+        assert_eq!(
+            (
+                object.kind.as_str(),
+                object.namespace.as_deref(),
+                object.name.as_str()
+            ),
+            ("HTTPRoute", Some("bookinfo"), "bad")
+        );
+    }
+    let fields: Vec<&str> = errors
+        .0
+        .iter()
+        .map(|e| e.location.field.as_deref().unwrap_or(""))
+        .collect();
+    let want = [
+        "spec.rules[0].matches[0].path.value",      // invalid regex
+        "spec.rules[0].matches[1].path.value",      // must start with '/'
+        "spec.rules[0].matches[2].path.type",       // unknown path match type
+        "spec.rules[0].matches[3].headers[0].type", // unknown header match type
+        "spec.rules[0].matches[3].method",          // unknown method
+        "spec.rules[0].backendRefs[0].weight",      // negative weight
+        "spec.rules[0].backendRefs[1].weight",      // weight > 1_000_000
+        "spec.rules[1].filters[0].requestRedirect.statusCode",
+        "spec.rules[1].filters[0].requestRedirect.scheme",
+        "spec.rules[1].filters[1].type", // ExtensionRef unsupported
+        "spec.rules[1].filters[2].type", // CORS unsupported
+        "spec.rules[1].filters[3].requestMirror.percent",
+        "spec.rules[1].filters[4].requestMirror.fraction",
+        "spec.rules[1].filters[5].requestMirror.fraction",
+        "spec.rules[2].filters[0].urlRewrite.path", // ReplacePrefixMatch without PathPrefix match
+        "spec.rules[3].filters[0].urlRewrite.path", // type/field mismatch
+        "spec.rules[3].filters[1].requestHeaderModifier.set[0].name",
+        "spec.rules[3].filters[2].type", // duplicate RequestHeaderModifier
+        "spec.rules[3].timeouts.request",
+        "spec.rules[3].retry.codes[0]",
+        "spec.rules[3].retry.attempts",
+        "spec.rules[3].retry.backoff",
+        "spec.rules[4].timeouts.backendRequest", // backendRequest > request
+    ];
+    let got: BTreeSet<&str> = fields.iter().copied().collect();
+    let want_set: BTreeSet<&str> = want.iter().copied().collect();
+    assert_eq!(got, want_set, "errors: {errors}");
+}
+
+#[test]
+fn missing_filter_config_and_backend_port_are_errors() {
+    let rules = r#"
+  - filters: [{type: RequestMirror}]
+    backendRefs: [{name: reviews-v1}]
+  - filters: [{type: RequestRedirect, requestRedirect: {}}]
+    backendRefs: [{name: reviews-v1, port: 9080, filters: [{type: RequestRedirect, requestRedirect: {}}]}]"#;
+    let errors = compile_errors(&route_yaml("bad", None, rules));
+    let fields: BTreeSet<&str> = errors
+        .0
+        .iter()
+        .filter_map(|e| e.location.field.as_deref())
+        .collect();
+    let want: BTreeSet<&str> = [
+        "spec.rules[0].filters[0].requestMirror",
+        "spec.rules[0].backendRefs[0].port",
+        "spec.rules[1].backendRefs", // redirect together with backendRefs
+        "spec.rules[1].backendRefs[0].filters[0].type", // redirect at backendRef level
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(fields, want, "errors: {errors}");
+}
+
+#[test]
+fn unchanged_reload_compiles_to_an_equal_snapshot() {
+    let load = LoadRegistry::default();
+    let a = Snapshot::compile(Arc::new(resources(CONSUMER_AND_PRODUCER)), &opts(), &load)
+        .expect("compiles");
+    let b = Snapshot::compile(Arc::new(resources(CONSUMER_AND_PRODUCER)), &opts(), &load)
+        .expect("compiles");
+    assert_eq!(a, b);
+    let c = Snapshot::compile(Arc::new(resources("")), &opts(), &load).expect("compiles");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn destination_from_an_older_snapshot_still_routes() {
+    let old = snapshot("");
+    let new = snapshot(CONSUMER_AND_PRODUCER);
+    let dest = reviews(&old);
+    assert_eq!(
+        summary(&new.route(&dest, &Req::get("/").info(), None)),
+        "bookinfo/producer#0"
+    );
+}
