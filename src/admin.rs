@@ -49,7 +49,11 @@ pub struct AdminState {
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     info!(addr = ?listener.local_addr().ok(), "admin listening");
     loop {
         let (stream, _) = tokio::select! {
@@ -83,7 +87,11 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             if state.readiness.is_ready() {
                 respond(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
-                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready\n".into(),
+                )
             }
         }
         "/config_dump" => respond(

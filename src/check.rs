@@ -21,7 +21,8 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
         cluster_domain: "cluster.local".to_string(),
         lb: LbPolicy::LeastRequest,
     };
-    let snapshot = match Snapshot::compile(Arc::new(resources), &options, &LoadRegistry::default()) {
+    let snapshot = match Snapshot::compile(Arc::new(resources), &options, &LoadRegistry::default())
+    {
         Ok(s) => s,
         Err(errors) => return (false, error_report(path, &errors)),
     };
@@ -34,7 +35,10 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
     }
     let attachments = snapshot.attachments();
     if attachments.is_empty() {
-        let _ = writeln!(out, "routes: none attached (every Service routes to its own endpoints)");
+        let _ = writeln!(
+            out,
+            "routes: none attached (every Service routes to its own endpoints)"
+        );
     } else {
         let _ = writeln!(out, "routes:");
         for a in attachments {
@@ -52,7 +56,12 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
 }
 
 fn error_report(path: &Path, errors: &config::ConfigErrors) -> String {
-    let mut out = format!("{}: invalid ({} error{})\n", path.display(), errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+    let mut out = format!(
+        "{}: invalid ({} error{})\n",
+        path.display(),
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
     for e in &errors.0 {
         let _ = writeln!(out, "  error: {e}");
     }

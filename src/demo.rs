@@ -21,6 +21,9 @@ use crate::settings::Settings;
 /// The demo's namespace: short names like `reviews` resolve in it.
 const NAMESPACE: &str = "bookinfo";
 
+/// (label, Host, path, extra header, how many).
+type DemoCase<'a> = (&'a str, &'a str, &'a str, Option<(&'a str, &'a str)>, usize);
+
 /// Runs the demo; returns after `duration`, or on Ctrl-C when `None`.
 pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let resources = config::load_path(config_path, NAMESPACE)
@@ -40,14 +43,41 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let http = running.http_addr.context("plain listener is enabled")?;
-    println!("\nwaypoint listening on http://{http} (admin http://{})\n", running.admin_addr);
+    println!(
+        "\nwaypoint listening on http://{http} (admin http://{})\n",
+        running.admin_addr
+    );
 
     let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let cases: &[(&str, &str, &str, Option<(&str, &str)>, usize)] = &[
-        ("reviews, end-user: jason", "reviews:9080", "/reviews/1", Some(("end-user", "jason")), 20),
-        ("reviews, anyone else (90/10 canary)", "reviews:9080", "/reviews/1", None, 200),
-        ("productpage (header added)", "productpage:9080", "/productpage", None, 10),
-        ("productpage /old/… (redirect)", "productpage:9080", "/old/index.html", None, 5),
+    let cases: &[DemoCase] = &[
+        (
+            "reviews, end-user: jason",
+            "reviews:9080",
+            "/reviews/1",
+            Some(("end-user", "jason")),
+            20,
+        ),
+        (
+            "reviews, anyone else (90/10 canary)",
+            "reviews:9080",
+            "/reviews/1",
+            None,
+            200,
+        ),
+        (
+            "productpage (header added)",
+            "productpage:9080",
+            "/productpage",
+            None,
+            10,
+        ),
+        (
+            "productpage /old/… (redirect)",
+            "productpage:9080",
+            "/old/index.html",
+            None,
+            5,
+        ),
         ("unknown host", "nope:9080", "/", None, 5),
     ];
     println!("{:<38} {:>5}  answered by", "request", "sent");
@@ -98,9 +128,13 @@ async fn start_workloads(resources: &config::Resources) -> anyhow::Result<Vec<Ec
                 .map(|pod| workload_name(&pod))
                 .unwrap_or_else(|| slice.key.name.clone());
             for addr in &ep.addresses {
-                let Ok(ip) = addr.parse::<IpAddr>() else { continue };
+                let Ok(ip) = addr.parse::<IpAddr>() else {
+                    continue;
+                };
                 for port in s.ports.iter().filter_map(|p| p.port) {
-                    wanted.entry(SocketAddr::new(ip, port)).or_insert_with(|| name.clone());
+                    wanted
+                        .entry(SocketAddr::new(ip, port))
+                        .or_insert_with(|| name.clone());
                 }
             }
         }

@@ -75,7 +75,9 @@ impl EchoServer {
                             let name = name.clone();
                             let received = received.clone();
                             let arrived = arrived.clone();
-                            async move { Ok::<_, Infallible>(answer(&name, req, &received, &arrived).await) }
+                            async move {
+                                Ok::<_, Infallible>(answer(&name, req, &received, &arrived).await)
+                            }
                         });
                         let builder = auto::Builder::new(TokioExecutor::new());
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -136,7 +138,11 @@ async fn answer(
     arrived: &Notify,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in &parts.headers {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();

@@ -4,7 +4,9 @@
 //! only parses the command line and calls into these modules.
 
 pub mod admin;
+pub mod check;
 pub mod config;
+pub mod demo;
 pub mod echo;
 pub mod proxy;
 pub mod routing;
@@ -12,5 +14,3 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
-pub mod check;
-pub mod demo;

@@ -10,7 +10,11 @@ use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 
 #[derive(Parser)]
-#[command(name = "waypoint", version, about = "A Pingora-based L7 waypoint for Istio ambient meshes")]
+#[command(
+    name = "waypoint",
+    version,
+    about = "A Pingora-based L7 waypoint for Istio ambient meshes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,10 @@ fn main() -> ExitCode {
         }
         Command::Demo { duration, config } => {
             let runtime = runtime(2);
-            match runtime.block_on(waypoint::demo::run(&config, duration.map(Duration::from_secs))) {
+            match runtime.block_on(waypoint::demo::run(
+                &config,
+                duration.map(Duration::from_secs),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("waypoint demo: {e:#}");

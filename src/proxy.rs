@@ -54,7 +54,12 @@ impl Waypoint {
     }
 
     /// Writes a response the waypoint produced itself and records why.
-    async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, failure: Failure) -> Result<bool> {
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        failure: Failure,
+    ) -> Result<bool> {
         let body = Bytes::from(failure.body());
         let mut resp = ResponseHeader::build(failure.status(), Some(3))?;
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
@@ -130,12 +135,15 @@ impl ProxyHttp for Waypoint {
         ctx.caller = Caller::of(session);
         ctx.request_id = headers::request_id(session.req_header());
 
-        if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes {
+        if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes
+        {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
 
         // Destination: the Service the Host header names (plain listener).
-        let host_header = headers::host(session.req_header()).unwrap_or("").to_string();
+        let host_header = headers::host(session.req_header())
+            .unwrap_or("")
+            .to_string();
         let snapshot = &published.snapshot;
         let Some(destination) = snapshot.find_destination_by_host(&host_header) else {
             return self
@@ -144,18 +152,27 @@ impl ProxyHttp for Waypoint {
         };
         ctx.destination = Some(destination.clone());
 
-        let host = host_header.rsplit_once(':').map_or(host_header.as_str(), |(h, _)| h);
+        let host = host_header
+            .rsplit_once(':')
+            .map_or(host_header.as_str(), |(h, _)| h);
         let info = request_info(session, host, destination.port.number);
         let decision = snapshot.route(&destination, &info, ctx.caller.namespace.as_deref());
         match decision {
             RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
             RouteDecision::InvalidBackend { route, reason } => {
                 ctx.route = Some(route);
-                self.answer(session, ctx, Failure::InvalidBackend(reason)).await
+                self.answer(session, ctx, Failure::InvalidBackend(reason))
+                    .await
             }
-            RouteDecision::Redirect { route, status, location, response_headers } => {
+            RouteDecision::Redirect {
+                route,
+                status,
+                location,
+                response_headers,
+            } => {
                 ctx.route = Some(route);
-                self.redirect(session, ctx, status, &location, &response_headers).await
+                self.redirect(session, ctx, status, &location, &response_headers)
+                    .await
             }
             RouteDecision::Forward(plan) => {
                 ctx.route = plan.route.clone();
@@ -171,14 +188,23 @@ impl ProxyHttp for Waypoint {
 
     /// Picks the endpoint for this attempt; called again on every retry,
     /// avoiding endpoints already tried when another is available.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let plan = ctx
-            .plan
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "BUG: upstream_peer without a plan"))?;
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let plan = ctx.plan.as_ref().ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "BUG: upstream_peer without a plan",
+            )
+        })?;
         let Some(picked) = plan.endpoints.pick(&ctx.tried) else {
             ctx.failure = Some(Failure::NoHealthyUpstream);
-            return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy upstream",
+            ));
         };
         let addr = picked.endpoint.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
@@ -227,9 +253,13 @@ impl ProxyHttp for Waypoint {
         }
         if let Some(rewrite) = &plan.rewrite {
             if let Some(pq) = &rewrite.path_and_query {
-                let uri = pq
-                    .parse::<http::Uri>()
-                    .map_err(|e| Error::because(ErrorType::InternalError, "BUG: rewritten path is not a URI", e))?;
+                let uri = pq.parse::<http::Uri>().map_err(|e| {
+                    Error::because(
+                        ErrorType::InternalError,
+                        "BUG: rewritten path is not a URI",
+                        e,
+                    )
+                })?;
                 upstream.set_uri(uri);
             }
             if let Some(authority) = &rewrite.authority {
@@ -259,7 +289,12 @@ impl ProxyHttp for Waypoint {
     }
 
     /// Turns a proxying error into the status, flag and body Envoy would send.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let failure = ctx.failure.clone().or_else(|| Failure::from_proxy_error(e));
         let error_code = match failure {
             Some(failure) => {

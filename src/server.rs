@@ -77,8 +77,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .map(|(l, a)| local_addr(l, a));
 
     let proxies = Proxies {
-        http1: Arc::new(build_proxy(store.clone(), metrics.clone(), settings.clone(), false)),
-        h2c: Arc::new(build_proxy(store.clone(), metrics.clone(), settings.clone(), true)),
+        http1: Arc::new(build_proxy(
+            store.clone(),
+            metrics.clone(),
+            settings.clone(),
+            false,
+        )),
+        h2c: Arc::new(build_proxy(
+            store.clone(),
+            metrics.clone(),
+            settings.clone(),
+            true,
+        )),
     };
     let tracker = Arc::new(ConnectionTracker::default());
     let mut tasks = Vec::new();
@@ -89,7 +99,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
-    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx)));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        admin_stop_rx,
+    )));
     if let Some(l) = http_listener {
         tasks.push(tokio::spawn(listener::run_plain(
             l,
@@ -162,7 +176,10 @@ impl Running {
         // Wakes keep-alive connections parked waiting for their next request.
         self.proxies.cleanup().await;
         if !self.tracker.drained(self.settings.drain_timeout).await {
-            warn!(open = self.tracker.open(), "drain timeout; closing remaining connections");
+            warn!(
+                open = self.tracker.open(),
+                "drain timeout; closing remaining connections"
+            );
         }
         let _ = self.admin_stop.send(true);
         for t in self.tasks.drain(..) {
@@ -181,7 +198,8 @@ impl Running {
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),

@@ -29,12 +29,23 @@ impl Drop for Proc {
 #[test]
 fn check_reports_a_valid_config_and_its_attachments() {
     let out = Command::new(BIN)
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("HTTPRoute bookinfo/reviews -> Service bookinfo/reviews:9080"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("HTTPRoute bookinfo/reviews -> Service bookinfo/reviews:9080"),
+        "{stdout}"
+    );
     assert!(stdout.contains("HTTPRoute"), "{stdout}");
 }
 
@@ -54,7 +65,10 @@ fn check_prints_every_error_and_exits_1() {
     assert!(stdout.contains("document 0"), "{stdout}");
     assert!(stdout.contains("HTTPRoute x/r"), "{stdout}");
     assert!(stdout.contains("spec.rules[0].matches[0].path"), "{stdout}");
-    assert!(stdout.contains("spec.rules[0].backendRefs[0].weight"), "{stdout}");
+    assert!(
+        stdout.contains("spec.rules[0].backendRefs[0].weight"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +81,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     // A slow request is in flight when SIGTERM arrives.
     let client = TestClient::new(http);
     let slow = tokio::spawn(async move {
-        client.send("GET", "slow:9080", "/slow", &[("x-echo-delay-ms", "1500")]).await
+        client
+            .send("GET", "slow:9080", "/slow", &[("x-echo-delay-ms", "1500")])
+            .await
     });
     bounded("request reaches backend", backend.wait_for(1)).await;
     let pid = proc.0.id() as i32;
@@ -75,11 +91,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
     // Draining: readiness turns 503 while the request is still in flight.
     let deadline = Instant::now() + STEP;
-    while TestClient::new(admin).get("admin", "/healthz/ready").await.status != 503 {
+    while TestClient::new(admin)
+        .get("admin", "/healthz/ready")
+        .await
+        .status
+        != 503
+    {
         assert!(Instant::now() < deadline, "readiness never turned 503");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!slow.is_finished(), "the slow request was still in flight during drain");
+    assert!(
+        !slow.is_finished(),
+        "the slow request was still in flight during drain"
+    );
 
     let reply = bounded("slow request completes", slow).await.unwrap();
     assert_eq!(reply.status, 200, "in-flight request finished during drain");
@@ -95,25 +119,42 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     };
     assert!(status.success(), "exit status {status:?}");
     let mut stderr = String::new();
-    proc.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    proc.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("draining"), "{stderr}");
 }
 
 fn send_sigterm(pid: i32) {
     // No libc dependency for one call: use the kill(1) utility.
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -TERM {pid}");
 }
 
 /// Starts `waypoint run` on `config` with extra args; waits until ready.
-async fn run_binary(config: &ConfigDir, ns: &str, extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+async fn run_binary(
+    config: &ConfigDir,
+    ns: &str,
+    extra: &[&str],
+) -> (Proc, SocketAddr, SocketAddr) {
     let http = free_port("127.0.0.1");
     let admin = free_port("127.0.0.1");
     let child = Command::new(BIN)
         .args(["run", "--namespace", ns, "--config"])
         .arg(config.path())
-        .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
+        .args([
+            "--http-listen",
+            &http.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,7 +165,11 @@ async fn run_binary(config: &ConfigDir, ns: &str, extra: &[&str]) -> (Proc, Sock
     loop {
         assert!(Instant::now() < deadline, "never became ready");
         if tokio::net::TcpStream::connect(admin).await.is_ok()
-            && TestClient::new(admin).get("admin", "/healthz/ready").await.status == 200
+            && TestClient::new(admin)
+                .get("admin", "/healthz/ready")
+                .await
+                .status
+                == 200
         {
             break;
         }
@@ -139,11 +184,22 @@ async fn access_log_writes_one_envoy_json_line_per_request() {
     let config = ConfigDir::new(&service("al", "logged", 9080, 9080, &["127.0.11.21"]));
     let (mut proc, http, _) = run_binary(&config, "al", &["--access-log"]).await;
     let c = TestClient::new(http);
-    c.send("GET", "logged:9080", "/a?b=c", &[("x-request-id", "req-1"), ("user-agent", "t")]).await;
+    c.send(
+        "GET",
+        "logged:9080",
+        "/a?b=c",
+        &[("x-request-id", "req-1"), ("user-agent", "t")],
+    )
+    .await;
     c.get("nowhere:9080", "/missing").await;
     send_sigterm(proc.0.id() as i32);
     let mut stdout = String::new();
-    proc.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    proc.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -171,13 +227,26 @@ async fn access_log_writes_one_envoy_json_line_per_request() {
 #[test]
 fn demo_runs_and_shows_where_traffic_went() {
     let out = Command::new(BIN)
-        .args(["demo", "--duration", "1", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config")])
+        .args([
+            "demo",
+            "--duration",
+            "1",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("reviews-v2 ×20"), "{stdout}");
     assert!(stdout.contains("reviews-v1 ×"), "{stdout}");
-    assert!(stdout.contains("301 → http://productpage:9080/productpage/index.html"), "{stdout}");
+    assert!(
+        stdout.contains("301 → http://productpage:9080/productpage/index.html"),
+        "{stdout}"
+    );
     assert!(stdout.contains("404 from waypoint ×5"), "{stdout}");
 }

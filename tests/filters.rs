@@ -41,11 +41,23 @@ async fn header_modifiers_at_rule_and_backend_level() {
     let wp = waypoint(&config, "f").await;
     let c = TestClient::new(wp.http_addr.unwrap());
     let r = c
-        .send("GET", "web:9080", "/", &[("x-set", "client"), ("x-add", "client"), ("x-remove", "gone")])
+        .send(
+            "GET",
+            "web:9080",
+            "/",
+            &[
+                ("x-set", "client"),
+                ("x-add", "client"),
+                ("x-remove", "gone"),
+            ],
+        )
         .await;
     let seen = r.echo().unwrap();
     assert_eq!(seen.headers["x-set"], "rule");
-    assert_eq!(seen.headers["x-add"], "client,added", "add appends with a comma");
+    assert_eq!(
+        seen.headers["x-add"], "client,added",
+        "add appends with a comma"
+    );
     assert!(!seen.headers.contains_key("x-remove"));
     assert_eq!(seen.headers["x-backend-level"], "yes");
     assert_eq!(r.header("x-resp-set"), Some("1"));
@@ -66,15 +78,28 @@ async fn redirects_build_the_location_per_spec() {
     let mut rules = String::new();
     rules += &redirect("/https", "{scheme: https, hostname: secure.example.com}");
     rules += &redirect("/port", "{port: 8443, hostname: example.com}");
-    rules += &redirect("/full", "{path: {type: ReplaceFullPath, replaceFullPath: /replaced}, statusCode: 301}");
-    rules += &redirect("/prefix", "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 308}");
-    rules += &redirect("/http80", "{scheme: http, hostname: plain.example.com, port: 80}");
+    rules += &redirect(
+        "/full",
+        "{path: {type: ReplaceFullPath, replaceFullPath: /replaced}, statusCode: 301}",
+    );
+    rules += &redirect(
+        "/prefix",
+        "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 308}",
+    );
+    rules += &redirect(
+        "/http80",
+        "{scheme: http, hostname: plain.example.com, port: 80}",
+    );
     yaml += &route(&rules);
     let config = ConfigDir::new(&yaml);
     let wp = waypoint(&config, "f").await;
     let c = TestClient::new(wp.http_addr.unwrap());
     let cases: &[(&str, u16, &str)] = &[
-        ("/https/a?x=1", 302, "https://secure.example.com/https/a?x=1"),
+        (
+            "/https/a?x=1",
+            302,
+            "https://secure.example.com/https/a?x=1",
+        ),
         ("/port", 302, "http://example.com:8443/port"),
         ("/full/a/b", 301, "http://web:9080/replaced"),
         ("/prefix/a/b", 308, "http://web:9080/new/a/b"),
@@ -98,9 +123,18 @@ async fn url_rewrite_changes_what_the_backend_sees() {
         )
     };
     let mut rules = String::new();
-    rules += &rewrite("/v1/api", "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /api}}");
-    rules += &rewrite("/strip", "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}");
-    rules += &rewrite("/full", "{path: {type: ReplaceFullPath, replaceFullPath: /one}}");
+    rules += &rewrite(
+        "/v1/api",
+        "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /api}}",
+    );
+    rules += &rewrite(
+        "/strip",
+        "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}",
+    );
+    rules += &rewrite(
+        "/full",
+        "{path: {type: ReplaceFullPath, replaceFullPath: /one}}",
+    );
     rules += &rewrite("/host", "{hostname: internal.example.com}");
     yaml += &route(&rules);
     let config = ConfigDir::new(&yaml);
@@ -128,7 +162,9 @@ async fn url_rewrite_changes_what_the_backend_sees() {
 async fn mirror_gets_a_copy_and_never_delays_the_response() {
     let main = echo("main", "127.0.3.41:9080").await;
     // The mirror reads the copy and never answers: the main response must not wait for it.
-    let hanging = tokio::net::TcpListener::bind("127.0.3.42:9080").await.unwrap();
+    let hanging = tokio::net::TcpListener::bind("127.0.3.42:9080")
+        .await
+        .unwrap();
     let (copy_tx, copy_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
@@ -152,7 +188,11 @@ async fn mirror_gets_a_copy_and_never_delays_the_response() {
     assert_eq!(r.backend(), "main");
     let copy = bounded("mirror copy", copy_rx).await.unwrap();
     assert!(copy.starts_with("GET /copy?me=1 HTTP/1.1\r\n"), "{copy}");
-    assert!(copy.to_ascii_lowercase().contains("host: web-shadow:9080\r\n"), "{copy}");
+    assert!(
+        copy.to_ascii_lowercase()
+            .contains("host: web-shadow:9080\r\n"),
+        "{copy}"
+    );
     assert_eq!(main.count(), 1);
     // Another request is not held up by the hanging mirror either.
     assert_eq!(c.get("web:9080", "/again").await.backend(), "main");

@@ -22,7 +22,9 @@ fn mesh(backend: &str) -> String {
 /// Waits until the store has finished `n` reload attempts in total.
 async fn reloads(wp: &waypoint::server::Running, n: u64) {
     let mut rx = wp.store.subscribe();
-    bounded("reload", rx.wait_for(|a| *a >= n)).await.expect("store alive");
+    bounded("reload", rx.wait_for(|a| *a >= n))
+        .await
+        .expect("store alive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +67,12 @@ async fn reload_under_load_fails_no_request() {
     for h in clients {
         bounded("client loop", h).await.unwrap();
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} requests", sent.load(Ordering::Relaxed));
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "of {} requests",
+        sent.load(Ordering::Relaxed)
+    );
     assert!(sent.load(Ordering::Relaxed) > 20);
     assert!(expected_attempts >= 20);
     // The last config (i = 19 → blue) is the one served.
@@ -80,7 +87,11 @@ async fn reload_under_load_fails_no_request() {
 async fn invalid_config_is_rejected_and_the_old_one_keeps_serving() {
     let _blue = echo("blue", "127.0.8.21:9080").await;
     let _green = echo("green", "127.0.8.22:9080").await;
-    let mesh = |b: &str| mesh(b).replace("127.0.8.11", "127.0.8.21").replace("127.0.8.12", "127.0.8.22");
+    let mesh = |b: &str| {
+        mesh(b)
+            .replace("127.0.8.11", "127.0.8.21")
+            .replace("127.0.8.12", "127.0.8.22")
+    };
     let config = ConfigDir::new(&mesh("blue"));
     let wp = waypoint(&config, "r").await;
     let c = TestClient::new(wp.http_addr.unwrap());
@@ -90,14 +101,24 @@ async fn invalid_config_is_rejected_and_the_old_one_keeps_serving() {
     let bad = mesh("green").replace("port: 9080}]\n", "port: 9080, weight: -3}]\n");
     config.replace(&bad);
     reloads(&wp, 1).await;
-    assert_eq!(c.get("app:9080", "/").await.backend(), "blue", "old routes keep serving");
+    assert_eq!(
+        c.get("app:9080", "/").await.backend(),
+        "blue",
+        "old routes keep serving"
+    );
     let (_, dump) = admin_get(&wp, "/config_dump").await;
     let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
     assert_eq!(dump["generation"], 1);
     let err = dump["last_error"]["errors"][0].as_str().unwrap();
-    assert!(err.contains("mesh.yaml") && err.contains("HTTPRoute r/app") && err.contains("weight"), "{err}");
+    assert!(
+        err.contains("mesh.yaml") && err.contains("HTTPRoute r/app") && err.contains("weight"),
+        "{err}"
+    );
     let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
-    assert!(metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
 
     // Broken YAML too.
     config.replace("apiVersion: v1\nkind: [");

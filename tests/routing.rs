@@ -18,7 +18,13 @@ async fn header_match_and_weighted_canary() {
     let _v2 = echo("reviews-v2", "127.0.1.12:9080").await;
     let _v3 = echo("reviews-v3", "127.0.1.13:9080").await;
     let mut yaml = String::new();
-    yaml += &service("shop", "reviews", 9080, 9080, &["127.0.1.11", "127.0.1.12", "127.0.1.13"]);
+    yaml += &service(
+        "shop",
+        "reviews",
+        9080,
+        9080,
+        &["127.0.1.11", "127.0.1.12", "127.0.1.13"],
+    );
     yaml += &service("shop", "reviews-v1", 9080, 9080, &["127.0.1.11"]);
     yaml += &service("shop", "reviews-v2", 9080, 9080, &["127.0.1.12"]);
     yaml += &service("shop", "reviews-v3", 9080, 9080, &["127.0.1.13"]);
@@ -34,7 +40,9 @@ async fn header_match_and_weighted_canary() {
 
     // Header names match case-insensitively (the route says End-User).
     for _ in 0..20 {
-        let r = client.send("GET", "reviews:9080", "/", &[("end-user", "jason")]).await;
+        let r = client
+            .send("GET", "reviews:9080", "/", &[("end-user", "jason")])
+            .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.backend(), "reviews-v2");
     }
@@ -47,13 +55,27 @@ async fn header_match_and_weighted_canary() {
     let v3 = *t.get("reviews-v3").unwrap_or(&0) as f64 / 500.0;
     assert!((v1 - 0.9).abs() <= 0.05, "v1 share {v1} ({t:?})");
     assert!((v3 - 0.1).abs() <= 0.05, "v3 share {v3} ({t:?})");
-    assert!(!t.contains_key("reviews-v2"), "unmatched traffic reached v2: {t:?}");
+    assert!(
+        !t.contains_key("reviews-v2"),
+        "unmatched traffic reached v2: {t:?}"
+    );
     wp.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_follows_the_spec_order() {
-    let names = ["exact", "long-prefix", "prefix", "method", "two-headers", "one-header", "query", "catch-all", "older", "newer"];
+    let names = [
+        "exact",
+        "long-prefix",
+        "prefix",
+        "method",
+        "two-headers",
+        "one-header",
+        "query",
+        "catch-all",
+        "older",
+        "newer",
+    ];
     let mut backends = Vec::new();
     let mut yaml = service("p", "svc", 9080, 9080, &["127.0.2.1"]);
     for (i, n) in names.iter().enumerate() {
@@ -61,7 +83,9 @@ async fn precedence_follows_the_spec_order() {
         backends.push(echo(n, &format!("{ip}:9080")).await);
         yaml += &service("p", n, 9080, 9080, &[&ip]);
     }
-    let rule = |m: &str, b: &str| format!("  - matches: [{m}]\n    backendRefs: [{{name: {b}, port: 9080}}]\n");
+    let rule = |m: &str, b: &str| {
+        format!("  - matches: [{m}]\n    backendRefs: [{{name: {b}, port: 9080}}]\n")
+    };
     // Split across routes: precedence spans all rules of all routes.
     let mut rules_a = String::new();
     rules_a += &rule("{path: {type: PathPrefix, value: /}}", "catch-all");
@@ -69,10 +93,19 @@ async fn precedence_follows_the_spec_order() {
     rules_a += &rule("{path: {type: PathPrefix, value: /foo/bar}}", "long-prefix");
     rules_a += &rule("{path: {type: Exact, value: /foo/bar}}", "exact");
     let mut rules_b = String::new();
-    rules_b += &rule("{path: {type: PathPrefix, value: /api}, headers: [{name: a, value: '1'}]}", "one-header");
+    rules_b += &rule(
+        "{path: {type: PathPrefix, value: /api}, headers: [{name: a, value: '1'}]}",
+        "one-header",
+    );
     rules_b += &rule("{path: {type: PathPrefix, value: /api}, headers: [{name: a, value: '1'}, {name: b, value: '2'}]}", "two-headers");
-    rules_b += &rule("{path: {type: PathPrefix, value: /api}, method: POST}", "method");
-    rules_b += &rule("{path: {type: PathPrefix, value: /api}, queryParams: [{name: q, value: x}]}", "query");
+    rules_b += &rule(
+        "{path: {type: PathPrefix, value: /api}, method: POST}",
+        "method",
+    );
+    rules_b += &rule(
+        "{path: {type: PathPrefix, value: /api}, queryParams: [{name: q, value: x}]}",
+        "query",
+    );
     yaml += &route("p", "b-route", "svc", &rules_a);
     yaml += &route("p", "a-route", "svc", &rules_b);
     // Same match in two routes: the older route wins, whatever its name.
@@ -90,13 +123,49 @@ async fn precedence_follows_the_spec_order() {
     let c = TestClient::new(wp.http_addr.unwrap());
     let cases: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
         ("GET", "/foo/bar", &[], "exact", "Exact beats every prefix"),
-        ("GET", "/foo/bar/baz", &[], "long-prefix", "longest prefix wins"),
+        (
+            "GET",
+            "/foo/bar/baz",
+            &[],
+            "long-prefix",
+            "longest prefix wins",
+        ),
         ("GET", "/foo/x", &[], "prefix", "prefix /foo matches /foo/x"),
-        ("GET", "/foobar", &[], "catch-all", "prefix is element-wise: /foo does not match /foobar"),
-        ("POST", "/api", &[("a", "1"), ("b", "2")], "method", "method beats header count"),
-        ("GET", "/api?q=x", &[("a", "1"), ("b", "2")], "two-headers", "more headers beat fewer and query params"),
-        ("GET", "/api?q=x", &[("a", "1")], "one-header", "a header match beats a query match"),
-        ("GET", "/api?q=x", &[], "query", "query match beats the catch-all"),
+        (
+            "GET",
+            "/foobar",
+            &[],
+            "catch-all",
+            "prefix is element-wise: /foo does not match /foobar",
+        ),
+        (
+            "POST",
+            "/api",
+            &[("a", "1"), ("b", "2")],
+            "method",
+            "method beats header count",
+        ),
+        (
+            "GET",
+            "/api?q=x",
+            &[("a", "1"), ("b", "2")],
+            "two-headers",
+            "more headers beat fewer and query params",
+        ),
+        (
+            "GET",
+            "/api?q=x",
+            &[("a", "1")],
+            "one-header",
+            "a header match beats a query match",
+        ),
+        (
+            "GET",
+            "/api?q=x",
+            &[],
+            "query",
+            "query match beats the catch-all",
+        ),
         ("GET", "/tie", &[], "older", "oldest route wins a tie"),
     ];
     for (method, path, headers, want, why) in cases {
@@ -149,13 +218,21 @@ async fn gateway_api_error_cases() {
     ];
     for (host, path, status, _) in cases {
         let r = c.get(host, path).await;
-        assert_eq!(r.status, *status, "{host}{path}: {:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            *status,
+            "{host}{path}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
     for (_, _, status, flag) in cases {
         let code = format!("response_code=\"{status}\"");
         let flag = format!("response_flags=\"{flag}\"");
-        assert!(requests_total(&metrics, &[&code, &flag]) >= 1, "no sample for {code} {flag}");
+        assert!(
+            requests_total(&metrics, &[&code, &flag]) >= 1,
+            "no sample for {code} {flag}"
+        );
     }
     wp.shutdown().await;
 }
@@ -163,10 +240,8 @@ async fn gateway_api_error_cases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_from_every_host_form() {
     let _a = echo("ratings", "127.0.5.11:8080").await;
-    let yaml = service("ns1", "ratings", 9080, 8080, &["127.0.5.11"]).replace(
-        "spec:\n  ports:",
-        "spec:\n  clusterIP: 10.96.5.5\n  ports:",
-    );
+    let yaml = service("ns1", "ratings", 9080, 8080, &["127.0.5.11"])
+        .replace("spec:\n  ports:", "spec:\n  clusterIP: 10.96.5.5\n  ports:");
     let config = ConfigDir::new(&yaml);
     let wp = waypoint(&config, "ns1").await;
     let c = TestClient::new(wp.http_addr.unwrap());
@@ -251,10 +326,18 @@ async fn forwarded_headers_request_id_metrics_and_config_dump() {
     let seen = r.echo().expect("echo reply");
     assert_eq!(seen.path, "/x");
     assert_eq!(seen.query, "y=1");
-    assert_eq!(seen.headers.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"));
-    assert_eq!(seen.headers.get("x-forwarded-proto").map(String::as_str), Some("http"));
+    assert_eq!(
+        seen.headers.get("x-forwarded-for").map(String::as_str),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        seen.headers.get("x-forwarded-proto").map(String::as_str),
+        Some("http")
+    );
     assert_eq!(seen.headers["x-request-id"].len(), 36, "uuid request id");
-    let r = c.send("GET", "fwd:9080", "/", &[("x-request-id", "given-id")]).await;
+    let r = c
+        .send("GET", "fwd:9080", "/", &[("x-request-id", "given-id")])
+        .await;
     assert_eq!(r.echo().unwrap().headers["x-request-id"], "given-id");
     assert_eq!(backend.count(), 2);
 

@@ -54,14 +54,15 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {reason}")]
 pub struct ConfigError {
-    pub location: Location,
+    /// Boxed: errors travel in `Result`s through hot-ish loader code.
+    pub location: Box<Location>,
     pub reason: String,
 }
 
 impl ConfigError {
     pub fn new(location: Location, reason: impl Into<String>) -> Self {
         Self {
-            location,
+            location: Box::new(location),
             reason: reason.into(),
         }
     }

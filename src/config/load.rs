@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use tracing::{debug, warn};
 
-use super::{ConfigError, ConfigErrors, Location, NamespacedName, ObjectRef, Origin, Resources, Sourced};
+use super::{
+    ConfigError, ConfigErrors, Location, NamespacedName, ObjectRef, Origin, Resources, Sourced,
+};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
@@ -53,7 +55,11 @@ pub fn load_path(path: &Path, default_namespace: &str) -> Result<Resources, Conf
 }
 
 /// Loads the documents of one YAML text; `file` names it in errors.
-pub fn load_str(text: &str, file: &str, default_namespace: &str) -> Result<Resources, ConfigErrors> {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    default_namespace: &str,
+) -> Result<Resources, ConfigErrors> {
     let mut loader = Loader::new(default_namespace);
     loader.add_text(text, file);
     loader.finish()
@@ -129,7 +135,11 @@ impl Kind {
                 "unsupported apiVersion {api_version} for {kind} (supported: {})",
                 versions
                     .iter()
-                    .map(|v| if group.is_empty() { v.to_string() } else { format!("{group}/{v}") })
+                    .map(|v| if group.is_empty() {
+                        v.to_string()
+                    } else {
+                        format!("{group}/{v}")
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             )))
@@ -195,7 +205,10 @@ impl<'a> Loader<'a> {
         };
         let Value::Mapping(map) = &value else {
             self.errors.push(ConfigError::new(
-                location(None, (!prefix.is_empty()).then(|| prefix.trim_end_matches('.').to_string())),
+                location(
+                    None,
+                    (!prefix.is_empty()).then(|| prefix.trim_end_matches('.').to_string()),
+                ),
                 "expected a Kubernetes object (a mapping with apiVersion and kind)",
             ));
             return;
@@ -203,7 +216,11 @@ impl<'a> Loader<'a> {
         let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind.is_empty() || api_version.is_empty() {
-            let missing = if kind.is_empty() { "kind" } else { "apiVersion" };
+            let missing = if kind.is_empty() {
+                "kind"
+            } else {
+                "apiVersion"
+            };
             self.errors.push(ConfigError::new(
                 location(None, Some(format!("{prefix}{missing}"))),
                 format!("missing {missing}"),
@@ -253,7 +270,10 @@ impl<'a> Loader<'a> {
             ));
             return;
         }
-        let key = NamespacedName::new(obj_ref.namespace.clone().unwrap_or_default(), obj_ref.name.clone());
+        let key = NamespacedName::new(
+            obj_ref.namespace.clone().unwrap_or_default(),
+            obj_ref.name.clone(),
+        );
         let ctx = DecodeCtx {
             origin,
             prefix,
@@ -261,14 +281,28 @@ impl<'a> Loader<'a> {
         };
         let r = &mut self.resources;
         let result = match kind_enum {
-            Kind::Namespace => ctx.decode(value).map(|o| push(&mut r.namespaces, origin, key, o)),
-            Kind::Service => ctx.decode(value).map(|o| push(&mut r.services, origin, key, o)),
-            Kind::EndpointSlice => ctx.decode(value).map(|o| push(&mut r.endpoint_slices, origin, key, o)),
+            Kind::Namespace => ctx
+                .decode(value)
+                .map(|o| push(&mut r.namespaces, origin, key, o)),
+            Kind::Service => ctx
+                .decode(value)
+                .map(|o| push(&mut r.services, origin, key, o)),
+            Kind::EndpointSlice => ctx
+                .decode(value)
+                .map(|o| push(&mut r.endpoint_slices, origin, key, o)),
             Kind::Pod => ctx.decode(value).map(|o| push(&mut r.pods, origin, key, o)),
-            Kind::ServiceEntry => ctx.decode(value).map(|o| push(&mut r.service_entries, origin, key, o)),
-            Kind::Gateway => ctx.decode(value).map(|o| push(&mut r.gateways, origin, key, o)),
-            Kind::GatewayClass => ctx.decode(value).map(|o| push(&mut r.gateway_classes, origin, key, o)),
-            Kind::HttpRoute => ctx.decode(value).map(|o| push(&mut r.http_routes, origin, key, o)),
+            Kind::ServiceEntry => ctx
+                .decode(value)
+                .map(|o| push(&mut r.service_entries, origin, key, o)),
+            Kind::Gateway => ctx
+                .decode(value)
+                .map(|o| push(&mut r.gateways, origin, key, o)),
+            Kind::GatewayClass => ctx
+                .decode(value)
+                .map(|o| push(&mut r.gateway_classes, origin, key, o)),
+            Kind::HttpRoute => ctx
+                .decode(value)
+                .map(|o| push(&mut r.http_routes, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
@@ -285,7 +319,12 @@ impl<'a> Loader<'a> {
 }
 
 /// Appends unless an object with the same key exists; then returns its origin.
-fn push<T>(list: &mut Vec<Sourced<T>>, origin: &Origin, key: NamespacedName, object: T) -> Result<(), Origin> {
+fn push<T>(
+    list: &mut Vec<Sourced<T>>,
+    origin: &Origin,
+    key: NamespacedName,
+    object: T,
+) -> Result<(), Origin> {
     if let Some(existing) = list.iter().find(|s| s.key == key) {
         return Err(existing.origin.clone());
     }

@@ -27,15 +27,14 @@ impl ConfigWatcher {
         F: Fn() + Send + Sync + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            match event {
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(e) if e.kind.is_access() => {}
                 Ok(_) => {
                     let _ = tx.send(());
                 }
                 Err(e) => warn!(error = %e, "config watch error"),
-            }
-        })?;
+            })?;
         let (target, mode) = watch_target(path);
         watcher.watch(&target, mode)?;
         let on_change = std::sync::Arc::new(on_change);

@@ -77,10 +77,9 @@ impl Failure {
     pub fn from_proxy_error(e: &Error) -> Option<Failure> {
         use ErrorType::*;
         Some(match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-            | TLSHandshakeFailure | TLSHandshakeTimedout | SocketError | BindError => {
-                Failure::ConnectFailure
-            }
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | SocketError
+            | BindError => Failure::ConnectFailure,
             ReadTimedout | WriteTimedout => Failure::UpstreamTimeout,
             HTTPStatus(503) => Failure::NoHealthyUpstream,
             InvalidHTTPHeader | H1Error | InvalidH2 | H2Error
@@ -131,7 +130,10 @@ mod tests {
         assert_eq!(Failure::from_proxy_error(&e), Some(Failure::ConnectFailure));
         let mut e = Error::new(ErrorType::ReadTimedout);
         e.esource = ErrorSource::Upstream;
-        assert_eq!(Failure::from_proxy_error(&e), Some(Failure::UpstreamTimeout));
+        assert_eq!(
+            Failure::from_proxy_error(&e),
+            Some(Failure::UpstreamTimeout)
+        );
         let mut e = Error::new(ErrorType::ConnectionClosed);
         e.esource = ErrorSource::Downstream;
         assert_eq!(Failure::from_proxy_error(&e), None);

@@ -34,9 +34,17 @@ pingora_header_edit!(ResponseHeader);
 
 /// Adds `x-forwarded-for` (appending the client), `x-forwarded-proto` and
 /// `x-request-id` when absent, as Envoy does at the edge of the mesh.
-pub fn add_forwarding_headers(req: &mut RequestHeader, client_ip: Option<std::net::IpAddr>, request_id: &str) {
+pub fn add_forwarding_headers(
+    req: &mut RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+    request_id: &str,
+) {
     if let Some(ip) = client_ip {
-        let value = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let value = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
             _ => ip.to_string(),
         };

@@ -39,11 +39,7 @@ impl Mirrorer {
                 continue;
             };
             let addr = picked.endpoint.addr;
-            let path = req
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
+            let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let Ok(uri) = format!("http://{addr}{path}").parse::<http::Uri>() else {
                 continue;
             };
@@ -56,7 +52,9 @@ impl Mirrorer {
             }
             let host = crate::proxy::headers::host(req).unwrap_or("");
             let shadow = match host.rsplit_once(':') {
-                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => format!("{h}-shadow:{port}"),
+                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                    format!("{h}-shadow:{port}")
+                }
                 _ => format!("{host}-shadow"),
             };
             builder = builder.header(http::header::HOST, shadow);

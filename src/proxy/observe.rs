@@ -41,7 +41,11 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
             start_time: format_start_time(ctx.start_time),
             method: req.method.as_str(),
             path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            protocol: if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
             response_code: status,
             response_flags: ctx.flags,
             bytes_received: session.body_bytes_read() as u64,

@@ -11,13 +11,21 @@ use super::RequestLabels;
 /// Envoy's default histogram buckets (milliseconds), which Istio keeps for
 /// `istio_request_duration_milliseconds`.
 pub const DURATION_BUCKETS_MS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 /// Istio's size buckets for `istio_request_bytes` / `istio_response_bytes`.
 pub const BYTES_BUCKETS: &[f64] = &[
-    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0,
+    1.0,
+    10.0,
+    100.0,
+    1000.0,
+    10000.0,
+    100000.0,
+    1000000.0,
+    10000000.0,
+    100000000.0,
     1000000000.0,
 ];
 
@@ -56,8 +64,11 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         let request_bytes = HistogramVec::new(
-            HistogramOpts::new("istio_request_bytes", "Request sizes (headers and body) in bytes.")
-                .buckets(BYTES_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "istio_request_bytes",
+                "Request sizes (headers and body) in bytes.",
+            )
+            .buckets(BYTES_BUCKETS.to_vec()),
             REQUEST_LABEL_NAMES,
         )
         .expect("static metric definition is valid");

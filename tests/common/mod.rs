@@ -82,9 +82,12 @@ pub fn settings(config: &ConfigDir, namespace: &str) -> Settings {
 
 /// Starts a waypoint on `config` with short names resolving in `namespace`.
 pub async fn waypoint(config: &ConfigDir, namespace: &str) -> Running {
-    bounded("waypoint start", waypoint::server::start(settings(config, namespace)))
-        .await
-        .expect("waypoint starts")
+    bounded(
+        "waypoint start",
+        waypoint::server::start(settings(config, namespace)),
+    )
+    .await
+    .expect("waypoint starts")
 }
 
 /// A response as a test looks at it.
@@ -133,7 +136,13 @@ impl TestClient {
     }
 
     /// Sends `method path` with `Host: host` and extra headers.
-    pub async fn send(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.target, path))
@@ -146,7 +155,10 @@ impl TestClient {
             .await
             .expect("request succeeds at the transport level");
         let (parts, body) = resp.into_parts();
-        let body = bounded("body", body.collect()).await.expect("body").to_bytes();
+        let body = bounded("body", body.collect())
+            .await
+            .expect("body")
+            .to_bytes();
         Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,

@@ -69,12 +69,20 @@ items:
 "#;
     let r = load_str(text, "list.yaml", "default").expect("loads");
     assert_eq!(r.services.len(), 1);
-    assert_eq!(r.services[0].object.spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+    assert_eq!(
+        r.services[0].object.spec.cluster_ip.as_deref(),
+        Some("10.96.0.10")
+    );
 }
 
 #[test]
 fn malformed_known_kind_names_file_document_object_and_field() {
-    let text = format!("{ROUTE}---\n{}", ROUTE.replace("name: reviews\nspec", "name: bad\nspec").replace("port: 9080\n", "port: ninety\n"));
+    let text = format!(
+        "{ROUTE}---\n{}",
+        ROUTE
+            .replace("name: reviews\nspec", "name: bad\nspec")
+            .replace("port: 9080\n", "port: ninety\n")
+    );
     let errs = load_str(&text, "routes.yaml", "default").unwrap_err();
     let msg = errs.to_string();
     assert!(msg.contains("routes.yaml"), "{msg}");
@@ -87,7 +95,10 @@ fn malformed_known_kind_names_file_document_object_and_field() {
 fn list_item_errors_carry_the_items_index() {
     let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n  spec: {ports: [{port: -1}]}\n";
     let errs = load_str(text, "l.yaml", "ns").unwrap_err();
-    assert!(errs.to_string().contains("items[0].spec.ports[0].port"), "{errs}");
+    assert!(
+        errs.to_string().contains("items[0].spec.ports[0].port"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -101,11 +112,23 @@ fn unknown_kinds_are_skipped_and_unknown_fields_tolerated() {
 #[test]
 fn missing_name_duplicate_and_bad_version_are_errors() {
     let no_name = "apiVersion: v1\nkind: Service\nmetadata: {}\n";
-    assert!(load_str(no_name, "a.yaml", "d").unwrap_err().to_string().contains("metadata.name"));
+    assert!(load_str(no_name, "a.yaml", "d")
+        .unwrap_err()
+        .to_string()
+        .contains("metadata.name"));
     let dup = format!("{ROUTE}---{ROUTE}");
-    assert!(load_str(&dup, "a.yaml", "d").unwrap_err().to_string().contains("duplicate"));
-    let v = ROUTE.replace("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha9");
-    assert!(load_str(&v, "a.yaml", "d").unwrap_err().to_string().contains("unsupported apiVersion"));
+    assert!(load_str(&dup, "a.yaml", "d")
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate"));
+    let v = ROUTE.replace(
+        "gateway.networking.k8s.io/v1",
+        "gateway.networking.k8s.io/v1alpha9",
+    );
+    assert!(load_str(&v, "a.yaml", "d")
+        .unwrap_err()
+        .to_string()
+        .contains("unsupported apiVersion"));
 }
 
 #[test]
@@ -120,7 +143,11 @@ fn directory_loads_yaml_recursively_and_ignores_other_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("sub/route.yml"), ROUTE).unwrap();
-    std::fs::write(dir.path().join("ns.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+    std::fs::write(
+        dir.path().join("ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("README.md"), "not yaml: [").unwrap();
     let r = load_path(dir.path(), "default").expect("loads");
     assert_eq!(r.http_routes.len(), 1);
