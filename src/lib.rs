@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod echo;
+pub mod policy;
 pub mod proxy;
 pub mod routing;
 pub mod server;
