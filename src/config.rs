@@ -7,6 +7,7 @@ mod core;
 mod error;
 mod gateway;
 mod istio;
+mod istio_traffic;
 pub mod load;
 mod meta;
 pub mod watch;
@@ -17,6 +18,7 @@ pub use self::core::*;
 pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
 pub use gateway::*;
 pub use istio::*;
+pub use istio_traffic::*;
 pub use load::{load_path, load_str};
 pub use meta::{NamespacedName, ObjectMeta};
 
@@ -49,6 +51,8 @@ pub struct Resources {
     pub gateways: Vec<Sourced<Gateway>>,
     pub gateway_classes: Vec<Sourced<GatewayClass>>,
     pub http_routes: Vec<Sourced<HttpRoute>>,
+    pub virtual_services: Vec<Sourced<VirtualService>>,
+    pub destination_rules: Vec<Sourced<DestinationRule>>,
 }
 
 impl Resources {
@@ -63,6 +67,8 @@ impl Resources {
             ("Gateway", self.gateways.len()),
             ("GatewayClass", self.gateway_classes.len()),
             ("HTTPRoute", self.http_routes.len()),
+            ("VirtualService", self.virtual_services.len()),
+            ("DestinationRule", self.destination_rules.len()),
         ]
     }
 }

@@ -107,6 +107,8 @@ enum Kind {
     Gateway,
     GatewayClass,
     HttpRoute,
+    VirtualService,
+    DestinationRule,
 }
 
 impl Kind {
@@ -126,6 +128,12 @@ impl Kind {
             (GATEWAY_GROUP, "Gateway") => (Kind::Gateway, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "GatewayClass") => (Kind::GatewayClass, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "HTTPRoute") => (Kind::HttpRoute, &["v1", "v1beta1"]),
+            (ISTIO_NETWORKING_GROUP, "VirtualService") => {
+                (Kind::VirtualService, &["v1", "v1beta1", "v1alpha3"])
+            }
+            (ISTIO_NETWORKING_GROUP, "DestinationRule") => {
+                (Kind::DestinationRule, &["v1", "v1beta1", "v1alpha3"])
+            }
             _ => return None,
         };
         if versions.contains(&version) {
@@ -303,6 +311,12 @@ impl<'a> Loader<'a> {
             Kind::HttpRoute => ctx
                 .decode(value)
                 .map(|o| push(&mut r.http_routes, origin, key, o)),
+            Kind::VirtualService => ctx
+                .decode(value)
+                .map(|o| push(&mut r.virtual_services, origin, key, o)),
+            Kind::DestinationRule => ctx
+                .decode(value)
+                .map(|o| push(&mut r.destination_rules, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
