@@ -4,3 +4,5 @@
 //! only parses the command line and calls into these modules.
 
 pub mod config;
+pub mod hbone;
+pub mod identity;

@@ -330,7 +330,8 @@ impl DecodeCtx<'_> {
     fn decode<T: DeserializeOwned>(&self, value: Value) -> Result<T, ConfigError> {
         let mut ignored = Vec::new();
         let result: Result<T, _> = {
-            let de = serde_ignored::Deserializer::new(value, |path| ignored.push(path.to_string()));
+            let mut track = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+            let de = serde_ignored::Deserializer::new(value, &mut track);
             serde_path_to_error::deserialize(de)
         };
         for field in ignored {
