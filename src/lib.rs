@@ -8,6 +8,8 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod echo;
+pub mod hbone;
+pub mod identity;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
