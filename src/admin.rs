@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::identity::IdentityStore;
 use crate::store::SnapshotStore;
 use crate::telemetry::access_log::format_start_time;
 use crate::telemetry::Metrics;
@@ -46,6 +47,7 @@ pub struct AdminState {
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub identity: Option<Arc<IdentityStore>>,
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
@@ -78,11 +80,16 @@ pub async fn serve(
 
 fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
-        "/stats/prometheus" | "/metrics" => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.encode(),
-        ),
+        "/stats/prometheus" | "/metrics" => {
+            if let Some(id) = &state.identity {
+                state.metrics.set_cert_expiry(id.seconds_to_expiry());
+            }
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                state.metrics.encode(),
+            )
+        }
         "/healthz/ready" | "/ready" => {
             if state.readiness.is_ready() {
                 respond(StatusCode::OK, "text/plain", "ready\n".into())
@@ -97,7 +104,8 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/config_dump" => respond(
             StatusCode::OK,
             "application/json",
-            serde_json::to_string_pretty(&config_dump(&state.store)).unwrap_or_default(),
+            serde_json::to_string_pretty(&config_dump(&state.store, state.identity.as_deref()))
+                .unwrap_or_default(),
         ),
         _ => respond(
             StatusCode::NOT_FOUND,
@@ -117,7 +125,7 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 
 /// The JSON behind `/config_dump`: generation, last error, loaded objects and
 /// the compiled routes per Service port.
-pub fn config_dump(store: &SnapshotStore) -> serde_json::Value {
+pub fn config_dump(store: &SnapshotStore, identity: Option<&IdentityStore>) -> serde_json::Value {
     let published = store.load();
     let resources = published.snapshot.resources();
     let counts: serde_json::Map<String, serde_json::Value> = resources
@@ -136,6 +144,10 @@ pub fn config_dump(store: &SnapshotStore) -> serde_json::Value {
         "loaded_at": format_start_time(published.loaded_at),
         "last_error": last_error,
         "objects": counts,
+        "identity": identity.map(|id| serde_json::json!({
+            "spiffe_id": id.identity().to_string(),
+            "seconds_to_expiry": id.seconds_to_expiry(),
+        })),
         "snapshot": published.snapshot.dump(),
     })
 }

@@ -75,6 +75,27 @@ struct RunArgs {
     /// Load balancing among endpoints.
     #[arg(long, value_enum, default_value = "least-request")]
     lb: Lb,
+    /// Directory with cert-chain.pem, key.pem, root-cert.pem; enables HBONE.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// HBONE (mTLS HTTP/2 CONNECT) listener, used with --cert-dir.
+    #[arg(long, default_value = "0.0.0.0:15008")]
+    hbone_listen: SocketAddr,
+    /// Trust domain of callers and destinations.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// HBONE port of the destination ztunnels.
+    #[arg(long, default_value_t = 15008)]
+    hbone_upstream_port: u16,
+    /// PROXY-protocol v2 listener (Istio's PROXY/15088 sandwich binding).
+    #[arg(long)]
+    proxy_protocol_listen: Option<SocketAddr>,
+    /// Add x-forwarded-client-cert (By=<waypoint>;URI=<caller>) to requests.
+    #[arg(long)]
+    forward_client_cert: bool,
+    /// The waypoint's own locality, `region/zone`, for locality-aware LB.
+    #[arg(long)]
+    locality: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +140,13 @@ fn run(args: RunArgs) -> ExitCode {
         Lb::LeastRequest => LbPolicy::LeastRequest,
         Lb::RoundRobin => LbPolicy::RoundRobin,
     };
+    settings.cert_dir = args.cert_dir;
+    settings.hbone_listen = args.hbone_listen;
+    settings.trust_domain = args.trust_domain;
+    settings.hbone_upstream_port = args.hbone_upstream_port;
+    settings.proxy_protocol_listen = args.proxy_protocol_listen;
+    settings.forward_client_cert = args.forward_client_cert;
+    settings.locality = args.locality;
     let runtime = runtime(settings.threads);
     runtime.block_on(async move {
         match waypoint::server::start(settings).await {

@@ -10,6 +10,9 @@ pub mod headers;
 pub mod listener;
 mod mirror;
 mod observe;
+pub mod outbound;
+pub mod passthrough;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-pub use caller::Caller;
+pub use caller::{Caller, Downstream};
 pub use ctx::RequestCtx;
 use failure::Failure;
 use mirror::Mirrorer;
@@ -41,15 +44,30 @@ pub struct Waypoint {
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     mirrorer: Mirrorer,
+    /// Outbound HBONE, when the waypoint has an identity.
+    hbone: Option<Arc<outbound::HboneUpstream>>,
+    /// The waypoint's own identity when `--forward-client-cert` is on.
+    forward_client_cert: Option<crate::identity::Identity>,
 }
 
 impl Waypoint {
-    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<Metrics>, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        store: Arc<SnapshotStore>,
+        metrics: Arc<Metrics>,
+        settings: Arc<Settings>,
+        hbone: Option<Arc<outbound::HboneUpstream>>,
+    ) -> Self {
+        let forward_client_cert = match (&hbone, settings.forward_client_cert) {
+            (Some(h), true) => Some(h.own_identity()),
+            _ => None,
+        };
         Self {
             store,
             metrics,
             settings,
             mirrorer: Mirrorer::default(),
+            hbone,
+            forward_client_cert,
         }
     }
 
@@ -132,7 +150,8 @@ impl ProxyHttp for Waypoint {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let published = self.store.load();
         ctx.published = Some(published.clone());
-        ctx.caller = Caller::of(session);
+        let downstream = Downstream::of(session);
+        ctx.caller = downstream.caller;
         ctx.request_id = headers::request_id(session.req_header());
 
         if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes
@@ -209,6 +228,11 @@ impl ProxyHttp for Waypoint {
         let addr = picked.endpoint.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        if picked.endpoint.in_mesh {
+            if let Some(hbone) = &self.hbone {
+                hbone.configure(&mut peer, addr, &ctx.caller, self.settings.connect_timeout);
+            }
+        }
         if wants_h2c(plan) {
             peer.options.set_http_version(2, 2);
         }
@@ -245,6 +269,9 @@ impl ProxyHttp for Waypoint {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
+        if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
+            headers::add_client_cert(upstream, own, peer);
+        }
         let Some(plan) = ctx.plan.as_ref() else {
             return Ok(());
         };

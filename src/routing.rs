@@ -184,6 +184,12 @@ impl Snapshot {
         self.attachments.clone()
     }
 
+    /// The ready endpoints of `dest`'s Service port (L4 passthrough uses the
+    /// Service's own endpoints: HTTPRoutes do not apply to TCP).
+    pub fn endpoints(&self, dest: &Destination) -> Option<Arc<EndpointSet>> {
+        self.port_state(dest).map(|s| s.endpoints.clone())
+    }
+
     /// The state of `dest`'s port in this snapshot. A destination resolved
     /// from an older snapshot is looked up by identity.
     fn port_state(&self, dest: &Destination) -> Option<&PortState> {

@@ -16,7 +16,12 @@ use tracing::{info, warn};
 use crate::admin::{self, AdminState, Readiness};
 use crate::config::watch::ConfigWatcher;
 use crate::config::ConfigErrors;
+use crate::hbone::InboundConfig;
+use crate::identity::{CertDir, CertWatcher, IdentityError, IdentityStore};
 use crate::proxy::listener::{self, ConnectionTracker, Proxies};
+use crate::proxy::outbound::HboneUpstream;
+use crate::proxy::passthrough::Passthrough;
+use crate::proxy::tunnel::TunnelHandler;
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
@@ -34,16 +39,24 @@ pub enum StartError {
     },
     #[error("cannot watch config path {path}: {source}")]
     Watch { path: String, source: notify::Error },
+    #[error("certificates: {0}")]
+    Identity(#[from] IdentityError),
 }
 
 /// A running waypoint. Drop it or call [`Running::shutdown`] to stop.
 pub struct Running {
     /// Bound address of the plain HTTP listener, when enabled.
     pub http_addr: Option<SocketAddr>,
+    /// Bound address of the HBONE listener, when a cert dir is given.
+    pub hbone_addr: Option<SocketAddr>,
+    /// Bound address of the PROXY-protocol listener, when enabled.
+    pub proxy_protocol_addr: Option<SocketAddr>,
     /// Bound address of the admin listener.
     pub admin_addr: SocketAddr,
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
+    /// The waypoint's certificates, when a cert dir is given.
+    pub identity: Option<Arc<IdentityStore>>,
     readiness: Arc<Readiness>,
     settings: Arc<Settings>,
     proxies: Proxies,
@@ -51,44 +64,54 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    _watcher: Option<ConfigWatcher>,
+    _watchers: (Option<ConfigWatcher>, Option<CertWatcher>),
 }
 
-/// Loads the config, binds every listener and starts serving on the current
-/// tokio runtime. Readiness turns 200 once this returns.
+/// Loads the config and certificates, binds every listener and starts
+/// serving on the current tokio runtime. Readiness turns 200 once this returns.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SnapshotStore::open(settings.clone(), metrics.clone())?);
     info!(generation = 1, path = %settings.config_path.display(), "config loaded");
+    let (identity, cert_watcher) = match &settings.cert_dir {
+        Some(dir) => {
+            let identity = Arc::new(IdentityStore::load(CertDir::new(dir))?);
+            info!(identity = %identity.identity(), expires_in_s = identity.seconds_to_expiry(), "certificates loaded");
+            let watcher = identity.watch()?;
+            (Some(identity), Some(watcher))
+        }
+        None => (None, None),
+    };
+    let hbone_upstream = identity.as_ref().map(|id| {
+        Arc::new(HboneUpstream::new(id.clone(), &settings.trust_domain, settings.hbone_upstream_port))
+    });
 
     let readiness = Arc::new(Readiness::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
+    // Bind everything first: a taken port fails startup before serving.
     let admin_listener = bind(settings.admin_listen).await?;
     let admin_addr = local_addr(&admin_listener, settings.admin_listen);
-    let http_listener = match settings.http_listen {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    let http_addr = http_listener
-        .as_ref()
-        .zip(settings.http_listen)
-        .map(|(l, a)| local_addr(l, a));
+    let http_listener = bind_opt(settings.http_listen).await?;
+    let hbone_listener = bind_opt(identity.as_ref().map(|_| settings.hbone_listen)).await?;
+    let pp_listener = bind_opt(settings.proxy_protocol_listen).await?;
+    let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (http_addr, hbone_addr, proxy_protocol_addr) =
+        (addr_of(&http_listener), addr_of(&hbone_listener), addr_of(&pp_listener));
 
+    let build = |h2c| {
+        Arc::new(build_proxy(
+            store.clone(),
+            metrics.clone(),
+            settings.clone(),
+            hbone_upstream.clone(),
+            h2c,
+        ))
+    };
     let proxies = Proxies {
-        http1: Arc::new(build_proxy(
-            store.clone(),
-            metrics.clone(),
-            settings.clone(),
-            false,
-        )),
-        h2c: Arc::new(build_proxy(
-            store.clone(),
-            metrics.clone(),
-            settings.clone(),
-            true,
-        )),
+        http1: build(false),
+        h2c: build(true),
     };
     let tracker = Arc::new(ConnectionTracker::default());
     let mut tasks = Vec::new();
@@ -96,18 +119,46 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         store: store.clone(),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        identity: identity.clone(),
     });
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
-    tasks.push(tokio::spawn(admin::serve(
-        admin_listener,
-        admin_state,
-        admin_stop_rx,
-    )));
+    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx)));
     if let Some(l) = http_listener {
         tasks.push(tokio::spawn(listener::run_plain(
             l,
             proxies.clone(),
+            tracker.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    let tunnels = Arc::new(TunnelHandler {
+        store: store.clone(),
+        proxies: proxies.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown_rx.clone(),
+        passthrough: Arc::new(Passthrough {
+            store: store.clone(),
+            hbone: hbone_upstream.clone(),
+            metrics: metrics.clone(),
+            connect_timeout: settings.connect_timeout,
+        }),
+        metrics: metrics.clone(),
+    });
+    if let (Some(l), Some(id)) = (hbone_listener, &identity) {
+        let tls = id.server_config(&settings.trust_domain);
+        tasks.push(tokio::spawn(crate::hbone::serve_inbound(
+            l,
+            tls,
+            InboundConfig::default(),
+            tunnels.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some(l) = pp_listener {
+        tasks.push(tokio::spawn(listener::run_proxy_protocol(
+            l,
+            tunnels.clone(),
             tracker.clone(),
             shutdown_rx.clone(),
         )));
@@ -127,9 +178,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     readiness.set_listening();
     Ok(Running {
         http_addr,
+        hbone_addr,
+        proxy_protocol_addr,
         admin_addr,
         store,
         metrics,
+        identity,
         readiness,
         settings,
         proxies,
@@ -137,7 +191,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         shutdown,
         admin_stop,
         tasks,
-        _watcher: Some(watcher),
+        _watchers: (Some(watcher), cert_watcher),
     })
 }
 
@@ -145,14 +199,22 @@ fn build_proxy(
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
+    hbone: Option<Arc<HboneUpstream>>,
     h2c: bool,
 ) -> HttpProxy<Waypoint> {
     let conf = Arc::new(ServerConf::default());
-    let mut proxy = pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings));
+    let mut proxy = pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, hbone));
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);
     proxy
+}
+
+async fn bind_opt(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(a) => bind(a).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

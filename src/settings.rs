@@ -33,6 +33,21 @@ pub struct Settings {
     /// Largest request header block accepted, in bytes (Envoy's default 60 KiB);
     /// larger ones get 431.
     pub max_request_headers_bytes: usize,
+    /// Directory with `cert-chain.pem`, `key.pem`, `root-cert.pem` (Istio's
+    /// names). Enables HBONE in and out.
+    pub cert_dir: Option<PathBuf>,
+    /// HBONE listener (used when `cert_dir` is set). Istio's port 15008.
+    pub hbone_listen: SocketAddr,
+    /// Trust domain callers and destinations must belong to.
+    pub trust_domain: String,
+    /// Port of the destination ztunnels' HBONE listener.
+    pub hbone_upstream_port: u16,
+    /// PROXY-protocol v2 listener (Istio's `PROXY/15088` sandwich binding).
+    pub proxy_protocol_listen: Option<SocketAddr>,
+    /// Add Envoy's `x-forwarded-client-cert` with the caller's identity.
+    pub forward_client_cert: bool,
+    /// The waypoint's own `region/zone`, for locality-aware load balancing.
+    pub locality: Option<String>,
 }
 
 impl Settings {
@@ -53,6 +68,13 @@ impl Settings {
             lb: LbPolicy::LeastRequest,
             connect_timeout: Duration::from_secs(10),
             max_request_headers_bytes: 60 * 1024,
+            cert_dir: None,
+            hbone_listen: SocketAddr::from(([0, 0, 0, 0], 15008)),
+            trust_domain: "cluster.local".to_string(),
+            hbone_upstream_port: 15008,
+            proxy_protocol_listen: None,
+            forward_client_cert: false,
+            locality: None,
         }
     }
 }

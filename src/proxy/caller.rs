@@ -1,14 +1,48 @@
-//! Who is calling: the client's namespace (for consumer routes), its metric
-//! labels and whether the connection was mutual TLS. The plain listener knows
-//! none of it; HBONE and PROXY-protocol listeners attach a `Caller` to the
-//! stream's `ProxyDigest`, where the proxy phases read it back.
+//! Who is calling and where to: the client's namespace (for consumer routes),
+//! its metric labels, whether the connection was mutual TLS, and — for
+//! tunnelled streams — the destination the tunnel named. The plain listener
+//! knows none of it; HBONE and PROXY-protocol listeners attach a
+//! [`Downstream`] to the stream's `ProxyDigest`, where the phases read it back.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use pingora_proxy::Session;
 
+use crate::identity::Identity;
+use crate::routing::Destination;
 use crate::telemetry::PeerLabels;
+
+/// What a listener knows about a downstream connection before any request.
+#[derive(Debug, Clone, Default)]
+pub struct Downstream {
+    pub caller: Caller,
+    /// The destination named by the tunnel (HBONE `:authority`, PROXY
+    /// destination); when set, routing ignores the Host header.
+    pub destination: Option<Destination>,
+}
+
+impl Downstream {
+    /// The context attached to this session's connection, or an anonymous
+    /// plain-listener one.
+    pub fn of(session: &Session) -> Downstream {
+        let attached = session
+            .digest()
+            .and_then(|d| d.proxy_digest.as_ref())
+            .and_then(|p| p.user_data.as_ref())
+            .and_then(|data| data.downcast_ref::<Downstream>());
+        match attached {
+            Some(d) => d.clone(),
+            None => Downstream {
+                caller: Caller {
+                    client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                    ..Default::default()
+                },
+                destination: None,
+            },
+        }
+    }
+}
 
 /// The caller of one request, as far as the listener could tell.
 #[derive(Debug, Clone, Default)]
@@ -21,28 +55,13 @@ pub struct Caller {
     pub mutual_tls: bool,
     /// Original client IP when a tunnel told us (`forwarded: for=`), else the peer address.
     pub client_ip: Option<IpAddr>,
+    /// The caller's SPIFFE identity (HBONE client certificate or PROXY TLV).
+    pub identity: Option<Identity>,
+    /// W3C `traceparent` of the tunnel, for logs.
+    pub traceparent: Option<Arc<str>>,
 }
 
 impl Caller {
-    /// The caller attached to this session's connection, or an anonymous one.
-    pub fn of(session: &Session) -> Caller {
-        let attached = session
-            .digest()
-            .and_then(|d| d.proxy_digest.as_ref())
-            .and_then(|p| p.user_data.as_ref())
-            .and_then(|data| data.downcast_ref::<Caller>());
-        match attached {
-            Some(caller) => caller.clone(),
-            None => Caller {
-                client_ip: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                ..Default::default()
-            },
-        }
-    }
-
     /// `connection_security_policy` label value.
     pub fn security_policy(&self) -> &'static str {
         if self.mutual_tls {

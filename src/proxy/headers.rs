@@ -58,6 +58,12 @@ pub fn add_forwarding_headers(
     }
 }
 
+/// Adds Envoy's `x-forwarded-client-cert` (`By=<own>;URI=<peer>`), replacing
+/// any the client sent: only the waypoint can vouch for the peer.
+pub fn add_client_cert(req: &mut RequestHeader, own: &crate::identity::Identity, peer: &crate::identity::Identity) {
+    let _ = req.insert_header("x-forwarded-client-cert", format!("By={own};URI={peer}"));
+}
+
 /// The request's `x-request-id`, or a fresh UUID v4 when it has none.
 pub fn request_id(req: &RequestHeader) -> String {
     req.headers

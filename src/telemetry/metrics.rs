@@ -5,7 +5,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use super::labels::REQUEST_LABEL_NAMES;
+use super::labels::{REQUEST_LABEL_NAMES, TCP_LABEL_NAMES};
 use super::RequestLabels;
 
 /// Envoy's default histogram buckets (milliseconds), which Istio keeps for
@@ -38,6 +38,11 @@ pub struct Metrics {
     response_bytes: HistogramVec,
     config_reloads: IntCounterVec,
     config_generation: IntGauge,
+    tcp_opened: IntCounterVec,
+    tcp_closed: IntCounterVec,
+    tcp_sent: IntCounterVec,
+    tcp_received: IntCounterVec,
+    cert_expiry: IntGauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +99,22 @@ impl Metrics {
             "Generation of the config snapshot being served.",
         )
         .expect("static metric definition is valid");
+        let tcp = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), TCP_LABEL_NAMES)
+                .expect("static metric definition is valid")
+        };
+        let tcp_opened = tcp("istio_tcp_connections_opened_total", "TCP connections opened.");
+        let tcp_closed = tcp("istio_tcp_connections_closed_total", "TCP connections closed.");
+        let tcp_sent = tcp("istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections.");
+        let tcp_received = tcp(
+            "istio_tcp_received_bytes_total",
+            "Bytes received from the client on TCP connections.",
+        );
+        let cert_expiry = IntGauge::new(
+            "waypoint_cert_expiry_seconds",
+            "Seconds until the waypoint's own certificate expires.",
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -101,6 +122,11 @@ impl Metrics {
             Box::new(response_bytes.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
+            Box::new(tcp_opened.clone()),
+            Box::new(tcp_closed.clone()),
+            Box::new(tcp_sent.clone()),
+            Box::new(tcp_received.clone()),
+            Box::new(cert_expiry.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -115,7 +141,32 @@ impl Metrics {
             response_bytes,
             config_reloads,
             config_generation,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
+            cert_expiry,
         }
+    }
+
+    /// Sets the certificate-expiry gauge (refreshed on every scrape).
+    pub fn set_cert_expiry(&self, seconds: i64) {
+        self.cert_expiry.set(seconds);
+    }
+
+    /// Counts a TCP (L4 passthrough) connection opened.
+    pub fn record_tcp_open(&self, labels: &RequestLabels) {
+        let values = labels.tcp_values();
+        self.tcp_opened.with_label_values(&values).inc();
+    }
+
+    /// Counts a TCP connection closed with the bytes it carried (`sent` to
+    /// the client, `received` from it).
+    pub fn record_tcp_close(&self, labels: &RequestLabels, sent: u64, received: u64) {
+        let values = labels.tcp_values();
+        self.tcp_closed.with_label_values(&values).inc();
+        self.tcp_sent.with_label_values(&values).inc_by(sent);
+        self.tcp_received.with_label_values(&values).inc_by(received);
     }
 
     /// The registry, for components that define metrics of their own.

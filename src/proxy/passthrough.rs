@@ -1,0 +1,97 @@
+//! L4 passthrough: a tunnelled connection to a TCP Service port (or one
+//! whose bytes are not HTTP) is forwarded as bytes to one of the Service's
+//! endpoints, without L7 policy — as Istio's waypoint does for TCP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::routing::Destination;
+use crate::store::SnapshotStore;
+use crate::telemetry::{Metrics, RequestLabels};
+
+use super::caller::Caller;
+use super::outbound::HboneUpstream;
+
+/// True for ports Istio treats as plain TCP: `appProtocol: tcp` or a port
+/// name `tcp` / `tcp-*`.
+pub fn is_tcp_port(dest: &Destination) -> bool {
+    let port = &dest.port;
+    let app = port.app_protocol.as_deref().map(str::to_ascii_lowercase);
+    if let Some(app) = app {
+        return app == "tcp";
+    }
+    port.name
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|n| n == "tcp" || n.starts_with("tcp-"))
+}
+
+/// Forwards tunnelled bytes to endpoints.
+pub struct Passthrough {
+    pub store: Arc<SnapshotStore>,
+    pub hbone: Option<Arc<HboneUpstream>>,
+    pub metrics: Arc<Metrics>,
+    pub connect_timeout: Duration,
+}
+
+impl Passthrough {
+    /// Copies bytes both ways between `downstream` and one endpoint of
+    /// `destination` until either side closes; records Istio's TCP metrics.
+    pub async fn forward<S>(&self, mut downstream: S, caller: &Caller, destination: &Destination)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let labels = self.labels(caller, destination);
+        let Some(endpoints) = self.store.load().snapshot.endpoints(destination) else {
+            return;
+        };
+        let Some(picked) = endpoints.pick(&[]) else {
+            debug!(service = %destination.service.key, "no endpoint for L4 passthrough");
+            return;
+        };
+        let addr = picked.endpoint.addr;
+        self.metrics.record_tcp_open(&labels);
+        let copied = if picked.endpoint.in_mesh && self.hbone.is_some() {
+            let hbone = self.hbone.as_ref().expect("checked above");
+            match hbone.connect(addr, caller, self.connect_timeout).await {
+                Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
+                Err(e) => Err(std::io::Error::other(e)),
+            }
+        } else {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(mut up)) => {
+                    let _ = up.set_nodelay(true);
+                    tokio::io::copy_bidirectional(&mut downstream, &mut up).await
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        };
+        let (sent, received) = match copied {
+            // (downstream → upstream, upstream → downstream)
+            Ok((to_up, to_down)) => (to_down, to_up),
+            Err(e) => {
+                debug!(%addr, error = %e, "L4 passthrough ended with an error");
+                (0, 0)
+            }
+        };
+        self.metrics.record_tcp_close(&labels, sent, received);
+        drop(picked);
+    }
+
+    fn labels(&self, caller: &Caller, destination: &Destination) -> RequestLabels {
+        RequestLabels {
+            source: caller.labels.clone(),
+            destination_service: Arc::from(destination.service.hostname.as_str()),
+            destination_service_name: Arc::from(destination.service.key.name.as_str()),
+            destination_service_namespace: Arc::from(destination.service.key.namespace.as_str()),
+            request_protocol: "tcp",
+            connection_security_policy: caller.security_policy(),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Inbound tunnels: what to do with an HBONE CONNECT stream (or a
+//! PROXY-protocol connection) once the caller is known. Resolve the target
+//! to a Service port, then run the same L7 path as the plain listener on the
+//! stream — or, for a TCP port or non-HTTP bytes, forward it as L4.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::StatusCode;
+use pingora_core::protocols::Stream;
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::hbone::{Baggage, ConnectDecision, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream};
+use crate::identity::Identity;
+use crate::routing::Destination;
+use crate::store::SnapshotStore;
+use crate::telemetry::{Metrics, PeerLabels};
+
+use super::caller::{Caller, Downstream};
+use super::listener::{serve_stream, ConnectionTracker, Proxies};
+use super::passthrough::{self, Passthrough};
+
+/// Serves tunnelled connections for every inbound listener.
+pub struct TunnelHandler {
+    pub store: Arc<SnapshotStore>,
+    pub proxies: Proxies,
+    pub tracker: Arc<ConnectionTracker>,
+    pub shutdown: watch::Receiver<bool>,
+    pub passthrough: Arc<Passthrough>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The Service port an authority names in the current config.
+pub fn resolve_target(store: &SnapshotStore, target: &ConnectTarget) -> Option<Destination> {
+    let published = store.load();
+    match target {
+        ConnectTarget::Addr(addr) => published.snapshot.find_destination_by_addr(*addr),
+        ConnectTarget::Host { .. } => published.snapshot.find_destination_by_host(&target.to_string()),
+    }
+}
+
+/// Istio's source labels from the caller's identity and ztunnel's baggage.
+pub fn caller_from(identity: Option<&Identity>, baggage: &Baggage, client_ip: Option<std::net::IpAddr>) -> Caller {
+    let mut labels = PeerLabels::default();
+    let set = |slot: &mut Arc<str>, v: Option<&str>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            *slot = Arc::from(v);
+        }
+    };
+    if let Some(id) = identity {
+        labels.principal = Arc::from(id.to_string());
+        labels.workload_namespace = Arc::from(id.namespace());
+    }
+    set(&mut labels.workload_namespace, baggage.namespace.as_deref());
+    set(&mut labels.workload, baggage.workload_name());
+    set(&mut labels.app, baggage.service_name.as_deref());
+    set(&mut labels.canonical_service, baggage.service_name.as_deref());
+    set(&mut labels.version, baggage.service_version.as_deref());
+    set(&mut labels.canonical_revision, baggage.service_version.as_deref());
+    set(&mut labels.cluster, baggage.cluster_name.as_deref());
+    Caller {
+        namespace: identity.map(|id| Arc::from(id.namespace())),
+        labels,
+        mutual_tls: identity.is_some(),
+        client_ip,
+        identity: identity.cloned(),
+        traceparent: None,
+    }
+}
+
+impl TunnelHandler {
+    /// Runs a tunnelled byte stream to `destination`: L7 when it carries
+    /// HTTP/1.1 or h2c on an HTTP port, L4 otherwise.
+    pub async fn serve_bytes<S>(&self, mut stream: S, sniffed: Sniffed, downstream: Downstream, destination: Destination)
+    where
+        S: pingora_core::protocols::IO + SetDownstream + 'static,
+    {
+        let http = matches!(sniffed, Sniffed::Http1 | Sniffed::H2c) && !passthrough::is_tcp_port(&destination);
+        if !http {
+            debug!(service = %destination.service.key, port = destination.port.number, "L4 passthrough");
+            self.passthrough.forward(stream, &downstream.caller, &destination).await;
+            return;
+        }
+        let h2c = sniffed == Sniffed::H2c;
+        stream.set_downstream(Downstream {
+            destination: Some(destination),
+            ..downstream
+        });
+        let guard = self.tracker.track();
+        let boxed: Stream = Box::new(stream);
+        serve_stream(self.proxies.for_protocol(h2c), boxed, self.shutdown.clone(), guard).await;
+    }
+}
+
+/// Streams that can carry a [`Downstream`] into Pingora's session digest.
+pub trait SetDownstream {
+    fn set_downstream(&mut self, downstream: Downstream);
+}
+
+impl SetDownstream for TunnelStream {
+    fn set_downstream(&mut self, downstream: Downstream) {
+        self.set_user_data(Box::new(downstream));
+    }
+}
+
+#[async_trait]
+impl ConnectHandler for TunnelHandler {
+    /// 200 when the authority names something we serve, else 503 (ztunnel's
+    /// own answer when nothing serves a destination).
+    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision {
+        match resolve_target(&self.store, &req.target) {
+            Some(_) => ConnectDecision::Accept,
+            None => {
+                debug!(target = %req.target, peer = %req.peer, "no Service for CONNECT authority");
+                ConnectDecision::Reject(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        }
+    }
+
+    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
+        // Re-resolve: the config may have changed since `decide`.
+        let Some(destination) = resolve_target(&self.store, &req.target) else {
+            return;
+        };
+        let sniffed = match stream.sniff().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "tunnel closed before any byte");
+                return;
+            }
+        };
+        let mut caller = caller_from(Some(&req.peer), &req.baggage, Some(req.client_addr().ip()));
+        caller.traceparent = req.traceparent.as_deref().map(Arc::from);
+        let client: SocketAddr = req.client_addr();
+        debug!(%client, target = %req.target, ?sniffed, "tunnel accepted");
+        let downstream = Downstream {
+            caller,
+            destination: None,
+        };
+        self.serve_bytes(stream, sniffed, downstream, destination).await;
+    }
+}
