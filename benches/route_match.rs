@@ -32,20 +32,26 @@ fn mesh_yaml() -> String {
                 1 => format!("[{{path: {{type: Exact, value: /exact/{i}}}}}]"),
                 _ => format!("[{{path: {{type: PathPrefix, value: /svc/{i}}}, headers: [{{name: x-tenant, value: t{i}}}]}}]"),
             };
-            yaml.push_str(&format!("  - matches: {matches}\n    backendRefs: [{{name: backend, port: 8080}}]\n"));
+            yaml.push_str(&format!(
+                "  - matches: {matches}\n    backendRefs: [{{name: backend, port: 8080}}]\n"
+            ));
         }
     }
     yaml
 }
 
 fn bench_route(c: &mut Criterion) {
-    let resources = config::load_str(&mesh_yaml(), "bench.yaml", "bench").expect("bench YAML loads");
+    let resources =
+        config::load_str(&mesh_yaml(), "bench.yaml", "bench").expect("bench YAML loads");
     let opts = CompileOptions {
         namespace: "bench".to_string(),
         ..CompileOptions::default()
     };
-    let snap = Snapshot::compile(Arc::new(resources), &opts, &LoadRegistry::default()).expect("bench config compiles");
-    let dest = snap.find_destination_by_host("svc.bench:8080").expect("svc exists");
+    let snap = Snapshot::compile(Arc::new(resources), &opts, &LoadRegistry::default())
+        .expect("bench config compiles");
+    let dest = snap
+        .find_destination_by_host("svc.bench:8080")
+        .expect("svc exists");
 
     // `/svc/5` is among the shortest prefixes, so it sorts near the end.
     let mut headers = HeaderMap::new();
@@ -58,7 +64,10 @@ fn bench_route(c: &mut Criterion) {
         host: "svc.bench",
         port: 8080,
     };
-    assert!(matches!(snap.route(&dest, &late, None), RouteDecision::Forward(_)));
+    assert!(matches!(
+        snap.route(&dest, &late, None),
+        RouteDecision::Forward(_)
+    ));
     let empty = HeaderMap::new();
     let none = RequestInfo {
         method: "GET",
@@ -69,8 +78,12 @@ fn bench_route(c: &mut Criterion) {
     assert_eq!(snap.route(&dest, &none, None), RouteDecision::NoRoute);
 
     let mut group = c.benchmark_group("route_1000_rules");
-    group.bench_function("match_near_end", |b| b.iter(|| snap.route(black_box(&dest), black_box(&late), None)));
-    group.bench_function("no_match", |b| b.iter(|| snap.route(black_box(&dest), black_box(&none), None)));
+    group.bench_function("match_near_end", |b| {
+        b.iter(|| snap.route(black_box(&dest), black_box(&late), None))
+    });
+    group.bench_function("no_match", |b| {
+        b.iter(|| snap.route(black_box(&dest), black_box(&none), None))
+    });
     group.finish();
 }
 

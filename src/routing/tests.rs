@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::test_support::{compile_errors, opts, resources, reviews, snapshot, Req};
+use super::test_support::{opts, resources, reviews, snapshot, Req};
 use super::*;
 
 mod gamma;

@@ -42,18 +42,11 @@ fn guard_counts_active_requests_in_the_registry() {
 fn least_request_prefers_the_idle_endpoint() {
     let load = LoadRegistry::default();
     let s = set(2, LbPolicy::LeastRequest, &load);
-    // Hold 5 requests on the first endpoint.
+    // Hold 5 requests on the first endpoint (avoiding the other one).
     let busy = s.endpoints()[0].addr;
-    let mut held = Vec::new();
-    while held.len() < 5 {
-        let p = s.pick(&[busy]).expect("pick");
-        assert_ne!(p.endpoint.addr, busy);
-        drop(p);
-        let p = s.pick(&[]).expect("pick");
-        if p.endpoint.addr == busy {
-            held.push(p);
-        }
-    }
+    let idle = s.endpoints()[1].addr;
+    let held: Vec<Picked> = (0..5).filter_map(|_| s.pick(&[idle])).collect();
+    assert!(held.iter().all(|p| p.endpoint.addr == busy));
     // With two endpoints P2C always compares both: the idle one wins.
     for _ in 0..100 {
         assert_ne!(s.pick(&[]).expect("pick").endpoint.addr, busy);
@@ -65,10 +58,8 @@ fn least_request_state_survives_a_reload() {
     let load = LoadRegistry::default();
     let old = set(2, LbPolicy::LeastRequest, &load);
     let busy = old.endpoints()[0].addr;
-    let _held: Vec<Picked> = (0..50)
-        .filter_map(|_| old.pick(&[]))
-        .filter(|p| p.endpoint.addr == busy)
-        .collect();
+    let idle = old.endpoints()[1].addr;
+    let _held: Vec<Picked> = (0..5).filter_map(|_| old.pick(&[idle])).collect();
     let new = set(2, LbPolicy::LeastRequest, &load);
     assert!(load.active(busy) > 0);
     for _ in 0..100 {
