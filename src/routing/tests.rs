@@ -1,6 +1,5 @@
 //! End-to-end routing tests: YAML in, `RouteDecision` out.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
