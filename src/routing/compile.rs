@@ -394,6 +394,3 @@ fn compile_retry(r: &HttpRouteRetry, field: &str, sink: &mut ErrorSink<'_>) -> R
         backoff,
     }
 }
-
-#[cfg(test)]
-mod tests;

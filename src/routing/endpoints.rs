@@ -196,13 +196,13 @@ impl EndpointSet {
             LbPolicy::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n)
-                    .map(|k| (start.wrapping_add(k)) % n)
+                    .map(|k| start.wrapping_add(k) % n)
                     .find(|&i| !honour_avoid || !skip(i))?
             }
             LbPolicy::LeastRequest => {
                 if honour_avoid {
                     let allowed: Vec<usize> = (0..n).filter(|&i| !skip(i)).collect();
-                    allowed[self.p2c(allowed.len(), |k| allowed[k])]
+                    self.p2c(allowed.len(), |k| allowed[k])
                 } else {
                     self.p2c(n, |k| k)
                 }

@@ -2,6 +2,7 @@
 //! orders them by Gateway API precedence once, at compile time, so a request
 //! takes the first candidate that matches.
 
+use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 use std::fmt;
 use std::sync::Arc;
@@ -132,16 +133,16 @@ pub(crate) fn split_path_query(path_and_query: &str) -> (&str, Option<&str>) {
 
 /// The first value of query parameter `name` (compared after
 /// percent-decoding both sides' `%XX` and `+`).
-fn query_value(query: &str, name: &str) -> Option<String> {
+fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k) == name).then(|| percent_decode(v))
     })
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let hex = |b: u8| (b as char).to_digit(16);
     let bytes = s.as_bytes();
@@ -152,7 +153,8 @@ fn percent_decode(s: &str) -> String {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
+                    // Two hex digits fit in a byte.
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
                     i += 2;
                 }
                 _ => out.push(b'%'),
@@ -161,7 +163,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 impl CompiledMatch {
@@ -186,10 +188,13 @@ impl CompiledMatch {
             let Some(first) = values.next() else {
                 return false;
             };
-            // Envoy (and so Istio) match repeated headers as one value
+            let Some(second) = values.next() else {
+                return h.value.is_match(&String::from_utf8_lossy(first.as_bytes()));
+            };
+            // Envoy (and so Istio) match a repeated header as one value
             // joined with ",".
             let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
-            for v in values {
+            for v in std::iter::once(second).chain(values) {
                 joined.push(',');
                 joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
             }

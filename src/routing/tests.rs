@@ -1,14 +1,18 @@
 //! End-to-end routing tests: YAML in, `RouteDecision` out.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::test_support::{compile_errors, opts, resources, reviews, snapshot, Req};
+use super::test_support::{opts, resources, reviews, snapshot, Req};
 use super::*;
 
+mod gamma;
+mod validation;
+
+use gamma::CONSUMER_AND_PRODUCER;
+
 /// `ns/name#rule` of the route behind a decision, or the decision kind.
-fn summary(d: &RouteDecision) -> String {
+pub(super) fn summary(d: &RouteDecision) -> String {
     match d {
         RouteDecision::NoRoute => "NoRoute".to_string(),
         RouteDecision::Redirect { route, .. } | RouteDecision::InvalidBackend { route, .. } => {
@@ -28,7 +32,7 @@ fn forward(d: RouteDecision) -> ForwardPlan {
     }
 }
 
-fn route_yaml(name: &str, created: Option<&str>, rules: &str) -> String {
+pub(super) fn route_yaml(name: &str, created: Option<&str>, rules: &str) -> String {
     let ts = created
         .map(|t| format!("\n  creationTimestamp: \"{t}\""))
         .unwrap_or_default();
@@ -182,159 +186,6 @@ fn routes_apply_but_none_matches_is_no_route() {
         snap.route(&reviews(&snap), &Req::get("/other").info(), None),
         RouteDecision::NoRoute
     );
-}
-
-const CONSUMER_AND_PRODUCER: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: frontend}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: producer, namespace: bookinfo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: reviews}]
-  rules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: consumer, namespace: frontend}
-spec:
-  parentRefs: [{group: core, kind: Service, name: reviews, namespace: bookinfo, port: 9080}]
-  rules:
-  - matches: [{path: {value: /v2}}]
-    backendRefs: [{name: reviews-v2, namespace: bookinfo, port: 9080}]
-"#;
-
-#[test]
-fn gamma_consumer_routes_replace_producer_routes_for_their_namespace() {
-    let snap = snapshot(CONSUMER_AND_PRODUCER);
-    let dest = reviews(&snap);
-    let metrics = snap
-        .find_destination_by_host("reviews.bookinfo:15090")
-        .expect("metrics port");
-    // (destination, path, caller namespace, expected, GEP-1294 rule)
-    let rows = [
-        (
-            &dest,
-            "/v2",
-            None,
-            "bookinfo/producer#0",
-            "no caller identity: consumer routes never apply",
-        ),
-        (
-            &dest,
-            "/v2",
-            Some("bookinfo"),
-            "bookinfo/producer#0",
-            "same namespace as the Service: producer",
-        ),
-        (
-            &dest,
-            "/v2",
-            Some("frontend"),
-            "frontend/consumer#0",
-            "caller's namespace has consumer routes",
-        ),
-        (
-            &dest,
-            "/v1",
-            Some("frontend"),
-            "NoRoute",
-            "only the consumer routes apply, producer not consulted",
-        ),
-        (
-            &dest,
-            "/v2",
-            Some("other"),
-            "bookinfo/producer#0",
-            "no consumer routes in caller's namespace",
-        ),
-        (
-            &metrics,
-            "/v2",
-            Some("frontend"),
-            "bookinfo/producer#0",
-            "consumer route attached to port 9080 only",
-        ),
-    ];
-    for (dest, path, caller, want, rule) in rows {
-        let got = summary(&snap.route(dest, &Req::get(path).info(), caller));
-        assert_eq!(got, want, "{path} from {caller:?}: {rule}");
-    }
-    let attachments: Vec<(String, u16, bool)> = snap
-        .attachments()
-        .into_iter()
-        .map(|a| (format!("{} -> {}", a.route, a.service), a.port, a.consumer))
-        .collect();
-    assert_eq!(
-        attachments,
-        [
-            (
-                "bookinfo/producer -> bookinfo/reviews".to_string(),
-                9080,
-                false
-            ),
-            (
-                "bookinfo/producer -> bookinfo/reviews".to_string(),
-                15090,
-                false
-            ),
-            (
-                "frontend/consumer -> bookinfo/reviews".to_string(),
-                9080,
-                true
-            ),
-        ]
-    );
-}
-
-#[test]
-fn parent_ref_selection_of_ports_and_kinds() {
-    let route = |name: &str, parent: &str| {
-        format!(
-            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: bookinfo}}\nspec:\n  parentRefs: [{parent}]\n"
-        )
-    };
-    let yaml = [
-        route(
-            "by-section",
-            "{group: \"\", kind: Service, name: productpage, sectionName: web}",
-        ),
-        route(
-            "by-port",
-            "{group: \"\", kind: Service, name: productpage, port: 9080}",
-        ),
-        route("all-ports", "{group: \"\", kind: Service, name: reviews}"),
-        route("gateway-parent", "{name: reviews}"),
-        route(
-            "missing-service",
-            "{group: \"\", kind: Service, name: nope}",
-        ),
-        route(
-            "se",
-            "{group: networking.istio.io, kind: ServiceEntry, name: external, port: 443}",
-        ),
-    ]
-    .concat();
-    let snap = snapshot(&yaml);
-    let got: BTreeSet<String> = snap
-        .attachments()
-        .iter()
-        .map(|a| format!("{} {}:{}", a.route.name, a.service.name, a.port))
-        .collect();
-    let want: BTreeSet<String> = [
-        "by-section productpage:80", // sectionName selects the port named web
-        "by-port productpage:9080",  // port selects that port only
-        "all-ports reviews:9080",    // neither: every port
-        "all-ports reviews:15090",
-        "se external:443", // Istio: ServiceEntry parents
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    // Gateway parents are ignored; a missing Service is a warning, not an error.
-    assert_eq!(got, want);
 }
 
 fn weighted(backends: &str) -> Snapshot {
@@ -522,111 +373,6 @@ fn redirect_decision() {
         }
         other => panic!("expected redirect, got {other:?}"),
     }
-}
-
-#[test]
-fn validation_reports_every_error_with_its_field_path() {
-    let rules = r#"
-  - matches:
-    - path: {type: RegularExpression, value: "(unclosed"}
-    - path: {type: Exact, value: no-slash}
-    - path: {type: Glob, value: /x}
-    - headers: [{type: Fuzzy, name: x, value: y}]
-      method: BREW
-    backendRefs:
-    - {name: reviews-v1, port: 9080, weight: -1}
-    - {name: reviews-v2, weight: 2000000}
-  - filters:
-    - {type: RequestRedirect, requestRedirect: {statusCode: 404, scheme: ftp}}
-    - {type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}
-    - {type: CORS}
-    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, percent: 101}}
-    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, fraction: {numerator: 3, denominator: 2}}}
-    - {type: RequestMirror, requestMirror: {backendRef: {name: reviews-v2, port: 9080}, fraction: {numerator: 0, denominator: 0}}}
-  - matches: [{path: {type: Exact, value: /e}}]
-    filters:
-    - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}
-    backendRefs: [{name: reviews-v1, port: 9080}]
-  - filters:
-    - {type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replacePrefixMatch: /x}}}
-    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: "bad name", value: v}]}}
-    - {type: RequestHeaderModifier}
-    backendRefs: [{name: reviews-v1, port: 9080}]
-    timeouts: {request: "10", backendRequest: 1h}
-    retry: {codes: [200], attempts: -1, backoff: soon}
-  - timeouts: {request: 1s, backendRequest: 2s}"#;
-    let errors = compile_errors(&route_yaml("bad", None, rules));
-    for e in &errors.0 {
-        assert_eq!(e.location.file.as_deref(), Some("mesh.yaml"));
-        // MESH has 12 documents (0..=11), then an empty one, then the route.
-        assert_eq!(e.location.document, Some(13));
-        let object = e.location.object.as_ref().expect("object");
-        assert_eq!(
-            (
-                object.kind.as_str(),
-                object.namespace.as_deref(),
-                object.name.as_str()
-            ),
-            ("HTTPRoute", Some("bookinfo"), "bad")
-        );
-    }
-    let fields: Vec<&str> = errors
-        .0
-        .iter()
-        .map(|e| e.location.field.as_deref().unwrap_or(""))
-        .collect();
-    let want = [
-        "spec.rules[0].matches[0].path.value",      // invalid regex
-        "spec.rules[0].matches[1].path.value",      // must start with '/'
-        "spec.rules[0].matches[2].path.type",       // unknown path match type
-        "spec.rules[0].matches[3].headers[0].type", // unknown header match type
-        "spec.rules[0].matches[3].method",          // unknown method
-        "spec.rules[0].backendRefs[0].weight",      // negative weight
-        "spec.rules[0].backendRefs[1].weight",      // weight > 1_000_000
-        "spec.rules[1].filters[0].requestRedirect.statusCode",
-        "spec.rules[1].filters[0].requestRedirect.scheme",
-        "spec.rules[1].filters[1].type", // ExtensionRef unsupported
-        "spec.rules[1].filters[2].type", // CORS unsupported
-        "spec.rules[1].filters[3].requestMirror.percent",
-        "spec.rules[1].filters[4].requestMirror.fraction",
-        "spec.rules[1].filters[5].requestMirror.fraction",
-        "spec.rules[2].filters[0].urlRewrite.path", // ReplacePrefixMatch without PathPrefix match
-        "spec.rules[3].filters[0].urlRewrite.path", // type/field mismatch
-        "spec.rules[3].filters[1].requestHeaderModifier.set[0].name",
-        "spec.rules[3].filters[2].type", // duplicate RequestHeaderModifier
-        "spec.rules[3].timeouts.request",
-        "spec.rules[3].retry.codes[0]",
-        "spec.rules[3].retry.attempts",
-        "spec.rules[3].retry.backoff",
-        "spec.rules[4].timeouts.backendRequest", // backendRequest > request
-    ];
-    let got: BTreeSet<&str> = fields.iter().copied().collect();
-    let want_set: BTreeSet<&str> = want.iter().copied().collect();
-    assert_eq!(got, want_set, "errors: {errors}");
-}
-
-#[test]
-fn missing_filter_config_and_backend_port_are_errors() {
-    let rules = r#"
-  - filters: [{type: RequestMirror}]
-    backendRefs: [{name: reviews-v1}]
-  - filters: [{type: RequestRedirect, requestRedirect: {}}]
-    backendRefs: [{name: reviews-v1, port: 9080, filters: [{type: RequestRedirect, requestRedirect: {}}]}]"#;
-    let errors = compile_errors(&route_yaml("bad", None, rules));
-    let fields: BTreeSet<&str> = errors
-        .0
-        .iter()
-        .filter_map(|e| e.location.field.as_deref())
-        .collect();
-    let want: BTreeSet<&str> = [
-        "spec.rules[0].filters[0].requestMirror",
-        "spec.rules[0].backendRefs[0].port",
-        "spec.rules[1].backendRefs", // redirect together with backendRefs
-        "spec.rules[1].backendRefs[0].filters[0].type", // redirect at backendRef level
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(fields, want, "errors: {errors}");
 }
 
 #[test]
