@@ -159,12 +159,17 @@ impl ProxyHttp for Waypoint {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
 
-        // Destination: the Service the Host header names (plain listener).
+        // Destination: what the tunnel named, else the Service the Host
+        // header names (plain listener).
         let host_header = headers::host(session.req_header())
             .unwrap_or("")
             .to_string();
         let snapshot = &published.snapshot;
-        let Some(destination) = snapshot.find_destination_by_host(&host_header) else {
+        let found = match downstream.destination {
+            Some(d) => Some(d),
+            None => snapshot.find_destination_by_host(&host_header),
+        };
+        let Some(destination) = found else {
             return self
                 .answer(session, ctx, Failure::UnknownDestination(host_header))
                 .await;
@@ -269,6 +274,12 @@ impl ProxyHttp for Waypoint {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
+        // Keep the tunnel's trace context when the application sent none.
+        if let Some(tp) = &ctx.caller.traceparent {
+            if !upstream.headers.contains_key("traceparent") {
+                upstream.insert_header("traceparent", tp.as_ref())?;
+            }
+        }
         if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
             headers::add_client_cert(upstream, own, peer);
         }

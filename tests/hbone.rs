@@ -74,8 +74,13 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
 
     // Pod-IP authority routes to the Service owning that endpoint.
     let stream = tunnel(&client, mesh.hbone(), "127.0.20.11:9080", &headers).await.unwrap();
-    let (status, _, _) = http1_over(stream, "whatever", "/").await;
-    assert_eq!(status, 200);
+    let (status, _, body) = http1_over(stream, "whatever", "/").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // A hostname authority (from other networks) names the Service too.
+    let by_name: waypoint::hbone::ConnectTarget = "reviews.shop.svc.cluster.local:9080".parse().unwrap();
+    let dest = waypoint::proxy::tunnel::resolve_target(&mesh.wp.store, &by_name).expect("hostname resolves");
+    assert_eq!(dest.service.key.to_string(), "shop/reviews");
 
     // The plain listener has no identity: producer routes (→ v1).
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
@@ -209,6 +214,7 @@ async fn in_mesh_endpoints_are_reached_over_hbone() {
     let ztunnel_port = ztunnel_listener.local_addr().unwrap().port();
     let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n");
     yaml += &service("shop", "ratings", 9080, 9080, &["127.0.23.11"]);
+    yaml += "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ratings-v1-5d8f9b7c6d-x1y2z, namespace: shop, labels: {app: ratings, pod-template-hash: 5d8f9b7c6d}}\nstatus: {podIP: 127.0.23.11}\n";
     let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel_port).await;
     let ztunnel_id = identity(&mesh.ca, mesh.certs.path(), "ztunnel", "spiffe://cluster.local/ns/istio-system/sa/ztunnel");
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
