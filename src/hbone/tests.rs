@@ -1,1 +1,6 @@
+//! HBONE tests over real loopback sockets with `rcgen` certificates.
 
+mod inbound;
+mod outbound;
+mod support;
+mod units;
