@@ -2,5 +2,6 @@
 
 mod inbound;
 mod outbound;
+mod pingora;
 mod support;
 mod units;
