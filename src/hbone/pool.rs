@@ -374,31 +374,35 @@ async fn reap_idle(pool: Weak<PoolInner>) {
     loop {
         ticks.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let idle = pool.cfg.idle_timeout;
-        let mut conns = pool.conns.lock().expect("pool lock poisoned");
-        for list in conns.values_mut() {
-            list.retain(|c| {
-                let idle_for = c.idle_since.lock().map(|s| s.elapsed()).unwrap_or_default();
-                let keep =
-                    !c.is_closed() && (c.active.load(Ordering::Acquire) > 0 || idle_for < idle);
-                if !keep {
-                    debug!(conn = c.id, "closing idle HBONE connection");
-                }
-                keep
-            });
-        }
-        conns.retain(|_, list| !list.is_empty());
-        drop(conns);
-        let live: Vec<PoolKey> = pool
-            .conns
-            .lock()
-            .expect("pool lock poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        pool.dials
-            .lock()
-            .expect("pool lock poisoned")
-            .retain(|k, lock| live.contains(k) || Arc::strong_count(lock) > 1);
+        reap(&pool);
+    }
+}
+
+/// Drops closed connections and those without streams for `idle_timeout`. Dropping the last
+/// `SendRequest` lets h2 close the connection gracefully.
+fn reap(pool: &PoolInner) {
+    let idle = pool.cfg.idle_timeout;
+    let mut conns = pool.conns.lock().expect("pool lock poisoned");
+    for list in conns.values_mut() {
+        list.retain(|c| {
+            let idle_for = c.idle_since.lock().map(|s| s.elapsed()).unwrap_or_default();
+            let busy = c.active.load(Ordering::Acquire) > 0;
+            let keep = !c.is_closed() && (busy || idle_for < idle);
+            if !keep {
+                debug!(conn = c.id, "closing idle HBONE connection");
+            }
+            keep
+        });
+    }
+    conns.retain(|_, list| !list.is_empty());
+    let mut dials = pool.dials.lock().expect("pool lock poisoned");
+    dials.retain(|k, lock| conns.contains_key(k) || Arc::strong_count(lock) > 1);
+}
+
+#[cfg(test)]
+impl HbonePool {
+    /// Runs one reaper pass now.
+    pub(crate) fn reap_now(&self) {
+        reap(&self.inner);
     }
 }

@@ -183,3 +183,36 @@ async fn l4_connector_gives_pingora_a_working_stream() {
     assert_eq!(&back, b"through pingora");
     ztunnel.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_reaped_and_busy_ones_kept() {
+    let mesh = Mesh::new();
+    let ztunnel = Server::start(&mesh.client, Mode::Echo).await;
+    let cfg = PoolConfig {
+        idle_timeout: std::time::Duration::ZERO,
+        ..PoolConfig::default()
+    };
+    let pool = HbonePool::new(mesh.waypoint.clone(), TD, cfg);
+    let busy = within(pool.connect(ztunnel.addr, target(), &OutboundHeaders::default()))
+        .await
+        .expect("connect");
+    pool.reap_now();
+    assert_eq!(
+        pool.connection_count(ztunnel.addr),
+        1,
+        "a connection with a stream stays"
+    );
+    drop(busy);
+    pool.reap_now();
+    assert_eq!(
+        pool.connection_count(ztunnel.addr),
+        0,
+        "an idle connection goes"
+    );
+    // The next call dials afresh.
+    let mut s = within(pool.connect(ztunnel.addr, target(), &OutboundHeaders::default()))
+        .await
+        .expect("connect");
+    assert_eq!(within(round_trip(&mut s, b"again")).await, b"again");
+    ztunnel.stop().await;
+}
