@@ -167,14 +167,29 @@ impl HbonePool {
             };
             // Phase 2: the destination's answer.
             let limit = self.inner.cfg.connect_timeout;
-            let response = timeout(limit, response)
-                .await
-                .map_err(|_| HboneError::Timeout {
-                    ztunnel,
-                    phase: "CONNECT response",
-                    timeout: limit,
-                })?
-                .map_err(|source| HboneError::H2 { ztunnel, source })?;
+            let response = match timeout(limit, response).await {
+                Err(_) => {
+                    return Err(HboneError::Timeout {
+                        ztunnel,
+                        phase: "CONNECT response",
+                        timeout: limit,
+                    })
+                }
+                Ok(Ok(response)) => response,
+                Ok(Err(source)) => {
+                    // A pooled connection that died under us (GOAWAY, refused, closed) never
+                    // carried our bytes: we write only after the 200. Redial once.
+                    if is_connection_failure(&source) {
+                        conn.closed.store(true, Ordering::Release);
+                        if reused && !retried {
+                            debug!(%ztunnel, error = %source, "pooled HBONE connection failed; redialing");
+                            retried = true;
+                            continue;
+                        }
+                    }
+                    return Err(HboneError::H2 { ztunnel, source });
+                }
+            };
             if response.status() != StatusCode::OK {
                 return Err(HboneError::Status {
                     ztunnel,
@@ -315,6 +330,12 @@ impl HbonePool {
     }
 }
 
+/// True for failures of the whole connection (as opposed to this stream being refused by
+/// the destination with a status or a stream error).
+fn is_connection_failure(e: &h2::Error) -> bool {
+    e.is_io() || e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM)
+}
+
 fn build_connect(target: SocketAddr, headers: &OutboundHeaders) -> Result<Request<()>, HboneError> {
     let mut fields: Vec<(&'static str, String)> = Vec::new();
     if let Some(b) = headers.baggage.as_ref().filter(|b| !b.is_empty()) {
@@ -353,30 +374,35 @@ async fn reap_idle(pool: Weak<PoolInner>) {
     loop {
         ticks.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let idle = pool.cfg.idle_timeout;
-        let mut conns = pool.conns.lock().expect("pool lock poisoned");
-        for list in conns.values_mut() {
-            list.retain(|c| {
-                let idle_for = c.idle_since.lock().map(|s| s.elapsed()).unwrap_or_default();
-                let keep = !c.is_closed() && (c.active.load(Ordering::Acquire) > 0 || idle_for < idle);
-                if !keep {
-                    debug!(conn = c.id, "closing idle HBONE connection");
-                }
-                keep
-            });
-        }
-        conns.retain(|_, list| !list.is_empty());
-        drop(conns);
-        let live: Vec<PoolKey> = pool
-            .conns
-            .lock()
-            .expect("pool lock poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        pool.dials
-            .lock()
-            .expect("pool lock poisoned")
-            .retain(|k, lock| live.contains(k) || Arc::strong_count(lock) > 1);
+        reap(&pool);
+    }
+}
+
+/// Drops closed connections and those without streams for `idle_timeout`. Dropping the last
+/// `SendRequest` lets h2 close the connection gracefully.
+fn reap(pool: &PoolInner) {
+    let idle = pool.cfg.idle_timeout;
+    let mut conns = pool.conns.lock().expect("pool lock poisoned");
+    for list in conns.values_mut() {
+        list.retain(|c| {
+            let idle_for = c.idle_since.lock().map(|s| s.elapsed()).unwrap_or_default();
+            let busy = c.active.load(Ordering::Acquire) > 0;
+            let keep = !c.is_closed() && (busy || idle_for < idle);
+            if !keep {
+                debug!(conn = c.id, "closing idle HBONE connection");
+            }
+            keep
+        });
+    }
+    conns.retain(|_, list| !list.is_empty());
+    let mut dials = pool.dials.lock().expect("pool lock poisoned");
+    dials.retain(|k, lock| conns.contains_key(k) || Arc::strong_count(lock) > 1);
+}
+
+#[cfg(test)]
+impl HbonePool {
+    /// Runs one reaper pass now.
+    pub(crate) fn reap_now(&self) {
+        reap(&self.inner);
     }
 }

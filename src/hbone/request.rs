@@ -83,10 +83,7 @@ pub(crate) fn parse_request<B>(
     if req.method() != Method::CONNECT {
         return Err(BadRequest::NotConnect(req.method().clone()));
     }
-    let authority = req
-        .uri()
-        .authority()
-        .ok_or(BadRequest::MissingAuthority)?;
+    let authority = req.uri().authority().ok_or(BadRequest::MissingAuthority)?;
     let target: ConnectTarget = authority.as_str().parse()?;
     let header = |name: &str| {
         req.headers()

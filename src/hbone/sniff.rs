@@ -11,7 +11,14 @@ pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Request methods whose token (plus a space) identifies HTTP/1. A known list rather than
 /// "any uppercase word": inline protocols such as Redis (`SET k v`) would match the latter.
 const HTTP1_METHODS: &[&[u8]] = &[
-    b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"CONNECT ", b"OPTIONS ", b"TRACE ",
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"CONNECT ",
+    b"OPTIONS ",
+    b"TRACE ",
     b"PATCH ",
 ];
 
@@ -34,7 +41,8 @@ pub(crate) fn classify(bytes: &[u8], eof: bool) -> Option<Sniffed> {
     if HTTP1_METHODS.iter().any(|m| bytes.starts_with(m)) {
         return Some(Sniffed::Http1);
     }
-    let undecided = H2_PREFACE.starts_with(bytes) || HTTP1_METHODS.iter().any(|m| m.starts_with(bytes));
+    let undecided =
+        H2_PREFACE.starts_with(bytes) || HTTP1_METHODS.iter().any(|m| m.starts_with(bytes));
     if undecided && !eof {
         None
     } else {

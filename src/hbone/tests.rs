@@ -1,1 +1,7 @@
+//! HBONE tests over real loopback sockets with `rcgen` certificates.
 
+mod inbound;
+mod outbound;
+mod pingora;
+mod support;
+mod units;

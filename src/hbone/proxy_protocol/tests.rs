@@ -53,7 +53,11 @@ async fn reads_exactly_the_header_over_tcp() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let h = header("127.0.0.5:5555", "127.0.1.1:80", Some("spiffe://td/ns/n/sa/s"));
+    let h = header(
+        "127.0.0.5:5555",
+        "127.0.1.1:80",
+        Some("spiffe://td/ns/n/sa/s"),
+    );
     let mut wire = encode_proxy_v2(&h);
     wire.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
     let client = tokio::spawn(async move {
@@ -79,6 +83,9 @@ async fn reads_exactly_the_header_over_tcp() {
     client.await.expect("client");
 }
 
+/// Whether an error is the one a case expects.
+type IsExpected = fn(&ProxyProtocolError) -> bool;
+
 #[tokio::test]
 async fn malformed_headers_are_errors() {
     let good = encode_proxy_v2(&header(
@@ -91,14 +98,18 @@ async fn malformed_headers_are_errors() {
         v[i] = b;
         v
     };
-    let cases: Vec<(&str, Vec<u8>, fn(&ProxyProtocolError) -> bool)> = vec![
+    let cases: Vec<(&str, Vec<u8>, IsExpected)> = vec![
         ("empty", vec![], |e| matches!(e, ProxyProtocolError::Io(_))),
-        ("v1 text", b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(), |e| {
-            matches!(e, ProxyProtocolError::BadSignature)
-        }),
-        ("plain http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), |e| {
-            matches!(e, ProxyProtocolError::BadSignature)
-        }),
+        (
+            "v1 text",
+            b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(),
+            |e| matches!(e, ProxyProtocolError::BadSignature),
+        ),
+        (
+            "plain http",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            |e| matches!(e, ProxyProtocolError::BadSignature),
+        ),
         ("version 1", with(12, 0x11), |e| {
             matches!(e, ProxyProtocolError::BadVersion(1))
         }),
@@ -111,31 +122,43 @@ async fn malformed_headers_are_errors() {
         ("unix", with(13, 0x31), |e| {
             matches!(e, ProxyProtocolError::UnsupportedFamily(0x31))
         }),
-        ("length too short", {
-            let mut v = good.clone();
-            v[14..16].copy_from_slice(&4u16.to_be_bytes());
-            v
-        }, |e| matches!(e, ProxyProtocolError::ShortAddresses { len: 4 })),
+        (
+            "length too short",
+            {
+                let mut v = good.clone();
+                v[14..16].copy_from_slice(&4u16.to_be_bytes());
+                v
+            },
+            |e| matches!(e, ProxyProtocolError::ShortAddresses { len: 4 }),
+        ),
         ("truncated", good[..good.len() - 3].to_vec(), |e| {
             matches!(e, ProxyProtocolError::Io(_))
         }),
-        ("TLV past end", {
-            let mut v = good.clone();
-            // TLV length field (after 16 fixed + 12 addr + 1 type bytes) claims 200 bytes.
-            v[29..31].copy_from_slice(&200u16.to_be_bytes());
-            v
-        }, |e| matches!(e, ProxyProtocolError::BadTlv { offset: 0 })),
-        ("bad identity", {
-            let h = header("10.0.0.1:1", "10.0.0.2:2", None);
-            let mut v = encode_proxy_v2(&h);
-            let id = b"not-a-spiffe-id";
-            v.push(TLV_PEER_IDENTITY);
-            v.extend_from_slice(&(id.len() as u16).to_be_bytes());
-            v.extend_from_slice(id);
-            let len = (12 + 3 + id.len()) as u16;
-            v[14..16].copy_from_slice(&len.to_be_bytes());
-            v
-        }, |e| matches!(e, ProxyProtocolError::BadIdentity(_))),
+        (
+            "TLV past end",
+            {
+                let mut v = good.clone();
+                // TLV length field (after 16 fixed + 12 addr + 1 type bytes) claims 200 bytes.
+                v[29..31].copy_from_slice(&200u16.to_be_bytes());
+                v
+            },
+            |e| matches!(e, ProxyProtocolError::BadTlv { offset: 0 }),
+        ),
+        (
+            "bad identity",
+            {
+                let h = header("10.0.0.1:1", "10.0.0.2:2", None);
+                let mut v = encode_proxy_v2(&h);
+                let id = b"not-a-spiffe-id";
+                v.push(TLV_PEER_IDENTITY);
+                v.extend_from_slice(&(id.len() as u16).to_be_bytes());
+                v.extend_from_slice(id);
+                let len = (12 + 3 + id.len()) as u16;
+                v[14..16].copy_from_slice(&len.to_be_bytes());
+                v
+            },
+            |e| matches!(e, ProxyProtocolError::BadIdentity(_)),
+        ),
     ];
     for (name, bytes, want) in cases {
         match parse(&bytes).await {
