@@ -84,7 +84,8 @@ pub fn host(req: &RequestHeader) -> Option<&str> {
 
 /// Bytes in the request's header block, as sent on HTTP/1.1.
 pub fn header_block_len(req: &RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method.as_str().len() + target + 12;
     line + req
         .headers
         .iter()

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A set of Envoy response flags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ResponseFlags(u16);
 
 macro_rules! flags {

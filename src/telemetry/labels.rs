@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{ResponseFlags, UNKNOWN};
 
 /// One side (source or destination) of a request, as Istio labels it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerLabels {
     pub workload: Arc<str>,
     pub workload_namespace: Arc<str>,
@@ -35,7 +35,7 @@ impl Default for PeerLabels {
 }
 
 /// Everything `istio_requests_total` and friends are labelled with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestLabels {
     pub source: PeerLabels,
     pub destination: PeerLabels,
