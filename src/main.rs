@@ -47,6 +47,7 @@ enum Command {
 enum Lb {
     LeastRequest,
     RoundRobin,
+    Random,
 }
 
 #[derive(Args)]
@@ -118,6 +119,7 @@ fn run(args: RunArgs) -> ExitCode {
     settings.lb = match args.lb {
         Lb::LeastRequest => LbPolicy::LeastRequest,
         Lb::RoundRobin => LbPolicy::RoundRobin,
+        Lb::Random => LbPolicy::Random,
     };
     let runtime = runtime(settings.threads);
     runtime.block_on(async move {

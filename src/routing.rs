@@ -10,6 +10,7 @@
 //! and authorization, retries and connection pools live elsewhere.
 
 mod backend;
+mod cluster;
 mod compile;
 mod decision;
 mod discovery;
@@ -19,6 +20,7 @@ mod endpoints;
 mod error;
 mod filters;
 mod matching;
+mod route_policy;
 mod service;
 #[cfg(test)]
 mod test_support;
@@ -30,9 +32,9 @@ use std::sync::Arc;
 
 use crate::config::{self, NamespacedName};
 
-pub use decision::{
-    ForwardPlan, Mirror, RequestInfo, Rewrite, RouteDecision, RouteRetry, Timeouts,
-};
+pub use crate::policy::HashKey;
+pub use cluster::{ClusterPolicy, LbChoice, Locality, PickRequest};
+pub use decision::{ForwardPlan, Mirror, RequestInfo, Rewrite, RouteDecision};
 pub use duration::parse_duration;
 pub use endpoints::{
     ActiveRequestGuard, Endpoint, EndpointSet, LoadRegistry, Picked, WorkloadInfo,
@@ -40,6 +42,7 @@ pub use endpoints::{
 pub use error::RouteConfigError;
 pub use filters::{HeaderEdit, HeaderModifier};
 pub use matching::{CompiledMatch, HeaderMatch, PathMatch, Pattern, QueryParamMatch, ValueMatch};
+pub use route_policy::RoutePolicy;
 pub use service::{Destination, ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
 
 use matching::RouteTable;
@@ -74,6 +77,8 @@ pub enum LbPolicy {
     LeastRequest,
     /// Plain round robin over the ready endpoints.
     RoundRobin,
+    /// Uniformly random (Istio `RANDOM`).
+    Random,
 }
 
 /// Which HTTPRoute (and which of its rules) produced a decision. Displays as

@@ -11,18 +11,17 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::backend::{compile_backends, total_weight, BackendTarget, CompiledBackend, Resolve};
-use super::decision::{RouteRetry, Timeouts};
 use super::discovery::{self, key_in, PodIndex};
-use super::duration::parse_duration;
 use super::endpoints::{EndpointSet, LoadRegistry};
 use super::error::{ErrorSink, RouteConfigError};
 use super::filters::{compile_filters, FilterCtx, RuleFilters};
 use super::matching::{compile_matches, CompiledMatch, RouteTable};
+use super::route_policy::{compile_http_route_policy, RoutePolicy};
 use super::service::{Destination, ServiceKind};
 use super::{CompileOptions, PortState, RouteName, Snapshot, TargetState};
 use crate::config::{
-    BackendObjectReference, ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRetry,
-    HttpRouteRule, HttpRouteTimeouts, NamespacedName, ObjectRef, Resources, Sourced,
+    BackendObjectReference, ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule,
+    NamespacedName, ObjectRef, Resources, Sourced,
 };
 
 /// One HTTPRoute rule, compiled; shared by every Service port the route
@@ -37,8 +36,8 @@ pub(crate) struct CompiledRule {
     pub filters: RuleFilters,
     pub backends: Vec<CompiledBackend>,
     pub total_weight: u64,
-    pub timeouts: Timeouts,
-    pub retry: Option<RouteRetry>,
+    /// Deadline, retries and faults of the rule.
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// Destinations by API identity; a ServiceEntry has one per host.
@@ -266,11 +265,12 @@ fn compile_route(
             filters,
             total_weight: total_weight(&backends),
             backends,
-            timeouts: compile_timeouts(rule.timeouts.as_ref(), &field, &mut sink),
-            retry: rule
-                .retry
-                .as_ref()
-                .map(|r| compile_retry(r, &field, &mut sink)),
+            policy: Arc::new(compile_http_route_policy(
+                rule.timeouts.as_ref(),
+                rule.retry.as_ref(),
+                &field,
+                &mut sink,
+            )),
         }));
     }
     out
@@ -319,79 +319,6 @@ fn check_prefix_replacement(rule: &HttpRouteRule, field: &str, sink: &mut ErrorS
     check(&rule.filters, field.to_string());
     for (k, b) in rule.backend_refs.iter().enumerate() {
         check(&b.filters, format!("{field}.backendRefs[{k}]"));
-    }
-}
-
-/// Per the Gateway API: a zero duration (`0s`) disables the timeout, and
-/// "BackendRequest ... MUST be less than or equal to the value of Request".
-fn compile_timeouts(
-    t: Option<&HttpRouteTimeouts>,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Timeouts {
-    let Some(t) = t else {
-        return Timeouts::default();
-    };
-    let mut parse = |value: Option<&String>, name: &str| {
-        let value = value?;
-        match parse_duration(value) {
-            Ok(d) if d.is_zero() => None,
-            Ok(d) => Some(d),
-            Err(e) => {
-                sink.push(format!("{field}.timeouts.{name}"), e);
-                None
-            }
-        }
-    };
-    let out = Timeouts {
-        request: parse(t.request.as_ref(), "request"),
-        backend_request: parse(t.backend_request.as_ref(), "backendRequest"),
-    };
-    if let (Some(r), Some(b)) = (out.request, out.backend_request) {
-        if b > r {
-            sink.push(
-                format!("{field}.timeouts.backendRequest"),
-                RouteConfigError::BackendTimeoutExceedsRequest {
-                    backend: t.backend_request.clone().unwrap_or_default(),
-                    request: t.request.clone().unwrap_or_default(),
-                },
-            );
-        }
-    }
-    out
-}
-
-/// GEP-1731 `retry`: codes are 400–599, attempts non-negative.
-fn compile_retry(r: &HttpRouteRetry, field: &str, sink: &mut ErrorSink<'_>) -> RouteRetry {
-    for (i, code) in r.codes.iter().enumerate() {
-        if !(400..=599).contains(code) {
-            sink.push(
-                format!("{field}.retry.codes[{i}]"),
-                RouteConfigError::InvalidRetryCode(*code),
-            );
-        }
-    }
-    let attempts = r.attempts.and_then(|a| match u32::try_from(a) {
-        Ok(a) => Some(a),
-        Err(_) => {
-            sink.push(
-                format!("{field}.retry.attempts"),
-                RouteConfigError::InvalidAttempts(a),
-            );
-            None
-        }
-    });
-    let backoff = r.backoff.as_ref().and_then(|b| match parse_duration(b) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            sink.push(format!("{field}.retry.backoff"), e);
-            None
-        }
-    });
-    RouteRetry {
-        codes: r.codes.clone(),
-        attempts,
-        backoff,
     }
 }
 

@@ -10,6 +10,9 @@ use super::filters::RuleFilters;
 use super::matching::{CompiledMatch, PathMatch, RouteTable, ValueMatch};
 use super::service::{ServicePortTarget, TargetPort};
 use super::Snapshot;
+use policy::{dump_cluster, dump_route_policy};
+
+mod policy;
 
 impl Snapshot {
     /// JSON for `/config_dump`: services, ports, endpoints, and the compiled
@@ -36,6 +39,7 @@ impl Snapshot {
                             "appProtocol": port.app_protocol.as_deref(),
                             "targetPort": target_port(port),
                             "endpoints": state.endpoints.endpoints().iter().map(|e| dump_endpoint(e)).collect::<Vec<_>>(),
+                            "cluster": dump_cluster(state.endpoints.cluster()),
                             "producerRoutes": dump_table(&state.producer),
                             "consumerRoutes": consumers,
                         })
@@ -75,6 +79,7 @@ fn dump_endpoint(e: &Endpoint) -> Value {
         "canonicalRevision": e.workload.canonical_revision,
         "inMesh": e.in_mesh,
         "zone": e.zone,
+        "locality": e.locality.as_ref().map(|l| l.to_string()),
     })
 }
 
@@ -104,10 +109,7 @@ fn dump_table(table: &RouteTable) -> Value {
                 "matcher": dump_match(c.matcher()),
                 "filters": dump_filters(&rule.filters),
                 "backends": backends,
-                "timeouts": {
-                    "request": rule.timeouts.request.map(|d| format!("{d:?}")),
-                    "backendRequest": rule.timeouts.backend_request.map(|d| format!("{d:?}")),
-                },
+                "policy": dump_route_policy(&rule.policy),
             })
         })
         .collect()
