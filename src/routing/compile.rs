@@ -11,10 +11,14 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::backend::{compile_backends, total_weight, BackendTarget, CompiledBackend, Resolve};
+use super::cluster::ClusterPolicy;
 use super::discovery::{self, key_in, PodIndex};
 use super::endpoints::{EndpointSet, LoadRegistry};
 use super::error::{ErrorSink, RouteConfigError};
 use super::filters::{compile_filters, FilterCtx, RuleFilters};
+use super::istio::{
+    apply_destination_rules, attach_virtual_services, compile_virtual_services, HostIndex,
+};
 use super::matching::{compile_matches, CompiledMatch, RouteTable};
 use super::route_policy::{compile_http_route_policy, RoutePolicy};
 use super::service::{Destination, ServiceKind};
@@ -23,6 +27,7 @@ use crate::config::{
     BackendObjectReference, ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule,
     NamespacedName, ObjectRef, Resources, Sourced,
 };
+use crate::policy::ClusterName;
 
 /// One HTTPRoute rule, compiled; shared by every Service port the route
 /// attaches to.
@@ -59,10 +64,16 @@ pub(super) fn compile(
         let ports = d
             .endpoints
             .into_iter()
-            .map(|eps| PortState {
-                endpoints: Arc::new(EndpointSet::new(eps, opts.lb, load)),
-                producer: RouteTable::default(),
-                consumers: BTreeMap::new(),
+            .zip(&target.ports)
+            .map(|(eps, port)| {
+                let name = ClusterName::new(port.number, None, &target.hostname);
+                let cluster = ClusterPolicy::plain(name, opts.lb);
+                PortState {
+                    endpoints: Arc::new(EndpointSet::with_cluster(eps, cluster, load)),
+                    subsets: BTreeMap::new(),
+                    producer: RouteTable::default(),
+                    consumers: BTreeMap::new(),
+                }
             })
             .collect();
         targets.push(TargetState {
@@ -70,6 +81,19 @@ pub(super) fn compile(
             ports,
         });
     }
+
+    // Phase 1b: DestinationRules give ports their cluster policy and add
+    // subsets (before anything resolves a backend to an endpoint set).
+    let mut errors = ConfigErrors::default();
+    let istio_hosts = HostIndex::new(&targets, &opts.cluster_domain);
+    apply_destination_rules(
+        &resources,
+        &istio_hosts,
+        &mut targets,
+        opts,
+        load,
+        &mut errors,
+    );
     load.prune();
 
     // Phase 2: lookup indexes.
@@ -97,7 +121,6 @@ pub(super) fn compile(
     }
 
     // Phase 3: validate and compile every route; collect all errors.
-    let mut errors = ConfigErrors::default();
     let resolver = Resolver {
         targets: &targets,
         by_key: &by_key,
@@ -107,12 +130,16 @@ pub(super) fn compile(
         .iter()
         .map(|route| compile_route(route, &resolver, &mut errors))
         .collect();
+    let virtual_services =
+        compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
 
-    // Phase 4: attach to Service ports, then sort by precedence.
-    let attachments = attach::attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    // Phase 4: attach to Service ports, sort by precedence, then append the
+    // VirtualService rules in their own order.
+    let mut attachments = attach::attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
     Ok(Snapshot {
         resources,
         opts: opts.clone(),

@@ -150,6 +150,7 @@ impl Drop for ActiveRequestGuard {
 impl EndpointSet {
     /// Builds a set with only an LB policy (no DestinationRule); duplicate
     /// addresses keep their first occurrence.
+    #[cfg(test)]
     pub(crate) fn new(endpoints: Vec<Endpoint>, policy: LbPolicy, load: &LoadRegistry) -> Self {
         let name = ClusterName(Arc::from(""));
         Self::with_cluster(endpoints, ClusterPolicy::plain(name, policy), load)
