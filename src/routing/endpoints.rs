@@ -148,14 +148,6 @@ impl Drop for ActiveRequestGuard {
 }
 
 impl EndpointSet {
-    /// Builds a set with only an LB policy (no DestinationRule); duplicate
-    /// addresses keep their first occurrence.
-    #[cfg(test)]
-    pub(crate) fn new(endpoints: Vec<Endpoint>, policy: LbPolicy, load: &LoadRegistry) -> Self {
-        let name = ClusterName(Arc::from(""));
-        Self::with_cluster(endpoints, ClusterPolicy::plain(name, policy), load)
-    }
-
     /// Builds a set for `cluster`; duplicate addresses keep their first
     /// occurrence.
     pub(crate) fn with_cluster(

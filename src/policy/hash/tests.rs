@@ -11,6 +11,16 @@ fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
     h
 }
 
+/// (case, key, headers, path and query, client IP, expected hash).
+type Row<'a> = (
+    &'a str,
+    &'a HashKey,
+    &'a http::HeaderMap,
+    &'a str,
+    Option<IpAddr>,
+    Option<u64>,
+);
+
 #[test]
 fn each_key_hashes_its_part_of_the_request() {
     let user = HashKey::Header(HeaderName::from_static("x-user"));
@@ -22,14 +32,7 @@ fn each_key_hashes_its_part_of_the_request() {
     let query = HashKey::QueryParam("id".to_string());
     let h = headers(&[("x-user", "jason"), ("cookie", "a=1; session=abc")]);
     let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-    let rows: &[(
-        &str,
-        &HashKey,
-        &http::HeaderMap,
-        &str,
-        Option<IpAddr>,
-        Option<u64>,
-    )] = &[
+    let rows: &[Row<'_>] = &[
         (
             "header present",
             &user,

@@ -3,6 +3,7 @@
 //! Envoy's "panic mode" uses them all), keep the closest locality tier that
 //! still has one (when the cluster is locality-aware), avoid endpoints
 //! earlier attempts used (when another exists), then apply the LB policy.
+//! Tested through DestinationRule clusters in `istio::destination_rule`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -117,6 +118,3 @@ impl EndpointSet {
 fn addr_hash(addr: SocketAddr) -> u64 {
     fnv1a(addr.to_string().as_bytes())
 }
-
-#[cfg(test)]
-mod tests;
