@@ -44,7 +44,8 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
         for a in attachments {
             let _ = writeln!(
                 out,
-                "  HTTPRoute {} -> Service {}:{}{}",
+                "  {} {} -> Service {}:{}{}",
+                a.kind.as_str(),
                 a.route,
                 a.service,
                 a.port,

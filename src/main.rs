@@ -47,6 +47,7 @@ enum Command {
 enum Lb {
     LeastRequest,
     RoundRobin,
+    Random,
 }
 
 #[derive(Args)]
@@ -139,6 +140,7 @@ fn run(args: RunArgs) -> ExitCode {
     settings.lb = match args.lb {
         Lb::LeastRequest => LbPolicy::LeastRequest,
         Lb::RoundRobin => LbPolicy::RoundRobin,
+        Lb::Random => LbPolicy::Random,
     };
     settings.cert_dir = args.cert_dir;
     settings.hbone_listen = args.hbone_listen;

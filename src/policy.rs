@@ -9,11 +9,13 @@
 //! ejections) lives in [`PolicyRegistry`], keyed by destination.
 
 pub mod fault;
+pub mod hash;
 pub mod outlier;
 pub mod pool;
 pub mod retry;
 
 pub use fault::{Abort, FaultAction, FaultPolicy, Percentage};
+pub use hash::{request_hash, HashKey};
 pub use outlier::{OutlierDetection, OutlierDetector};
 pub use pool::{ConnectionPool, Overflow, PoolGuard, PoolLimiter};
 pub use retry::{RetryOn, RetryPolicy};

@@ -10,6 +10,7 @@
 //! and authorization, retries and connection pools live elsewhere.
 
 mod backend;
+mod cluster;
 mod compile;
 mod decision;
 mod discovery;
@@ -18,7 +19,10 @@ mod duration;
 mod endpoints;
 mod error;
 mod filters;
+mod istio;
 mod matching;
+mod regex_rewrite;
+mod route_policy;
 mod service;
 #[cfg(test)]
 mod test_support;
@@ -30,16 +34,18 @@ use std::sync::Arc;
 
 use crate::config::{self, NamespacedName};
 
-pub use decision::{
-    ForwardPlan, Mirror, RequestInfo, Rewrite, RouteDecision, RouteRetry, Timeouts,
-};
+pub use crate::policy::HashKey;
+pub use cluster::{ClusterPolicy, LbChoice, Locality, PickRequest};
+pub use decision::{ForwardPlan, Mirror, RequestInfo, Rewrite, RouteDecision};
 pub use duration::parse_duration;
 pub use endpoints::{
     ActiveRequestGuard, Endpoint, EndpointSet, LoadRegistry, Picked, WorkloadInfo,
 };
 pub use error::RouteConfigError;
 pub use filters::{HeaderEdit, HeaderModifier};
+pub use istio::IstioConfigError;
 pub use matching::{CompiledMatch, HeaderMatch, PathMatch, Pattern, QueryParamMatch, ValueMatch};
+pub use route_policy::RoutePolicy;
 pub use service::{Destination, ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
 
 use matching::RouteTable;
@@ -74,14 +80,37 @@ pub enum LbPolicy {
     LeastRequest,
     /// Plain round robin over the ready endpoints.
     RoundRobin,
+    /// Uniformly random (Istio `RANDOM`).
+    Random,
 }
 
-/// Which HTTPRoute (and which of its rules) produced a decision. Displays as
-/// `namespace/name`; the rule index is separate ([`RouteName::rule_index`]).
+/// The API kind a route comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKind {
+    /// Gateway API `HTTPRoute` (rules sorted by precedence).
+    HttpRoute,
+    /// Istio `VirtualService` (`http[]` in order, after HTTPRoute rules).
+    VirtualService,
+}
+
+impl RouteKind {
+    /// The API kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::HttpRoute => "HTTPRoute",
+            RouteKind::VirtualService => "VirtualService",
+        }
+    }
+}
+
+/// Which HTTPRoute or VirtualService (and which of its rules) produced a
+/// decision. Displays as `namespace/name`; the rule index
+/// ([`RouteName::rule_index`]) and kind ([`RouteName::kind`]) are separate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteName {
     name: Arc<str>,
     rule: usize,
+    kind: RouteKind,
 }
 
 impl RouteName {
@@ -89,17 +118,31 @@ impl RouteName {
         Self {
             name: Arc::from(key.to_string()),
             rule,
+            kind: RouteKind::HttpRoute,
         }
     }
 
-    /// `namespace/name` of the HTTPRoute.
+    pub(crate) fn virtual_service(key: &NamespacedName, rule: usize) -> Self {
+        Self {
+            kind: RouteKind::VirtualService,
+            ..Self::new(key, rule)
+        }
+    }
+
+    /// `namespace/name` of the HTTPRoute or VirtualService.
     pub fn as_str(&self) -> &str {
         &self.name
     }
 
-    /// 0-based index of the rule in `spec.rules`.
+    /// 0-based index of the rule in `spec.rules` (HTTPRoute) or `spec.http`
+    /// (VirtualService).
     pub fn rule_index(&self) -> usize {
         self.rule
+    }
+
+    /// HTTPRoute or VirtualService.
+    pub fn kind(&self) -> RouteKind {
+        self.kind
     }
 }
 
@@ -109,10 +152,13 @@ impl fmt::Display for RouteName {
     }
 }
 
-/// One HTTPRoute attached to one Service port (for `waypoint check`).
+/// One HTTPRoute or VirtualService attached to one Service port (for
+/// `waypoint check`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Attachment {
-    /// The HTTPRoute.
+    /// HTTPRoute or VirtualService.
+    pub kind: RouteKind,
+    /// The route object.
     pub route: NamespacedName,
     /// The parent Service (or ServiceEntry).
     pub service: NamespacedName,
@@ -151,6 +197,8 @@ struct TargetState {
 #[derive(Debug, PartialEq)]
 struct PortState {
     endpoints: Arc<EndpointSet>,
+    /// DestinationRule subsets by name, each its own cluster.
+    subsets: BTreeMap<String, Arc<EndpointSet>>,
     /// Routes in the Service's own namespace, in precedence order.
     producer: RouteTable,
     /// Consumer routes by the route's namespace, in precedence order.
@@ -179,7 +227,8 @@ impl Snapshot {
         &self.opts
     }
 
-    /// Which HTTPRoute attaches to which Service port, sorted.
+    /// Which HTTPRoute attaches to which Service port, sorted; then which
+    /// VirtualService, in merge order.
     pub fn attachments(&self) -> Vec<Attachment> {
         self.attachments.clone()
     }

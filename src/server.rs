@@ -84,7 +84,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => (None, None),
     };
     let hbone_upstream = identity.as_ref().map(|id| {
-        Arc::new(HboneUpstream::new(id.clone(), &settings.trust_domain, settings.hbone_upstream_port))
+        Arc::new(HboneUpstream::new(
+            id.clone(),
+            &settings.trust_domain,
+            settings.hbone_upstream_port,
+        ))
     });
 
     let readiness = Arc::new(Readiness::default());
@@ -97,8 +101,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let hbone_listener = bind_opt(identity.as_ref().map(|_| settings.hbone_listen)).await?;
     let pp_listener = bind_opt(settings.proxy_protocol_listen).await?;
     let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let (http_addr, hbone_addr, proxy_protocol_addr) =
-        (addr_of(&http_listener), addr_of(&hbone_listener), addr_of(&pp_listener));
+    let (http_addr, hbone_addr, proxy_protocol_addr) = (
+        addr_of(&http_listener),
+        addr_of(&hbone_listener),
+        addr_of(&pp_listener),
+    );
 
     let build = |h2c| {
         Arc::new(build_proxy(
@@ -123,7 +130,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
-    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx)));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        admin_stop_rx,
+    )));
     if let Some(l) = http_listener {
         tasks.push(tokio::spawn(listener::run_plain(
             l,
@@ -203,7 +214,8 @@ fn build_proxy(
     h2c: bool,
 ) -> HttpProxy<Waypoint> {
     let conf = Arc::new(ServerConf::default());
-    let mut proxy = pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, hbone));
+    let mut proxy =
+        pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, hbone));
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);

@@ -33,8 +33,15 @@ impl Mesh {
         s.cert_dir = Some(wp_dir);
         s.hbone_listen = "127.0.0.1:0".parse().unwrap();
         tweak(&mut s);
-        let wp = bounded("start", waypoint::server::start(s)).await.expect("waypoint starts");
-        Mesh { ca, certs, _config: config, wp }
+        let wp = bounded("start", waypoint::server::start(s))
+            .await
+            .expect("waypoint starts");
+        Mesh {
+            ca,
+            certs,
+            _config: config,
+            wp,
+        }
     }
 
     fn client(&self) -> Arc<waypoint::identity::IdentityStore> {
@@ -47,8 +54,10 @@ impl Mesh {
 }
 
 fn mesh_yaml() -> String {
-    let mut yaml = service("shop", "reviews", 9080, 9080, &["127.0.20.11"])
-        .replace("spec:\n  ports:", "spec:\n  clusterIP: 10.96.20.1\n  ports:");
+    let mut yaml = service("shop", "reviews", 9080, 9080, &["127.0.20.11"]).replace(
+        "spec:\n  ports:",
+        "spec:\n  clusterIP: 10.96.20.1\n  ports:",
+    );
     yaml += &service("shop", "reviews-v2", 9080, 9080, &["127.0.20.12"]);
     // A consumer route: only callers from client-ns get v2.
     yaml += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: client-view, namespace: client-ns}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: reviews, namespace: shop, port: 9080}]\n  rules:\n  - backendRefs: [{name: reviews-v2, namespace: shop, port: 9080}]\n";
@@ -64,22 +73,34 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
     let headers = ztunnel_headers("10.1.2.3:40000");
 
     // VIP authority: the consumer route for client-ns applies (→ v2).
-    let stream = tunnel(&client, mesh.hbone(), "10.96.20.1:9080", &headers).await.unwrap();
+    let stream = tunnel(&client, mesh.hbone(), "10.96.20.1:9080", &headers)
+        .await
+        .unwrap();
     let (status, _, body) = http1_over(stream, "reviews", "/r").await;
     assert_eq!(status, 200);
     let seen: waypoint::echo::EchoReply = serde_json::from_slice(&body).unwrap();
-    assert_eq!(seen.backend, "reviews-v2", "consumer route of the caller's namespace");
-    assert_eq!(seen.headers["x-forwarded-for"], "10.1.2.3", "client from `forwarded`");
+    assert_eq!(
+        seen.backend, "reviews-v2",
+        "consumer route of the caller's namespace"
+    );
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "10.1.2.3",
+        "client from `forwarded`"
+    );
     assert_eq!(seen.headers["traceparent"].len(), 55, "traceparent kept");
 
     // Pod-IP authority routes to the Service owning that endpoint.
-    let stream = tunnel(&client, mesh.hbone(), "127.0.20.11:9080", &headers).await.unwrap();
+    let stream = tunnel(&client, mesh.hbone(), "127.0.20.11:9080", &headers)
+        .await
+        .unwrap();
     let (status, _, body) = http1_over(stream, "whatever", "/").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     // A hostname authority (from other networks) names the Service too.
-    let by_name: waypoint::hbone::ConnectTarget = "reviews.shop.svc.cluster.local:9080".parse().unwrap();
-    let dest = waypoint::proxy::tunnel::resolve_target(&mesh.wp.store, &by_name).expect("hostname resolves");
+    let by_name: waypoint::hbone::ConnectTarget =
+        "reviews.shop.svc.cluster.local:9080".parse().unwrap();
+    let dest = waypoint::proxy::tunnel::resolve_target(&mesh.wp.store, &by_name)
+        .expect("hostname resolves");
     assert_eq!(dest.service.key.to_string(), "shop/reviews");
 
     // The plain listener has no identity: producer routes (→ v1).
@@ -101,7 +122,10 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
         ],
     );
     assert_eq!(n, 2, "{metrics}");
-    assert_eq!(requests_total(&metrics, &["connection_security_policy=\"none\""]), 1);
+    assert_eq!(
+        requests_total(&metrics, &["connection_security_policy=\"none\""]),
+        1
+    );
     let (_, dump) = admin_get(&mesh.wp, "/config_dump").await;
     assert!(dump.contains(WAYPOINT_ID), "own identity in config_dump");
     assert!(metrics.contains("waypoint_cert_expiry_seconds"));
@@ -112,31 +136,62 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
 async fn unknown_destination_gets_503_and_untrusted_callers_are_refused() {
     let mesh = Mesh::start(&mesh_yaml(), |_| {}).await;
     let client = mesh.client();
-    let err = tunnel(&client, mesh.hbone(), "10.99.99.99:80", &ztunnel_headers("10.0.0.1:1"))
-        .await
-        .unwrap_err();
+    let err = tunnel(
+        &client,
+        mesh.hbone(),
+        "10.99.99.99:80",
+        &ztunnel_headers("10.0.0.1:1"),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
 
     // A caller whose certificate comes from another CA is refused at the handshake.
     let rogue_ca = TestCa::new("cluster.local");
     let rogue = identity(&rogue_ca, mesh.certs.path(), "rogue", CLIENT_ID);
-    assert!(tunnel(&rogue, mesh.hbone(), "10.96.20.1:9080", &ztunnel_headers("10.0.0.1:1")).await.is_err());
+    assert!(tunnel(
+        &rogue,
+        mesh.hbone(),
+        "10.96.20.1:9080",
+        &ztunnel_headers("10.0.0.1:1")
+    )
+    .await
+    .is_err());
     // So is one from our CA but another trust domain.
     let other_td = TestCa::new("other.domain");
-    let other = identity(&other_td, mesh.certs.path(), "other", "spiffe://other.domain/ns/a/sa/b");
-    assert!(tunnel(&other, mesh.hbone(), "10.96.20.1:9080", &ztunnel_headers("10.0.0.1:1")).await.is_err());
+    let other = identity(
+        &other_td,
+        mesh.certs.path(),
+        "other",
+        "spiffe://other.domain/ns/a/sa/b",
+    );
+    assert!(tunnel(
+        &other,
+        mesh.hbone(),
+        "10.96.20.1:9080",
+        &ztunnel_headers("10.0.0.1:1")
+    )
+    .await
+    .is_err());
     mesh.wp.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_inside_the_tunnel_and_forward_client_cert() {
     let _v1 = echo("reviews-v1", "127.0.21.11:9080").await;
-    let yaml = service("shop", "reviews", 9080, 9080, &["127.0.21.11"])
-        .replace("spec:\n  ports:", "spec:\n  clusterIP: 10.96.21.1\n  ports:");
+    let yaml = service("shop", "reviews", 9080, 9080, &["127.0.21.11"]).replace(
+        "spec:\n  ports:",
+        "spec:\n  clusterIP: 10.96.21.1\n  ports:",
+    );
     let mesh = Mesh::start(&yaml, |s| s.forward_client_cert = true).await;
-    let stream = tunnel(&mesh.client(), mesh.hbone(), "10.96.21.1:9080", &ztunnel_headers("10.0.0.7:1"))
-        .await
-        .unwrap();
+    let stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        "10.96.21.1:9080",
+        &ztunnel_headers("10.0.0.7:1"),
+    )
+    .await
+    .unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
@@ -144,8 +199,12 @@ async fn h2c_inside_the_tunnel_and_forward_client_cert() {
     .await
     .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("http://reviews/h2").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
-    let resp = bounded("h2c in tunnel", send.send_request(req)).await.unwrap();
+    let req = http::Request::get("http://reviews/h2")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = bounded("h2c in tunnel", send.send_request(req))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     use http_body_util::BodyExt;
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -161,7 +220,9 @@ async fn h2c_inside_the_tunnel_and_forward_client_cert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_ports_are_passed_through_as_l4() {
     // A raw TCP echo on the endpoint.
-    let l = tokio::net::TcpListener::bind("127.0.22.11:7000").await.unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.22.11:7000")
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
@@ -176,30 +237,47 @@ async fn tcp_ports_are_passed_through_as_l4() {
     });
     let yaml = service("shop", "db", 7000, 7000, &["127.0.22.11"])
         .replace("- name: http\n", "- name: tcp-db\n")
-        .replace("spec:\n  ports:", "spec:\n  clusterIP: 10.96.22.1\n  ports:");
+        .replace(
+            "spec:\n  ports:",
+            "spec:\n  clusterIP: 10.96.22.1\n  ports:",
+        );
     let mesh = Mesh::start(&yaml, |_| {}).await;
-    let mut stream = tunnel(&mesh.client(), mesh.hbone(), "10.96.22.1:7000", &ztunnel_headers("10.0.0.8:1"))
-        .await
-        .unwrap();
+    let mut stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        "10.96.22.1:7000",
+        &ztunnel_headers("10.0.0.8:1"),
+    )
+    .await
+    .unwrap();
     stream.write_all(b"\x00\x01binary, not HTTP").await.unwrap();
     let mut buf = vec![0u8; 18];
-    bounded("echo back", stream.read_exact(&mut buf)).await.unwrap();
+    bounded("echo back", stream.read_exact(&mut buf))
+        .await
+        .unwrap();
     assert_eq!(&buf, b"\x00\x01binary, not HTTP");
     drop(stream);
     // The connection's close is counted once the tunnel ends.
     let deadline = std::time::Instant::now() + STEP;
     loop {
         let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
-        let closed = metrics
-            .lines()
-            .find(|l| l.starts_with("istio_tcp_connections_closed_total{") && l.contains("destination_service_name=\"db\""));
+        let closed = metrics.lines().find(|l| {
+            l.starts_with("istio_tcp_connections_closed_total{")
+                && l.contains("destination_service_name=\"db\"")
+        });
         if let Some(line) = closed {
-            assert!(line.contains("connection_security_policy=\"mutual_tls\""), "{line}");
+            assert!(
+                line.contains("connection_security_policy=\"mutual_tls\""),
+                "{line}"
+            );
             assert!(metrics.contains("istio_tcp_sent_bytes_total{"));
             assert!(metrics.contains("istio_tcp_connections_opened_total{"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "tcp close never recorded:\n{metrics}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tcp close never recorded:\n{metrics}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     mesh.wp.shutdown().await;
@@ -210,13 +288,20 @@ async fn in_mesh_endpoints_are_reached_over_hbone() {
     let _backend = echo("ambient-pod", "127.0.23.11:9080").await;
     // The destination's ztunnel on the pod's IP.
     let fake = Arc::new(FakeZtunnel::default());
-    let ztunnel_listener = tokio::net::TcpListener::bind("127.0.23.11:0").await.unwrap();
+    let ztunnel_listener = tokio::net::TcpListener::bind("127.0.23.11:0")
+        .await
+        .unwrap();
     let ztunnel_port = ztunnel_listener.local_addr().unwrap().port();
     let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n");
     yaml += &service("shop", "ratings", 9080, 9080, &["127.0.23.11"]);
     yaml += "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ratings-v1-5d8f9b7c6d-x1y2z, namespace: shop, labels: {app: ratings, pod-template-hash: 5d8f9b7c6d}}\nstatus: {podIP: 127.0.23.11}\n";
     let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel_port).await;
-    let ztunnel_id = identity(&mesh.ca, mesh.certs.path(), "ztunnel", "spiffe://cluster.local/ns/istio-system/sa/ztunnel");
+    let ztunnel_id = identity(
+        &mesh.ca,
+        mesh.certs.path(),
+        "ztunnel",
+        "spiffe://cluster.local/ns/istio-system/sa/ztunnel",
+    );
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(waypoint::hbone::serve_inbound(
         ztunnel_listener,
@@ -244,9 +329,14 @@ async fn in_mesh_endpoints_are_reached_over_hbone() {
 async fn proxy_protocol_with_and_without_the_identity_tlv() {
     use waypoint::hbone::proxy_protocol::{encode_proxy_v2, ProxyHeader};
     let _v1 = echo("reviews-v1", "127.0.24.11:9080").await;
-    let yaml = service("shop", "reviews", 9080, 9080, &["127.0.24.11"])
-        .replace("spec:\n  ports:", "spec:\n  clusterIP: 10.96.24.1\n  ports:");
-    let mesh = Mesh::start(&yaml, |s| s.proxy_protocol_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let yaml = service("shop", "reviews", 9080, 9080, &["127.0.24.11"]).replace(
+        "spec:\n  ports:",
+        "spec:\n  clusterIP: 10.96.24.1\n  ports:",
+    );
+    let mesh = Mesh::start(&yaml, |s| {
+        s.proxy_protocol_listen = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
     let pp = mesh.wp.proxy_protocol_addr.unwrap();
     for identity in [Some(CLIENT_ID), None] {
         let mut sock = tokio::net::TcpStream::connect(pp).await.unwrap();
@@ -256,18 +346,30 @@ async fn proxy_protocol_with_and_without_the_identity_tlv() {
             peer_identity: identity.map(|i| i.parse().unwrap()),
         };
         sock.write_all(&encode_proxy_v2(&header)).await.unwrap();
-        sock.write_all(b"GET /pp HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n").await.unwrap();
+        sock.write_all(b"GET /pp HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut resp = String::new();
-        bounded("PROXY response", sock.read_to_string(&mut resp)).await.unwrap();
+        bounded("PROXY response", sock.read_to_string(&mut resp))
+            .await
+            .unwrap();
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.contains("\"x-forwarded-for\":\"10.4.4.4\""), "{resp}");
     }
     let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
-    assert_eq!(requests_total(&metrics, &[&format!("source_principal=\"{CLIENT_ID}\"")]), 1);
-    assert_eq!(requests_total(&metrics, &["source_principal=\"unknown\""]), 1);
+    assert_eq!(
+        requests_total(&metrics, &[&format!("source_principal=\"{CLIENT_ID}\"")]),
+        1
+    );
+    assert_eq!(
+        requests_total(&metrics, &["source_principal=\"unknown\""]),
+        1
+    );
     // No PROXY header: the connection is closed without an answer.
     let mut sock = tokio::net::TcpStream::connect(pp).await.unwrap();
-    sock.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n").await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        .await
+        .unwrap();
     let mut resp = Vec::new();
     let _ = bounded("closed", sock.read_to_end(&mut resp)).await;
     assert!(resp.is_empty(), "{}", String::from_utf8_lossy(&resp));

@@ -73,6 +73,11 @@ impl OutlierDetector {
         }
     }
 
+    /// The configuration currently applied.
+    pub fn config(&self) -> OutlierDetection {
+        OutlierDetection::clone(&self.config.load())
+    }
+
     pub fn update(&self, config: OutlierDetection) {
         if **self.config.load() != config {
             self.config.store(std::sync::Arc::new(config));

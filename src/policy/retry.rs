@@ -88,6 +88,18 @@ impl RetryOn {
     }
 }
 
+impl std::fmt::Display for RetryOn {
+    /// Istio's `retryOn` tokens, comma-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tokens: Vec<&str> = Self::TOKENS
+            .iter()
+            .filter(|(_, flag)| self.contains(*flag))
+            .map(|(name, _)| *name)
+            .collect();
+        f.write_str(&tokens.join(","))
+    }
+}
+
 /// What went wrong with one attempt, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptFailure {

@@ -35,7 +35,10 @@ impl Downstream {
             Some(d) => d.clone(),
             None => Downstream {
                 caller: Caller {
-                    client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                    client_ip: session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
                     ..Default::default()
                 },
                 destination: None,

@@ -60,7 +60,11 @@ pub fn add_forwarding_headers(
 
 /// Adds Envoy's `x-forwarded-client-cert` (`By=<own>;URI=<peer>`), replacing
 /// any the client sent: only the waypoint can vouch for the peer.
-pub fn add_client_cert(req: &mut RequestHeader, own: &crate::identity::Identity, peer: &crate::identity::Identity) {
+pub fn add_client_cert(
+    req: &mut RequestHeader,
+    own: &crate::identity::Identity,
+    peer: &crate::identity::Identity,
+) {
     let _ = req.insert_header("x-forwarded-client-cert", format!("By={own};URI={peer}"));
 }
 

@@ -230,7 +230,8 @@ pub async fn run_proxy_protocol(
                 }
             };
             let target = crate::hbone::ConnectTarget::Addr(header.destination);
-            let Some(destination) = crate::proxy::tunnel::resolve_target(&tunnels.store, &target) else {
+            let Some(destination) = crate::proxy::tunnel::resolve_target(&tunnels.store, &target)
+            else {
                 debug!(%peer, destination = %header.destination, "no Service for PROXY destination");
                 return;
             };
@@ -253,7 +254,9 @@ pub async fn run_proxy_protocol(
                 destination: None,
             };
             let stream = l4_stream(tcp, header.source);
-            tunnels.serve_bytes(stream, sniffed, downstream, destination).await;
+            tunnels
+                .serve_bytes(stream, sniffed, downstream, destination)
+                .await;
         });
     }
     info!("PROXY-protocol listener closed");

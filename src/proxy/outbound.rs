@@ -47,14 +47,24 @@ impl HboneUpstream {
         let headers = outbound_headers(caller);
         match tokio::time::timeout(timeout, self.pool.connect(ztunnel, target, &headers)).await {
             Ok(r) => r,
-            Err(_) => Err(crate::hbone::HboneError::Timeout { ztunnel, phase: "tunnel setup", timeout }),
+            Err(_) => Err(crate::hbone::HboneError::Timeout {
+                ztunnel,
+                phase: "tunnel setup",
+                timeout,
+            }),
         }
     }
 
     /// Turns `peer` (the endpoint `target`) into an HBONE peer: Pingora's L4
     /// connect becomes a CONNECT stream on a pooled mTLS h2 connection to the
     /// endpoint's ztunnel.
-    pub fn configure(&self, peer: &mut HttpPeer, target: SocketAddr, caller: &Caller, timeout: Duration) {
+    pub fn configure(
+        &self,
+        peer: &mut HttpPeer,
+        target: SocketAddr,
+        caller: &Caller,
+        timeout: Duration,
+    ) {
         let ztunnel = SocketAddr::new(target.ip(), self.port);
         let headers = outbound_headers(caller);
         peer.options.custom_l4 = Some(Arc::new(HboneConnector::new(

@@ -12,7 +12,9 @@ use pingora_core::protocols::Stream;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::hbone::{Baggage, ConnectDecision, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream};
+use crate::hbone::{
+    Baggage, ConnectDecision, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream,
+};
 use crate::identity::Identity;
 use crate::routing::Destination;
 use crate::store::SnapshotStore;
@@ -37,12 +39,18 @@ pub fn resolve_target(store: &SnapshotStore, target: &ConnectTarget) -> Option<D
     let published = store.load();
     match target {
         ConnectTarget::Addr(addr) => published.snapshot.find_destination_by_addr(*addr),
-        ConnectTarget::Host { .. } => published.snapshot.find_destination_by_host(&target.to_string()),
+        ConnectTarget::Host { .. } => published
+            .snapshot
+            .find_destination_by_host(&target.to_string()),
     }
 }
 
 /// Istio's source labels from the caller's identity and ztunnel's baggage.
-pub fn caller_from(identity: Option<&Identity>, baggage: &Baggage, client_ip: Option<std::net::IpAddr>) -> Caller {
+pub fn caller_from(
+    identity: Option<&Identity>,
+    baggage: &Baggage,
+    client_ip: Option<std::net::IpAddr>,
+) -> Caller {
     let mut labels = PeerLabels::default();
     let set = |slot: &mut Arc<str>, v: Option<&str>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -56,9 +64,15 @@ pub fn caller_from(identity: Option<&Identity>, baggage: &Baggage, client_ip: Op
     set(&mut labels.workload_namespace, baggage.namespace.as_deref());
     set(&mut labels.workload, baggage.workload_name());
     set(&mut labels.app, baggage.service_name.as_deref());
-    set(&mut labels.canonical_service, baggage.service_name.as_deref());
+    set(
+        &mut labels.canonical_service,
+        baggage.service_name.as_deref(),
+    );
     set(&mut labels.version, baggage.service_version.as_deref());
-    set(&mut labels.canonical_revision, baggage.service_version.as_deref());
+    set(
+        &mut labels.canonical_revision,
+        baggage.service_version.as_deref(),
+    );
     set(&mut labels.cluster, baggage.cluster_name.as_deref());
     Caller {
         namespace: identity.map(|id| Arc::from(id.namespace())),
@@ -73,14 +87,22 @@ pub fn caller_from(identity: Option<&Identity>, baggage: &Baggage, client_ip: Op
 impl TunnelHandler {
     /// Runs a tunnelled byte stream to `destination`: L7 when it carries
     /// HTTP/1.1 or h2c on an HTTP port, L4 otherwise.
-    pub async fn serve_bytes<S>(&self, mut stream: S, sniffed: Sniffed, downstream: Downstream, destination: Destination)
-    where
+    pub async fn serve_bytes<S>(
+        &self,
+        mut stream: S,
+        sniffed: Sniffed,
+        downstream: Downstream,
+        destination: Destination,
+    ) where
         S: pingora_core::protocols::IO + SetDownstream + 'static,
     {
-        let http = matches!(sniffed, Sniffed::Http1 | Sniffed::H2c) && !passthrough::is_tcp_port(&destination);
+        let http = matches!(sniffed, Sniffed::Http1 | Sniffed::H2c)
+            && !passthrough::is_tcp_port(&destination);
         if !http {
             debug!(service = %destination.service.key, port = destination.port.number, "L4 passthrough");
-            self.passthrough.forward(stream, &downstream.caller, &destination).await;
+            self.passthrough
+                .forward(stream, &downstream.caller, &destination)
+                .await;
             return;
         }
         let h2c = sniffed == Sniffed::H2c;
@@ -90,7 +112,13 @@ impl TunnelHandler {
         });
         let guard = self.tracker.track();
         let boxed: Stream = Box::new(stream);
-        serve_stream(self.proxies.for_protocol(h2c), boxed, self.shutdown.clone(), guard).await;
+        serve_stream(
+            self.proxies.for_protocol(h2c),
+            boxed,
+            self.shutdown.clone(),
+            guard,
+        )
+        .await;
     }
 }
 
@@ -139,6 +167,7 @@ impl ConnectHandler for TunnelHandler {
             caller,
             destination: None,
         };
-        self.serve_bytes(stream, sniffed, downstream, destination).await;
+        self.serve_bytes(stream, sniffed, downstream, destination)
+            .await;
     }
 }

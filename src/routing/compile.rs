@@ -11,19 +11,23 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::backend::{compile_backends, total_weight, BackendTarget, CompiledBackend, Resolve};
-use super::decision::{RouteRetry, Timeouts};
+use super::cluster::ClusterPolicy;
 use super::discovery::{self, key_in, PodIndex};
-use super::duration::parse_duration;
 use super::endpoints::{EndpointSet, LoadRegistry};
 use super::error::{ErrorSink, RouteConfigError};
 use super::filters::{compile_filters, FilterCtx, RuleFilters};
+use super::istio::{
+    apply_destination_rules, attach_virtual_services, compile_virtual_services, HostIndex,
+};
 use super::matching::{compile_matches, CompiledMatch, RouteTable};
+use super::route_policy::{compile_http_route_policy, RoutePolicy};
 use super::service::{Destination, ServiceKind};
 use super::{CompileOptions, PortState, RouteName, Snapshot, TargetState};
 use crate::config::{
-    BackendObjectReference, ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRetry,
-    HttpRouteRule, HttpRouteTimeouts, NamespacedName, ObjectRef, Resources, Sourced,
+    BackendObjectReference, ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule,
+    NamespacedName, ObjectRef, Resources, Sourced,
 };
+use crate::policy::ClusterName;
 
 /// One HTTPRoute rule, compiled; shared by every Service port the route
 /// attaches to.
@@ -37,8 +41,8 @@ pub(crate) struct CompiledRule {
     pub filters: RuleFilters,
     pub backends: Vec<CompiledBackend>,
     pub total_weight: u64,
-    pub timeouts: Timeouts,
-    pub retry: Option<RouteRetry>,
+    /// Deadline, retries and faults of the rule.
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// Destinations by API identity; a ServiceEntry has one per host.
@@ -60,10 +64,16 @@ pub(super) fn compile(
         let ports = d
             .endpoints
             .into_iter()
-            .map(|eps| PortState {
-                endpoints: Arc::new(EndpointSet::new(eps, opts.lb, load)),
-                producer: RouteTable::default(),
-                consumers: BTreeMap::new(),
+            .zip(&target.ports)
+            .map(|(eps, port)| {
+                let name = ClusterName::new(port.number, None, &target.hostname);
+                let cluster = ClusterPolicy::plain(name, opts.lb);
+                PortState {
+                    endpoints: Arc::new(EndpointSet::with_cluster(eps, cluster, load)),
+                    subsets: BTreeMap::new(),
+                    producer: RouteTable::default(),
+                    consumers: BTreeMap::new(),
+                }
             })
             .collect();
         targets.push(TargetState {
@@ -71,6 +81,19 @@ pub(super) fn compile(
             ports,
         });
     }
+
+    // Phase 1b: DestinationRules give ports their cluster policy and add
+    // subsets (before anything resolves a backend to an endpoint set).
+    let mut errors = ConfigErrors::default();
+    let istio_hosts = HostIndex::new(&targets, &opts.cluster_domain);
+    apply_destination_rules(
+        &resources,
+        &istio_hosts,
+        &mut targets,
+        opts,
+        load,
+        &mut errors,
+    );
     load.prune();
 
     // Phase 2: lookup indexes.
@@ -98,7 +121,6 @@ pub(super) fn compile(
     }
 
     // Phase 3: validate and compile every route; collect all errors.
-    let mut errors = ConfigErrors::default();
     let resolver = Resolver {
         targets: &targets,
         by_key: &by_key,
@@ -108,12 +130,16 @@ pub(super) fn compile(
         .iter()
         .map(|route| compile_route(route, &resolver, &mut errors))
         .collect();
+    let virtual_services =
+        compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
 
-    // Phase 4: attach to Service ports, then sort by precedence.
-    let attachments = attach::attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    // Phase 4: attach to Service ports, sort by precedence, then append the
+    // VirtualService rules in their own order.
+    let mut attachments = attach::attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
     Ok(Snapshot {
         resources,
         opts: opts.clone(),
@@ -266,11 +292,12 @@ fn compile_route(
             filters,
             total_weight: total_weight(&backends),
             backends,
-            timeouts: compile_timeouts(rule.timeouts.as_ref(), &field, &mut sink),
-            retry: rule
-                .retry
-                .as_ref()
-                .map(|r| compile_retry(r, &field, &mut sink)),
+            policy: Arc::new(compile_http_route_policy(
+                rule.timeouts.as_ref(),
+                rule.retry.as_ref(),
+                &field,
+                &mut sink,
+            )),
         }));
     }
     out
@@ -319,78 +346,5 @@ fn check_prefix_replacement(rule: &HttpRouteRule, field: &str, sink: &mut ErrorS
     check(&rule.filters, field.to_string());
     for (k, b) in rule.backend_refs.iter().enumerate() {
         check(&b.filters, format!("{field}.backendRefs[{k}]"));
-    }
-}
-
-/// Per the Gateway API: a zero duration (`0s`) disables the timeout, and
-/// "BackendRequest ... MUST be less than or equal to the value of Request".
-fn compile_timeouts(
-    t: Option<&HttpRouteTimeouts>,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Timeouts {
-    let Some(t) = t else {
-        return Timeouts::default();
-    };
-    let mut parse = |value: Option<&String>, name: &str| {
-        let value = value?;
-        match parse_duration(value) {
-            Ok(d) if d.is_zero() => None,
-            Ok(d) => Some(d),
-            Err(e) => {
-                sink.push(format!("{field}.timeouts.{name}"), e);
-                None
-            }
-        }
-    };
-    let out = Timeouts {
-        request: parse(t.request.as_ref(), "request"),
-        backend_request: parse(t.backend_request.as_ref(), "backendRequest"),
-    };
-    if let (Some(r), Some(b)) = (out.request, out.backend_request) {
-        if b > r {
-            sink.push(
-                format!("{field}.timeouts.backendRequest"),
-                RouteConfigError::BackendTimeoutExceedsRequest {
-                    backend: t.backend_request.clone().unwrap_or_default(),
-                    request: t.request.clone().unwrap_or_default(),
-                },
-            );
-        }
-    }
-    out
-}
-
-/// GEP-1731 `retry`: codes are 400–599, attempts non-negative.
-fn compile_retry(r: &HttpRouteRetry, field: &str, sink: &mut ErrorSink<'_>) -> RouteRetry {
-    for (i, code) in r.codes.iter().enumerate() {
-        if !(400..=599).contains(code) {
-            sink.push(
-                format!("{field}.retry.codes[{i}]"),
-                RouteConfigError::InvalidRetryCode(*code),
-            );
-        }
-    }
-    let attempts = r.attempts.and_then(|a| match u32::try_from(a) {
-        Ok(a) => Some(a),
-        Err(_) => {
-            sink.push(
-                format!("{field}.retry.attempts"),
-                RouteConfigError::InvalidAttempts(a),
-            );
-            None
-        }
-    });
-    let backoff = r.backoff.as_ref().and_then(|b| match parse_duration(b) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            sink.push(format!("{field}.retry.backoff"), e);
-            None
-        }
-    });
-    RouteRetry {
-        codes: r.codes.clone(),
-        attempts,
-        backoff,
     }
 }

@@ -1,15 +1,16 @@
 //! The per-request routing decision: which routes apply (GAMMA producer vs
 //! consumer), which match wins, and what the proxy must do — forward (with
-//! header edits, rewrite, mirrors, timeouts, retry), redirect, or fail.
+//! header edits, rewrite, mirrors and the route's policy), redirect, or fail.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use super::backend::{choose, CompiledBackend};
 use super::compile::CompiledRule;
 use super::endpoints::EndpointSet;
 use super::filters::HeaderModifier;
 use super::matching::Candidate;
+use super::route_policy::RoutePolicy;
 use super::service::Destination;
 use super::{LbPolicy, RouteName, Snapshot};
 
@@ -68,8 +69,9 @@ pub struct ForwardPlan {
     pub rewrite: Option<Rewrite>,
     /// Mirrors sampled for this request (percent/fraction applied).
     pub mirrors: Vec<Mirror>,
-    pub timeouts: Timeouts,
-    pub retry: Option<RouteRetry>,
+    /// Deadline, retries and fault injection of the matched route (Istio's
+    /// defaults when no route applies).
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// A URLRewrite's result for one request.
@@ -86,26 +88,6 @@ pub struct Rewrite {
 pub struct Mirror {
     pub backend: Destination,
     pub endpoints: Arc<EndpointSet>,
-}
-
-/// HTTPRoute rule `timeouts`; `0s` compiles to `None` (disabled).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Whole request, from the first byte received to the last byte sent.
-    pub request: Option<Duration>,
-    /// Each attempt to the backend.
-    pub backend_request: Option<Duration>,
-}
-
-/// HTTPRoute rule `retry` (GEP-1731).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRetry {
-    /// Response codes (400–599) that are retried.
-    pub codes: Vec<u16>,
-    /// Maximum number of retries; `None` leaves the implementation default.
-    pub attempts: Option<u32>,
-    /// Minimum time between attempts.
-    pub backoff: Option<Duration>,
 }
 
 impl Snapshot {
@@ -152,9 +134,14 @@ fn own_endpoints(dest: &Destination, endpoints: Arc<EndpointSet>) -> ForwardPlan
         response_headers: Vec::new(),
         rewrite: None,
         mirrors: Vec::new(),
-        timeouts: Timeouts::default(),
-        retry: None,
+        policy: default_policy(),
     }
+}
+
+/// Istio's defaults, shared by every plan that has no route.
+fn default_policy() -> Arc<RoutePolicy> {
+    static DEFAULT: OnceLock<Arc<RoutePolicy>> = OnceLock::new();
+    DEFAULT.get_or_init(Arc::default).clone()
 }
 
 /// The decision for a request that matched `candidate`.
@@ -206,8 +193,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
             .chain(&own.mirrors)
             .filter_map(|m| m.sample())
             .collect(),
-        timeouts: rule.timeouts,
-        retry: rule.retry.clone(),
+        policy: rule.policy.clone(),
     }
     .into()
 }

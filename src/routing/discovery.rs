@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::cluster::Locality;
 use super::endpoints::{Endpoint, WorkloadInfo};
 use super::service::{ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
 use crate::config::{
@@ -77,6 +78,7 @@ impl<'a> PodIndex<'a> {
                 workload: workload_info(pod),
                 in_mesh: self.in_mesh(pod),
                 labels: pod.object.metadata.labels.clone(),
+                locality: zone_locality(zone.as_deref()),
                 zone,
             },
             None => Endpoint {
@@ -85,6 +87,7 @@ impl<'a> PodIndex<'a> {
                 workload: WorkloadInfo::unknown(),
                 in_mesh: false,
                 labels: BTreeMap::new(),
+                locality: zone_locality(zone.as_deref()),
                 zone,
             },
         }
@@ -109,6 +112,14 @@ impl<'a> PodIndex<'a> {
                 .is_some_and(|mode| mode == "ambient"),
         }
     }
+}
+
+/// An EndpointSlice `zone` as a locality: the region is unknown.
+fn zone_locality(zone: Option<&str>) -> Option<Locality> {
+    zone.filter(|z| !z.is_empty()).map(|z| Locality {
+        region: String::new(),
+        zone: z.to_string(),
+    })
 }
 
 /// Istio's workload and canonical labels for a Pod.
@@ -339,6 +350,7 @@ fn se_endpoints(
             in_mesh: false,
             labels: we.labels.clone(),
             zone: None,
+            locality: we.locality.as_deref().and_then(|l| l.parse().ok()),
         });
     }
     out

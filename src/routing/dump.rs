@@ -10,6 +10,9 @@ use super::filters::RuleFilters;
 use super::matching::{CompiledMatch, PathMatch, RouteTable, ValueMatch};
 use super::service::{ServicePortTarget, TargetPort};
 use super::Snapshot;
+use policy::{dump_cluster, dump_route_policy};
+
+mod policy;
 
 impl Snapshot {
     /// JSON for `/config_dump`: services, ports, endpoints, and the compiled
@@ -36,6 +39,12 @@ impl Snapshot {
                             "appProtocol": port.app_protocol.as_deref(),
                             "targetPort": target_port(port),
                             "endpoints": state.endpoints.endpoints().iter().map(|e| dump_endpoint(e)).collect::<Vec<_>>(),
+                            "cluster": dump_cluster(state.endpoints.cluster()),
+                            "subsets": state.subsets.iter().map(|(name, set)| json!({
+                                "name": name,
+                                "cluster": dump_cluster(set.cluster()),
+                                "endpoints": set.endpoints().iter().map(|e| e.addr.to_string()).collect::<Vec<_>>(),
+                            })).collect::<Vec<_>>(),
                             "producerRoutes": dump_table(&state.producer),
                             "consumerRoutes": consumers,
                         })
@@ -75,6 +84,7 @@ fn dump_endpoint(e: &Endpoint) -> Value {
         "canonicalRevision": e.workload.canonical_revision,
         "inMesh": e.in_mesh,
         "zone": e.zone,
+        "locality": e.locality.as_ref().map(|l| l.to_string()),
     })
 }
 
@@ -98,16 +108,14 @@ fn dump_table(table: &RouteTable) -> Value {
                 })
                 .collect();
             json!({
+                "kind": rule.route.kind().as_str(),
                 "route": rule.route.as_str(),
                 "rule": rule.route.rule_index(),
                 "match": c.match_index,
                 "matcher": dump_match(c.matcher()),
                 "filters": dump_filters(&rule.filters),
                 "backends": backends,
-                "timeouts": {
-                    "request": rule.timeouts.request.map(|d| format!("{d:?}")),
-                    "backendRequest": rule.timeouts.backend_request.map(|d| format!("{d:?}")),
-                },
+                "policy": dump_route_policy(&rule.policy),
             })
         })
         .collect()
@@ -117,6 +125,8 @@ fn dump_value(v: &ValueMatch) -> Value {
     match v {
         ValueMatch::Exact(s) => json!({ "type": "Exact", "value": s }),
         ValueMatch::Regex(p) => json!({ "type": "RegularExpression", "value": p.as_str() }),
+        ValueMatch::Prefix(s) => json!({ "type": "Prefix", "value": s }),
+        ValueMatch::Present => json!({ "type": "Present" }),
     }
 }
 
@@ -125,13 +135,38 @@ fn dump_match(m: &CompiledMatch) -> Value {
         PathMatch::Exact(v) => json!({ "type": "Exact", "value": v }),
         PathMatch::Prefix(v) => json!({ "type": "PathPrefix", "value": v }),
         PathMatch::Regex(p) => json!({ "type": "RegularExpression", "value": p.as_str() }),
+        PathMatch::RawPrefix(v) => json!({ "type": "RawPrefix", "value": v }),
+        PathMatch::Any => json!({ "type": "Any" }),
     };
-    json!({
+    let header = |h: &super::matching::HeaderMatch| json!({ "name": h.name.as_str(), "match": dump_value(&h.value) });
+    let mut out = json!({
         "path": path,
-        "method": m.method.as_ref().map(|m| m.as_str()),
-        "headers": m.headers.iter().map(|h| json!({ "name": h.name.as_str(), "match": dump_value(&h.value) })).collect::<Vec<_>>(),
+        "method": m.method.as_ref().map(dump_value),
+        "headers": m.headers.iter().map(header).collect::<Vec<_>>(),
         "queryParams": m.query_params.iter().map(|q| json!({ "name": q.name, "match": dump_value(&q.value) })).collect::<Vec<_>>(),
-    })
+    });
+    // VirtualService-only conditions, shown only when used.
+    if let Some(obj) = out.as_object_mut() {
+        if m.ignore_uri_case {
+            obj.insert("ignoreUriCase".into(), json!(true));
+        }
+        if !m.without_headers.is_empty() {
+            obj.insert(
+                "withoutHeaders".into(),
+                json!(m.without_headers.iter().map(header).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(a) = &m.authority {
+            obj.insert("authority".into(), dump_value(a));
+        }
+        if let Some(s) = &m.scheme {
+            obj.insert("scheme".into(), dump_value(s));
+        }
+        if let Some(p) = m.port {
+            obj.insert("port".into(), json!(p));
+        }
+    }
+    out
 }
 
 fn dump_filters(f: &RuleFilters) -> Vec<&'static str> {

@@ -1,5 +1,6 @@
 //! Endpoint sets of one Service port and how one endpoint is picked from them
-//! (least request with two random choices, or round robin). Where endpoints
+//! (least request with two random choices, round robin, random, consistent
+//! hash; outlier ejection and locality preference first: `pick`). Where endpoints
 //! come from (EndpointSlices, Pods, ServiceEntries) is `discovery`'s job.
 //!
 //! Active-request counts live in the process-wide [`LoadRegistry`], keyed by
@@ -11,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rand::Rng;
-
+use super::cluster::{ClusterPolicy, Locality, PickRequest};
 use super::LbPolicy;
 use crate::config::NamespacedName;
+use crate::policy::{ClusterName, PolicyRegistry};
 
 /// Who runs behind an endpoint, for telemetry labels (Istio's
 /// `destination_workload`, `destination_canonical_service`, …).
@@ -59,13 +60,19 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// Topology zone from the EndpointSlice.
     pub zone: Option<String>,
+    /// Region/zone for locality-aware LB: the EndpointSlice `zone` (region
+    /// unknown) or a ServiceEntry endpoint's `locality`.
+    pub locality: Option<Locality>,
 }
 
 /// Process-wide active-request counters by endpoint address, shared by every
-/// snapshot so least-request state survives reloads.
+/// snapshot so least-request state survives reloads; and the DestinationRule
+/// runtime state (pool limiters, outlier detectors) for the same reason.
 #[derive(Debug, Default)]
 pub struct LoadRegistry {
     counters: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
+    /// Limiters and outlier detectors by cluster name.
+    pub policies: PolicyRegistry,
 }
 
 impl LoadRegistry {
@@ -88,19 +95,20 @@ impl LoadRegistry {
     }
 }
 
-/// The ready endpoints of one Service port, immutable, with their LB state.
+/// The ready endpoints of one Service port (or one DestinationRule subset of
+/// it), immutable, with their LB state: Envoy's cluster.
 pub struct EndpointSet {
     endpoints: Vec<Arc<Endpoint>>,
     /// Parallel to `endpoints`, from the [`LoadRegistry`].
     active: Vec<Arc<AtomicU64>>,
-    policy: LbPolicy,
+    cluster: ClusterPolicy,
     next: AtomicUsize,
 }
 
 impl fmt::Debug for EndpointSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointSet")
-            .field("policy", &self.policy)
+            .field("cluster", &self.cluster)
             .field("endpoints", &self.endpoints)
             .finish()
     }
@@ -109,7 +117,7 @@ impl fmt::Debug for EndpointSet {
 /// Equal when the endpoints and policy are; LB counters are runtime state.
 impl PartialEq for EndpointSet {
     fn eq(&self, other: &Self) -> bool {
-        self.policy == other.policy && self.endpoints == other.endpoints
+        self.cluster == other.cluster && self.endpoints == other.endpoints
     }
 }
 
@@ -140,8 +148,13 @@ impl Drop for ActiveRequestGuard {
 }
 
 impl EndpointSet {
-    /// Builds a set; duplicate addresses keep their first occurrence.
-    pub(crate) fn new(endpoints: Vec<Endpoint>, policy: LbPolicy, load: &LoadRegistry) -> Self {
+    /// Builds a set for `cluster`; duplicate addresses keep their first
+    /// occurrence.
+    pub(crate) fn with_cluster(
+        endpoints: Vec<Endpoint>,
+        cluster: ClusterPolicy,
+        load: &LoadRegistry,
+    ) -> Self {
         let mut seen = std::collections::HashSet::new();
         let endpoints: Vec<Arc<Endpoint>> = endpoints
             .into_iter()
@@ -152,7 +165,7 @@ impl EndpointSet {
         Self {
             endpoints,
             active,
-            policy,
+            cluster,
             next: AtomicUsize::new(0),
         }
     }
@@ -162,9 +175,14 @@ impl EndpointSet {
         Self {
             endpoints: Vec::new(),
             active: Vec::new(),
-            policy,
+            cluster: ClusterPolicy::plain(ClusterName(Arc::from("")), policy),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The cluster's name and DestinationRule policy.
+    pub fn cluster(&self) -> &ClusterPolicy {
+        &self.cluster
     }
 
     /// True when no endpoint is ready (the proxy answers 503 UH).
@@ -183,59 +201,17 @@ impl EndpointSet {
     }
 
     /// Picks one endpoint by the set's policy. Endpoints in `avoid` (those a
-    /// retry already tried) are skipped if any other endpoint exists.
+    /// retry already tried) are skipped if any other endpoint exists. Same as
+    /// [`EndpointSet::pick_with`] with no hash and no locality.
     pub fn pick(&self, avoid: &[SocketAddr]) -> Option<Picked> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let skip = |i: usize| avoid.contains(&self.endpoints[i].addr);
-        // Only when an alternative exists do we honour `avoid`.
-        let honour_avoid = !avoid.is_empty() && (0..n).any(|i| !skip(i));
-        let index = match self.policy {
-            LbPolicy::RoundRobin => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|k| start.wrapping_add(k) % n)
-                    .find(|&i| !honour_avoid || !skip(i))?
-            }
-            LbPolicy::LeastRequest => {
-                if honour_avoid {
-                    let allowed: Vec<usize> = (0..n).filter(|&i| !skip(i)).collect();
-                    self.p2c(allowed.len(), |k| allowed[k])
-                } else {
-                    self.p2c(n, |k| k)
-                }
-            }
-        };
-        Some(Picked {
-            endpoint: self.endpoints[index].clone(),
-            guard: ActiveRequestGuard::acquire(&self.active[index]),
+        self.pick_with(&PickRequest {
+            avoid,
+            ..PickRequest::default()
         })
     }
-
-    /// Power of two choices over `m` candidates mapped to set indices by
-    /// `at`: two distinct random candidates, the one with fewer active
-    /// requests wins (the first on a tie).
-    fn p2c(&self, m: usize, at: impl Fn(usize) -> usize) -> usize {
-        if m == 1 {
-            return at(0);
-        }
-        let mut rng = rand::rng();
-        let a = rng.random_range(0..m);
-        let mut b = rng.random_range(0..m - 1);
-        if b >= a {
-            b += 1;
-        }
-        let (a, b) = (at(a), at(b));
-        let load = |i: usize| self.active[i].load(Ordering::Relaxed);
-        if load(b) < load(a) {
-            b
-        } else {
-            a
-        }
-    }
 }
+
+mod pick;
 
 #[cfg(test)]
 mod tests;

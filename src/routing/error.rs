@@ -92,6 +92,11 @@ impl<'a> ErrorSink<'a> {
 
     /// Records `err` at the dotted `field` path of this object.
     pub(crate) fn push(&mut self, field: impl Into<String>, err: RouteConfigError) {
+        self.push_err(field, err);
+    }
+
+    /// Records any error (another module's enum) at `field`.
+    pub(crate) fn push_err(&mut self, field: impl Into<String>, err: impl std::fmt::Display) {
         self.errors.push(ConfigError::new(
             Location {
                 file: Some(self.origin.file.to_string()),

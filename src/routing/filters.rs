@@ -11,7 +11,8 @@ use super::backend::Resolve;
 use super::decision::{Mirror, RequestInfo, Rewrite};
 use super::endpoints::EndpointSet;
 use super::error::{ErrorSink, RouteConfigError};
-use super::matching::split_path_query;
+use super::matching::{raw_prefix_len, split_path_query};
+use super::regex_rewrite::RegexRewrite;
 use super::service::Destination;
 use crate::config::{HttpPathModifier, HttpRequestMirrorFilter, HttpRouteFilter};
 
@@ -25,6 +26,12 @@ pub use headers::{HeaderEdit, HeaderModifier};
 pub(crate) enum PathModifier {
     ReplaceFullPath(String),
     ReplacePrefixMatch(String),
+    /// VirtualService `rewrite.uri`: replaces the matched raw prefix
+    /// (Envoy `prefix_rewrite`), or the whole path when the match was not a
+    /// prefix match.
+    ReplaceRawPrefix(String),
+    /// VirtualService `rewrite.uriRegexRewrite`.
+    RegexReplace(RegexRewrite),
 }
 
 impl PathModifier {
@@ -36,6 +43,20 @@ impl PathModifier {
     pub(crate) fn apply(&self, path: &str, matched_prefix: Option<&str>) -> String {
         match self {
             PathModifier::ReplaceFullPath(p) => p.clone(),
+            PathModifier::ReplaceRawPrefix(v) => {
+                match matched_prefix.and_then(|p| raw_prefix_len(p, path, true)) {
+                    Some(n) => {
+                        let out = format!("{v}{}", path.get(n..).unwrap_or(""));
+                        if out.is_empty() {
+                            "/".to_string()
+                        } else {
+                            out
+                        }
+                    }
+                    None => v.clone(),
+                }
+            }
+            PathModifier::RegexReplace(r) => r.apply(path),
             PathModifier::ReplacePrefixMatch(replacement) => {
                 let Some(prefix) = matched_prefix else {
                     return path.to_string();
@@ -61,6 +82,17 @@ pub(crate) struct RedirectFilter {
     pub port: Option<u16>,
     pub path: Option<PathModifier>,
     pub status: u16,
+    /// VirtualService `derivePort`; `None` keeps the Gateway API rule.
+    pub derive_port: Option<DerivePort>,
+}
+
+/// VirtualService `redirect.derivePort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DerivePort {
+    /// `FROM_PROTOCOL_DEFAULT`: 80 for http, 443 for https.
+    ProtocolDefault,
+    /// `FROM_REQUEST_PORT`: the port the request was sent to.
+    RequestPort,
 }
 
 impl RedirectFilter {
@@ -73,10 +105,15 @@ impl RedirectFilter {
         let (path, query) = split_path_query(req.path_and_query);
         let scheme = self.scheme.as_deref().unwrap_or(req.scheme);
         let host = self.hostname.as_deref().unwrap_or(req.host);
-        let port = self.port.unwrap_or(match self.scheme.as_deref() {
-            Some("http") => 80,
-            Some("https") => 443,
-            _ => req.port,
+        let port = self.port.unwrap_or(match (self.derive_port, scheme) {
+            (Some(DerivePort::RequestPort), _) => req.port,
+            (Some(DerivePort::ProtocolDefault), "https") => 443,
+            (Some(DerivePort::ProtocolDefault), _) => 80,
+            (None, _) => match self.scheme.as_deref() {
+                Some("http") => 80,
+                Some("https") => 443,
+                _ => req.port,
+            },
         });
         let path = match &self.path {
             Some(m) => m.apply(path, matched_prefix),
@@ -270,6 +307,7 @@ pub(crate) fn compile_filters(
                         .as_ref()
                         .and_then(|p| compile_path_modifier(p, &format!("{field}.path"), sink)),
                     status,
+                    derive_port: None,
                 });
             }
             "URLRewrite" => {

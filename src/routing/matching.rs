@@ -2,7 +2,6 @@
 //! orders them by Gateway API precedence once, at compile time, so a request
 //! takes the first candidate that matches.
 
-use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +68,12 @@ pub enum PathMatch {
     Prefix(String),
     /// The whole path matches.
     Regex(Pattern),
+    /// The path starts with the value as raw bytes, not element-wise
+    /// (VirtualService `uri.prefix`, Envoy's `prefix`: `/api` matches
+    /// `/apis`).
+    RawPrefix(String),
+    /// Any path (a VirtualService match without `uri`).
+    Any,
 }
 
 /// The value test of a header or query-parameter match.
@@ -78,13 +83,20 @@ pub enum ValueMatch {
     Exact(String),
     /// Full regex match.
     Regex(Pattern),
+    /// Starts with the value (VirtualService `prefix`).
+    Prefix(String),
+    /// Any value, as long as the header or parameter is present (a
+    /// VirtualService match with no `exact`/`prefix`/`regex`).
+    Present,
 }
 
 impl ValueMatch {
-    fn is_match(&self, value: &str) -> bool {
+    pub(crate) fn is_match(&self, value: &str) -> bool {
         match self {
             ValueMatch::Exact(v) => v == value,
             ValueMatch::Regex(p) => p.is_match(value),
+            ValueMatch::Prefix(v) => value.starts_with(v.as_str()),
+            ValueMatch::Present => true,
         }
     }
 }
@@ -109,7 +121,20 @@ pub struct CompiledMatch {
     pub path: PathMatch,
     pub headers: Vec<HeaderMatch>,
     pub query_params: Vec<QueryParamMatch>,
-    pub method: Option<Method>,
+    /// HTTPRoute `method` compiles to `Exact`.
+    pub method: Option<ValueMatch>,
+    /// VirtualService `ignoreUriCase`: `Exact` and `RawPrefix` path matches
+    /// compare ASCII case-insensitively (Istio: "the case will be ignored
+    /// only in the case of exact and prefix URI matches").
+    pub ignore_uri_case: bool,
+    /// VirtualService `withoutHeaders`: matches only when none of these hold.
+    pub without_headers: Vec<HeaderMatch>,
+    /// VirtualService `authority`, tested against the Host without its port.
+    pub authority: Option<ValueMatch>,
+    /// VirtualService `scheme`.
+    pub scheme: Option<ValueMatch>,
+    /// VirtualService `port`: the destination Service port.
+    pub port: Option<u16>,
 }
 
 /// Per the Gateway API: "the paths /abc, /abc/, and /abc/def would all match
@@ -123,6 +148,19 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// The length of `prefix` when `path` starts with it byte for byte (ASCII
+/// case-insensitively when `fold`).
+pub(crate) fn raw_prefix_len(prefix: &str, path: &str, fold: bool) -> Option<usize> {
+    let (p, s) = (prefix.as_bytes(), path.as_bytes());
+    let head = s.get(..p.len())?;
+    let same = if fold {
+        head.eq_ignore_ascii_case(p)
+    } else {
+        head == p
+    };
+    same.then_some(p.len())
+}
+
 /// Splits `path?query`; the fragment never reaches a proxy.
 pub(crate) fn split_path_query(path_and_query: &str) -> (&str, Option<&str>) {
     match path_and_query.split_once('?') {
@@ -133,16 +171,16 @@ pub(crate) fn split_path_query(path_and_query: &str) -> (&str, Option<&str>) {
 
 /// The first value of query parameter `name` (compared after
 /// percent-decoding both sides' `%XX` and `+`).
-fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k) == name).then(|| percent_decode(v))
     })
 }
 
-fn percent_decode(s: &str) -> Cow<'_, str> {
+fn percent_decode(s: &str) -> String {
     if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
+        return s.to_string();
     }
     let hex = |b: u8| (b as char).to_digit(16);
     let bytes = s.as_bytes();
@@ -153,8 +191,7 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
-                    // Two hex digits fit in a byte.
-                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    out.push((h * 16 + l) as u8);
                     i += 2;
                 }
                 _ => out.push(b'%'),
@@ -163,44 +200,70 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
         }
         i += 1;
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// True when header `h` is present and its value (repeated headers joined
+/// with ",", as Envoy and so Istio match them) passes.
+fn header_holds(h: &HeaderMatch, headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all(&h.name).iter();
+    let Some(first) = values.next() else {
+        return false;
+    };
+    let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    for v in values {
+        joined.push(',');
+        joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    h.value.is_match(&joined)
 }
 
 impl CompiledMatch {
+    /// A match on `path` alone.
+    pub(crate) fn path_only(path: PathMatch) -> Self {
+        Self {
+            path,
+            headers: Vec::new(),
+            query_params: Vec::new(),
+            method: None,
+            ignore_uri_case: false,
+            without_headers: Vec::new(),
+            authority: None,
+            scheme: None,
+            port: None,
+        }
+    }
+
     /// True when `req` (whose path and query are already split) meets every
     /// condition.
     pub(crate) fn is_match(&self, req: &RequestInfo<'_>, path: &str, query: Option<&str>) -> bool {
+        let fold = self.ignore_uri_case;
         let path_ok = match &self.path {
+            PathMatch::Exact(v) if fold => v.eq_ignore_ascii_case(path),
             PathMatch::Exact(v) => v == path,
             PathMatch::Prefix(v) => prefix_matches(v, path),
             PathMatch::Regex(p) => p.is_match(path),
+            PathMatch::RawPrefix(v) => raw_prefix_len(v, path, fold).is_some(),
+            PathMatch::Any => true,
         };
         if !path_ok {
             return false;
         }
-        if let Some(m) = &self.method {
-            if m.as_str() != req.method {
-                return false;
-            }
+        let opt =
+            |m: &Option<ValueMatch>, value: &str| m.as_ref().is_none_or(|m| m.is_match(value));
+        if !opt(&self.method, req.method)
+            || !opt(&self.authority, req.host)
+            || !opt(&self.scheme, req.scheme)
+            || self.port.is_some_and(|p| p != req.port)
+        {
+            return false;
         }
-        let headers_ok = self.headers.iter().all(|h| {
-            let mut values = req.headers.get_all(&h.name).iter();
-            let Some(first) = values.next() else {
-                return false;
-            };
-            let Some(second) = values.next() else {
-                return h.value.is_match(&String::from_utf8_lossy(first.as_bytes()));
-            };
-            // Envoy (and so Istio) match a repeated header as one value
-            // joined with ",".
-            let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
-            for v in std::iter::once(second).chain(values) {
-                joined.push(',');
-                joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
-            }
-            h.value.is_match(&joined)
-        });
-        if !headers_ok {
+        if !self.headers.iter().all(|h| header_holds(h, req.headers))
+            || self
+                .without_headers
+                .iter()
+                .any(|h| header_holds(h, req.headers))
+        {
             return false;
         }
         self.query_params.iter().all(|q| {
@@ -210,10 +273,10 @@ impl CompiledMatch {
         })
     }
 
-    /// The `PathPrefix` value, for ReplacePrefixMatch.
+    /// The `PathPrefix` (or raw prefix) value, for prefix rewrites.
     pub(crate) fn prefix(&self) -> Option<&str> {
         match &self.path {
-            PathMatch::Prefix(v) => Some(v),
+            PathMatch::Prefix(v) | PathMatch::RawPrefix(v) => Some(v),
             _ => None,
         }
     }
@@ -228,7 +291,8 @@ impl CompiledMatch {
         let (kind, len) = match &self.path {
             PathMatch::Exact(_) => (0, 0),
             PathMatch::Regex(_) => (1, 0),
-            PathMatch::Prefix(v) => (2, v.len()),
+            PathMatch::Prefix(v) | PathMatch::RawPrefix(v) => (2, v.len()),
+            PathMatch::Any => (2, 0),
         };
         (
             kind,
@@ -306,12 +370,7 @@ pub(crate) fn compile_matches(
     sink: &mut ErrorSink<'_>,
 ) -> Vec<CompiledMatch> {
     if matches.is_empty() {
-        return vec![CompiledMatch {
-            path: PathMatch::Prefix("/".to_string()),
-            headers: Vec::new(),
-            query_params: Vec::new(),
-            method: None,
-        }];
+        return vec![CompiledMatch::path_only(PathMatch::Prefix("/".to_string()))];
     }
     let mut out = Vec::new();
     for (i, m) in matches.iter().enumerate() {
@@ -321,7 +380,9 @@ pub(crate) fn compile_matches(
         let query_params = compile_query(&m.query_params, &field, sink);
         let method = m.method.as_deref().and_then(|method| match method {
             "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
-            | "PATCH" => Method::from_bytes(method.as_bytes()).ok(),
+            | "PATCH" => Method::from_bytes(method.as_bytes())
+                .ok()
+                .map(|m| ValueMatch::Exact(m.as_str().to_string())),
             _ => {
                 sink.push(
                     format!("{field}.method"),
@@ -332,10 +393,10 @@ pub(crate) fn compile_matches(
         });
         if let Some(path) = path {
             out.push(CompiledMatch {
-                path,
                 headers,
                 query_params,
                 method,
+                ..CompiledMatch::path_only(path)
             });
         }
     }
@@ -385,7 +446,11 @@ fn compile_path(
     }
 }
 
-fn compile_pattern(value: &str, field: &str, sink: &mut ErrorSink<'_>) -> Option<Pattern> {
+pub(crate) fn compile_pattern(
+    value: &str,
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<Pattern> {
     Pattern::new(value).map_err(|e| sink.push(field, e)).ok()
 }
 

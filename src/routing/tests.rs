@@ -334,21 +334,12 @@ fn forward_plan_carries_filters_timeouts_and_retry() {
         "percent 0 is never sampled, default 100% always"
     );
     assert_eq!(plan.mirrors[0].backend.service.key.name, "reviews-v2");
-    assert_eq!(
-        plan.timeouts,
-        Timeouts {
-            request: Some(Duration::from_secs(10)),
-            backend_request: None,
-        }
-    );
-    assert_eq!(
-        plan.retry,
-        Some(RouteRetry {
-            codes: vec![503],
-            attempts: Some(2),
-            backoff: Some(Duration::from_millis(100)),
-        })
-    );
+    assert_eq!(plan.policy.timeout, Some(Duration::from_secs(10)));
+    let retry = &plan.policy.retry;
+    assert_eq!(retry.per_try_timeout, None, "backendRequest 0s disables");
+    assert_eq!(retry.retriable_status_codes, vec![503]);
+    assert_eq!(retry.attempts, 2);
+    assert_eq!(retry.backoff_base, Duration::from_millis(100));
 }
 
 #[test]

@@ -119,9 +119,18 @@ impl Metrics {
             IntCounterVec::new(Opts::new(name, help), TCP_LABEL_NAMES)
                 .expect("static metric definition is valid")
         };
-        let tcp_opened = tcp("istio_tcp_connections_opened_total", "TCP connections opened.");
-        let tcp_closed = tcp("istio_tcp_connections_closed_total", "TCP connections closed.");
-        let tcp_sent = tcp("istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections.");
+        let tcp_opened = tcp(
+            "istio_tcp_connections_opened_total",
+            "TCP connections opened.",
+        );
+        let tcp_closed = tcp(
+            "istio_tcp_connections_closed_total",
+            "TCP connections closed.",
+        );
+        let tcp_sent = tcp(
+            "istio_tcp_sent_bytes_total",
+            "Bytes sent to the client on TCP connections.",
+        );
         let tcp_received = tcp(
             "istio_tcp_received_bytes_total",
             "Bytes received from the client on TCP connections.",
@@ -182,7 +191,9 @@ impl Metrics {
         let values = labels.tcp_values();
         self.tcp_closed.with_label_values(&values).inc();
         self.tcp_sent.with_label_values(&values).inc_by(sent);
-        self.tcp_received.with_label_values(&values).inc_by(received);
+        self.tcp_received
+            .with_label_values(&values)
+            .inc_by(received);
     }
 
     /// The registry, for components that define metrics of their own.

@@ -48,15 +48,30 @@ pub async fn tunnel(
     headers: &OutboundHeaders,
 ) -> Result<TunnelStream, waypoint::hbone::HboneError> {
     let pool = HbonePool::new(client.clone(), "cluster.local", PoolConfig::default());
-    bounded("CONNECT", pool.connect(waypoint, target.parse().unwrap(), headers)).await
+    bounded(
+        "CONNECT",
+        pool.connect(waypoint, target.parse().unwrap(), headers),
+    )
+    .await
 }
 
 /// Sends `GET path` over HTTP/1.1 inside `stream`; returns status, headers, body.
-pub async fn http1_over(stream: TunnelStream, host: &str, path: &str) -> (u16, http::HeaderMap, Bytes) {
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+pub async fn http1_over(
+    stream: TunnelStream,
+    host: &str,
+    path: &str,
+) -> (u16, http::HeaderMap, Bytes) {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(path).header("host", host).body(Empty::<Bytes>::new()).unwrap();
-    let resp = bounded("request over tunnel", send.send_request(req)).await.unwrap();
+    let req = http::Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = bounded("request over tunnel", send.send_request(req))
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
     let body = bounded("body", body.collect()).await.unwrap().to_bytes();
     (parts.status.as_u16(), parts.headers, body)
@@ -81,7 +96,9 @@ impl ConnectHandler for FakeZtunnel {
     }
 
     async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
-        let Some(addr) = req.target.addr() else { return };
+        let Some(addr) = req.target.addr() else {
+            return;
+        };
         if let Ok(mut up) = tokio::net::TcpStream::connect(addr).await {
             let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
         }

@@ -11,7 +11,7 @@ use crate::config::{HttpRoute, Sourced};
 use crate::routing::discovery::key_in;
 use crate::routing::matching::{Candidate, RouteTable};
 use crate::routing::service::ServiceKind;
-use crate::routing::{Attachment, TargetState};
+use crate::routing::{Attachment, RouteKind, TargetState};
 
 /// Attaches every route's rules to the Service ports its `parentRefs` name
 /// and sorts each table by precedence. Returns the sorted attachments.
@@ -62,6 +62,7 @@ pub(super) fn attach(
                         continue;
                     }
                     attachments.push(Attachment {
+                        kind: RouteKind::HttpRoute,
                         route: route.key.clone(),
                         service: target.key.clone(),
                         port: port.number,

@@ -42,14 +42,16 @@ spec:
                 },
                 "filters": ["RequestHeaderModifier"],
                 "backends": [{"weight": 1, "invalid": "backend Service bookinfo/missing not found"}],
-                "timeouts": {"request": "1s", "backendRequest": null},
+        "kind": "HTTPRoute",
+                "policy": {"fault": null, "timeout": "1s", "retry": {"attempts": 2, "backoffBase": "25ms", "perTryTimeout": null, "retriableStatusCodes": [503], "retryOn": "connect-failure,refused-stream,retriable-status-codes,unavailable,cancelled"}},
             },
             {
                 "route": "bookinfo/r", "rule": 0, "match": 0,
                 "matcher": {"path": {"type": "PathPrefix", "value": "/a"}, "method": null, "headers": [], "queryParams": []},
                 "filters": [],
                 "backends": [{"weight": 3, "backend": "reviews-v1.bookinfo.svc.cluster.local:9080", "endpoints": 1, "filters": []}],
-                "timeouts": {"request": null, "backendRequest": null},
+        "kind": "HTTPRoute",
+                "policy": {"fault": null, "timeout": null, "retry": {"attempts": 2, "backoffBase": "25ms", "perTryTimeout": null, "retriableStatusCodes": [503], "retryOn": "connect-failure,refused-stream,retriable-status-codes,unavailable,cancelled"}},
             },
         ])
     );

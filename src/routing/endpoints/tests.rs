@@ -10,11 +10,16 @@ fn ep(last: u8) -> Endpoint {
         in_mesh: false,
         labels: BTreeMap::new(),
         zone: None,
+        locality: None,
     }
 }
 
 fn set(n: u8, policy: LbPolicy, load: &LoadRegistry) -> EndpointSet {
-    EndpointSet::new((1..=n).map(ep).collect(), policy, load)
+    let cluster = crate::routing::ClusterPolicy::plain(
+        crate::policy::ClusterName::new(8080, None, "test.svc"),
+        policy,
+    );
+    EndpointSet::with_cluster((1..=n).map(ep).collect(), cluster, load)
 }
 
 #[test]

@@ -47,6 +47,7 @@ fn redirect(
         port,
         path,
         status: 302,
+        derive_port: None,
     }
 }
 
