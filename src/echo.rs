@@ -5,10 +5,12 @@
 //! it saw.
 //!
 //! Request controls (headers): `x-echo-delay-ms: N` waits N ms before
-//! answering; `x-echo-status: CODE` answers with that status.
+//! answering; `x-echo-status: CODE` answers with that status. Server
+//! controls: [`EchoServer::fail_next`] answers the next N requests with a
+//! status, [`EchoServer::reset_next`] drops the next N connections without
+//! an answer.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +46,33 @@ pub struct EchoServer {
     received: Arc<Mutex<Vec<EchoReply>>>,
     arrived: Arc<Notify>,
     stop: watch::Sender<bool>,
+    faults: Arc<Faults>,
+}
+
+/// Scripted failures, consumed one per request.
+#[derive(Default)]
+struct Faults {
+    /// (requests left to fail, status to fail with)
+    fail: Mutex<(usize, u16)>,
+    reset: std::sync::atomic::AtomicUsize,
+}
+
+impl Faults {
+    fn take_status(&self) -> Option<StatusCode> {
+        let mut f = self.fail.lock().expect("faults lock");
+        if f.0 == 0 {
+            return None;
+        }
+        f.0 -= 1;
+        StatusCode::from_u16(f.1).ok()
+    }
+
+    fn take_reset(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.reset
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 impl EchoServer {
@@ -54,11 +83,13 @@ impl EchoServer {
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
+        let faults = Arc::new(Faults::default());
         let (stop, mut stopped) = watch::channel(false);
         let name_owned: Arc<str> = Arc::from(name);
         {
             let received = received.clone();
             let arrived = arrived.clone();
+            let faults = faults.clone();
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = tokio::select! {
@@ -69,14 +100,23 @@ impl EchoServer {
                     let name = name_owned.clone();
                     let received = received.clone();
                     let arrived = arrived.clone();
+                    let faults = faults.clone();
                     let mut stopped = stopped.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |req| {
                             let name = name.clone();
                             let received = received.clone();
                             let arrived = arrived.clone();
+                            let faults = faults.clone();
                             async move {
-                                Ok::<_, Infallible>(answer(&name, req, &received, &arrived).await)
+                                let reset = faults.take_reset();
+                                let forced = if reset { None } else { faults.take_status() };
+                                let resp = answer(&name, req, &received, &arrived, forced).await;
+                                if reset {
+                                    // An error makes hyper drop the connection unanswered.
+                                    return Err(std::io::Error::other("scripted reset"));
+                                }
+                                Ok::<_, std::io::Error>(resp)
                             }
                         });
                         let builder = auto::Builder::new(TokioExecutor::new());
@@ -95,7 +135,21 @@ impl EchoServer {
             received,
             arrived,
             stop,
+            faults,
         })
+    }
+
+    /// Answers the next `n` requests with `status` (they are still recorded).
+    pub fn fail_next(&self, n: usize, status: u16) {
+        *self.faults.fail.lock().expect("faults lock") = (n, status);
+    }
+
+    /// Drops the connection of the next `n` requests without answering
+    /// (recorded as received).
+    pub fn reset_next(&self, n: usize) {
+        self.faults
+            .reset
+            .store(n, std::sync::atomic::Ordering::Release);
     }
 
     /// Every request received so far.
@@ -136,6 +190,7 @@ async fn answer(
     req: Request<Incoming>,
     received: &Mutex<Vec<EchoReply>>,
     arrived: &Notify,
+    forced: Option<StatusCode>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -170,8 +225,11 @@ async fn answer(
         protocol: format!("{:?}", parts.version),
     };
     let delay = header_num(&parts.headers, "x-echo-delay-ms");
-    let status = header_num(&parts.headers, "x-echo-status")
-        .and_then(|c| StatusCode::from_u16(c as u16).ok())
+    let status = forced
+        .or_else(|| {
+            header_num(&parts.headers, "x-echo-status")
+                .and_then(|c| StatusCode::from_u16(c as u16).ok())
+        })
         .unwrap_or(StatusCode::OK);
     received.lock().expect("echo log lock").push(reply.clone());
     arrived.notify_waiters();

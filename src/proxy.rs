@@ -3,6 +3,7 @@
 //! and calls one function per concern (routing, telemetry, …); the logic
 //! lives in those modules.
 
+mod attempts;
 mod caller;
 mod ctx;
 pub mod failure;
@@ -29,14 +30,12 @@ pub use ctx::RequestCtx;
 use failure::Failure;
 use mirror::Mirrorer;
 
-use crate::routing::{ForwardPlan, RequestInfo, RouteDecision};
+use crate::policy::outlier::Outcome;
+use crate::policy::retry::AttemptFailure;
+use crate::routing::{ForwardPlan, LbChoice, Locality, PickRequest, RequestInfo, RouteDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
-
-/// Connect-failure retries with no retry policy configured (Istio's default
-/// retries connect failures twice).
-const DEFAULT_CONNECT_RETRIES: u32 = 2;
 
 /// The waypoint's proxy logic, shared by every listener.
 pub struct Waypoint {
@@ -48,6 +47,8 @@ pub struct Waypoint {
     hbone: Option<Arc<outbound::HboneUpstream>>,
     /// The waypoint's own identity when `--forward-client-cert` is on.
     forward_client_cert: Option<crate::identity::Identity>,
+    /// The waypoint's own locality (`--locality`), for locality-aware LB.
+    locality: Option<Locality>,
 }
 
 impl Waypoint {
@@ -61,6 +62,10 @@ impl Waypoint {
             (Some(h), true) => Some(h.own_identity()),
             _ => None,
         };
+        let locality = settings
+            .locality
+            .as_deref()
+            .and_then(|l| l.parse::<Locality>().ok());
         Self {
             store,
             metrics,
@@ -68,6 +73,7 @@ impl Waypoint {
             mirrorer: Mirrorer::default(),
             hbone,
             forward_client_cert,
+            locality,
         }
     }
 
@@ -79,9 +85,12 @@ impl Waypoint {
         failure: Failure,
     ) -> Result<bool> {
         let body = Bytes::from(failure.body());
-        let mut resp = ResponseHeader::build(failure.status(), Some(3))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+        let mut resp = ResponseHeader::build(failure.status(), Some(4))?;
+        resp.insert_header(http::header::CONTENT_TYPE, failure.content_type())?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        for (name, value) in failure.extra_headers() {
+            resp.insert_header(name, value)?;
+        }
         ctx.flags.insert(failure.flags());
         ctx.local_status = Some(failure.status());
         ctx.failure = Some(failure);
@@ -108,6 +117,63 @@ impl Waypoint {
         ctx.local_status = Some(status);
         session.write_response_header(Box::new(resp), true).await?;
         Ok(true)
+    }
+}
+
+impl Waypoint {
+    /// Traffic policy between "route matched" and "pick an endpoint": the
+    /// route deadline starts, faults are injected (delay, then abort), the
+    /// consistent-hash key is computed and the connection pool admits the
+    /// request (or it overflows: 503 UO).
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(), Failure> {
+        let Some(plan) = ctx.plan.as_ref() else {
+            return Err(Failure::Internal);
+        };
+        if plan.endpoints.is_empty() {
+            return Err(Failure::NoHealthyUpstream);
+        }
+        let policy = plan.policy.clone();
+        let endpoints = plan.endpoints.clone();
+        if let Some(fault) = &policy.fault {
+            let action = fault.draw();
+            if let Some(delay) = action.delay {
+                ctx.flags.insert(ResponseFlags::DI);
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(abort) = action.abort {
+                return Err(Failure::FaultAbort(abort));
+            }
+        }
+        // Envoy starts the route timeout when the router sees the request,
+        // after the fault filter's delay.
+        ctx.deadline = policy.timeout.map(|t| tokio::time::Instant::now() + t);
+        let cluster = endpoints.cluster();
+        if let LbChoice::ConsistentHash(key) = &cluster.lb {
+            let req = session.req_header();
+            let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            ctx.hash = crate::policy::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
+        }
+        if let Some(limiter) = &cluster.limiter {
+            let admitted = match ctx.remaining() {
+                Some(left) => tokio::time::timeout(left, limiter.admit())
+                    .await
+                    .map_err(|_| Failure::UpstreamTimeout)?,
+                None => limiter.admit().await,
+            };
+            match admitted {
+                Ok(guard) => ctx.pool_guard = Some(guard),
+                Err(overflow) => {
+                    self.metrics
+                        .record_overflow(&cluster.name.to_string(), overflow.as_str());
+                    return Err(Failure::Overflow);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -200,12 +266,11 @@ impl ProxyHttp for Waypoint {
             }
             RouteDecision::Forward(plan) => {
                 ctx.route = plan.route.clone();
-                let no_endpoints = plan.endpoints.is_empty();
                 ctx.plan = Some(plan);
-                if no_endpoints {
-                    return self.answer(session, ctx, Failure::NoHealthyUpstream).await;
+                match self.admit(session, ctx).await {
+                    Ok(()) => Ok(false),
+                    Err(failure) => self.answer(session, ctx, failure).await,
                 }
-                Ok(false)
             }
         }
     }
@@ -217,13 +282,26 @@ impl ProxyHttp for Waypoint {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A retry waits out its backoff first, bounded by the route deadline.
+        if let Some(wait) = attempts::backoff(ctx) {
+            tokio::time::sleep(wait).await;
+        }
+        if ctx.expired() {
+            ctx.failure = Some(Failure::UpstreamTimeout);
+            return Err(Error::explain(ErrorType::HTTPStatus(504), "route timeout"));
+        }
         let plan = ctx.plan.as_ref().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
                 "BUG: upstream_peer without a plan",
             )
         })?;
-        let Some(picked) = plan.endpoints.pick(&ctx.tried) else {
+        let pick = PickRequest {
+            avoid: &ctx.tried,
+            hash: ctx.hash,
+            locality: self.locality.as_ref(),
+        };
+        let Some(picked) = plan.endpoints.pick_with(&pick) else {
             ctx.failure = Some(Failure::NoHealthyUpstream);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
@@ -231,14 +309,19 @@ impl ProxyHttp for Waypoint {
             ));
         };
         let addr = picked.endpoint.addr;
+        let h2c = wants_h2c(plan);
         let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
         if picked.endpoint.in_mesh {
             if let Some(hbone) = &self.hbone {
-                hbone.configure(&mut peer, addr, &ctx.caller, self.settings.connect_timeout);
+                let timeout = peer
+                    .options
+                    .connection_timeout
+                    .unwrap_or(self.settings.connect_timeout);
+                hbone.configure(&mut peer, addr, &ctx.caller, timeout);
             }
         }
-        if wants_h2c(plan) {
+        if h2c {
             peer.options.set_http_version(2, 2);
         }
         ctx.tried.push(addr);
@@ -247,8 +330,9 @@ impl ProxyHttp for Waypoint {
         Ok(Box::new(peer))
     }
 
-    /// Connect failures are retried on another endpoint (Istio's default
-    /// policy: twice), which is safe for any method since nothing was sent.
+    /// A failed connect is reported to outlier detection and retried on
+    /// another endpoint when the route's policy allows (Istio's default
+    /// retries connect failures twice); safe for any method, nothing was sent.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -257,12 +341,67 @@ impl ProxyHttp for Waypoint {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.flags.insert(ResponseFlags::UF);
-        if ctx.attempts <= DEFAULT_CONNECT_RETRIES {
+        attempts::report(ctx, Outcome::LocalFailure);
+        let retry = attempts::try_retry(ctx, AttemptFailure::ConnectFailure);
+        e.set_retry(retry);
+        e
+    }
+
+    /// An error after the connection was up: a reset or a per-try timeout,
+    /// or a retriable status `upstream_response_filter` turned into an error.
+    /// Retried per policy when the request body can be replayed.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let failure = match ctx.retry_status.take() {
+            Some(code) => AttemptFailure::Status(code),
+            None => {
+                attempts::report(ctx, Outcome::LocalFailure);
+                attempts::classify(&e)
+            }
+        };
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        let retry = replayable && attempts::try_retry(ctx, failure);
+        e.set_retry(retry);
+        e
+    }
+
+    /// Reports the status to outlier detection; a status the retry policy
+    /// names becomes a retryable error while retries remain (Pingora then
+    /// calls `upstream_peer` again). Once they are spent, the last response
+    /// goes to the client, flagged URX.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let code = upstream_response.status.as_u16();
+        attempts::report(ctx, Outcome::Status(code));
+        let wants_retry = ctx
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.policy.retry.retries(AttemptFailure::Status(code)));
+        if !wants_retry {
+            return Ok(());
+        }
+        let plan_attempts = ctx.plan.as_ref().map_or(0, |p| p.policy.retry.attempts);
+        if ctx.retries < plan_attempts && !ctx.expired() {
+            ctx.retry_status = Some(code);
+            let mut e = Error::explain(ErrorType::HTTPStatus(code), "retriable upstream status");
             e.set_retry(true);
-        } else {
+            return Err(e);
+        }
+        if ctx.retries > 0 {
             ctx.flags.insert(ResponseFlags::URX);
         }
-        e
+        Ok(())
     }
 
     /// Applies the route's request filters on the way out: forwarding
@@ -338,6 +477,9 @@ impl ProxyHttp for Waypoint {
             Some(failure) => {
                 let status = failure.status();
                 if session.response_written().is_none() {
+                    // Pingora closes the connection after an upstream error:
+                    // say so, or a pooling client reuses a dead connection.
+                    session.as_downstream_mut().set_keepalive(None);
                     let _ = self.answer(session, ctx, failure).await;
                 } else {
                     ctx.flags.insert(failure.flags());

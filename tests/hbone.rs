@@ -107,9 +107,8 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
     assert_eq!(plain.get("reviews:9080", "/").await.backend(), "reviews-v1");
 
-    let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
-    let n = requests_total(
-        &metrics,
+    let metrics = requests_eventually(
+        &mesh.wp,
         &[
             "source_principal=\"spiffe://cluster.local/ns/client-ns/sa/sleep\"",
             "source_workload=\"sleep\"",
@@ -120,12 +119,10 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
             "connection_security_policy=\"mutual_tls\"",
             "response_code=\"200\"",
         ],
-    );
-    assert_eq!(n, 2, "{metrics}");
-    assert_eq!(
-        requests_total(&metrics, &["connection_security_policy=\"none\""]),
-        1
-    );
+        2,
+    )
+    .await;
+    requests_eventually(&mesh.wp, &["connection_security_policy=\"none\""], 1).await;
     let (_, dump) = admin_get(&mesh.wp, "/config_dump").await;
     assert!(dump.contains(WAYPOINT_ID), "own identity in config_dump");
     assert!(metrics.contains("waypoint_cert_expiry_seconds"));
@@ -356,15 +353,8 @@ async fn proxy_protocol_with_and_without_the_identity_tlv() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.contains("\"x-forwarded-for\":\"10.4.4.4\""), "{resp}");
     }
-    let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
-    assert_eq!(
-        requests_total(&metrics, &[&format!("source_principal=\"{CLIENT_ID}\"")]),
-        1
-    );
-    assert_eq!(
-        requests_total(&metrics, &["source_principal=\"unknown\""]),
-        1
-    );
+    requests_eventually(&mesh.wp, &[&format!("source_principal=\"{CLIENT_ID}\"")], 1).await;
+    requests_eventually(&mesh.wp, &["source_principal=\"unknown\""], 1).await;
     // No PROXY header: the connection is closed without an answer.
     let mut sock = tokio::net::TcpStream::connect(pp).await.unwrap();
     sock.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n")

@@ -225,14 +225,14 @@ async fn gateway_api_error_cases() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
     for (_, _, status, flag) in cases {
         let code = format!("response_code=\"{status}\"");
         let flag = format!("response_flags=\"{flag}\"");
-        assert!(
-            requests_total(&metrics, &[&code, &flag]) >= 1,
-            "no sample for {code} {flag}"
-        );
+        let want = cases
+            .iter()
+            .filter(|c| c.2 == *status && format!("response_flags=\"{}\"", c.3) == flag)
+            .count();
+        requests_eventually(&wp, &[&code, &flag], want as u64).await;
     }
     wp.shutdown().await;
 }
@@ -341,9 +341,8 @@ async fn forwarded_headers_request_id_metrics_and_config_dump() {
     assert_eq!(r.echo().unwrap().headers["x-request-id"], "given-id");
     assert_eq!(backend.count(), 2);
 
-    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
-    let n = requests_total(
-        &metrics,
+    let metrics = requests_eventually(
+        &wp,
         &[
             "reporter=\"waypoint\"",
             "destination_service=\"fwd.m.svc.cluster.local\"",
@@ -352,8 +351,9 @@ async fn forwarded_headers_request_id_metrics_and_config_dump() {
             "response_code=\"200\"",
             "source_principal=\"unknown\"",
         ],
-    );
-    assert_eq!(n, 2, "{metrics}");
+        2,
+    )
+    .await;
     assert!(metrics.contains("istio_request_duration_milliseconds_bucket"));
     assert!(metrics.contains("istio_response_bytes_bucket"));
 

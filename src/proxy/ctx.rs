@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::policy::PoolGuard;
 use crate::routing::{Destination, ForwardPlan, Picked, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
@@ -34,6 +35,32 @@ pub struct RequestCtx {
     pub failure: Option<Failure>,
     /// Status of a response the waypoint wrote itself (redirects, errors).
     pub local_status: Option<u16>,
+    /// The route deadline (`timeout`): bounds every attempt and backoff.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Consistent-hash key of this request, when the cluster hashes.
+    pub hash: Option<u64>,
+    /// Connection-pool slot held for the request's lifetime.
+    pub pool_guard: Option<PoolGuard>,
+    /// Slot under `maxRetries` held while a retry is in flight.
+    pub retry_guard: Option<PoolGuard>,
+    /// Retries made so far (attempts after the first).
+    pub retries: u32,
+    /// Set by `upstream_response_filter` when it turns a retriable status
+    /// into an error, so `error_while_proxy` keeps the retry.
+    pub retry_status: Option<u16>,
+}
+
+impl RequestCtx {
+    /// Time left before the route deadline; `None` = no deadline.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// True once the route deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
 }
 
 impl Default for RequestCtx {
@@ -53,6 +80,12 @@ impl Default for RequestCtx {
             flags: ResponseFlags::NONE,
             failure: None,
             local_status: None,
+            deadline: None,
+            hash: None,
+            pool_guard: None,
+            retry_guard: None,
+            retries: 0,
+            retry_status: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use pingora_error::{Error, ErrorType};
 
+use crate::policy::Abort;
 use crate::telemetry::ResponseFlags;
 
 /// Why the waypoint answered a request itself instead of the backend.
@@ -27,6 +28,10 @@ pub enum Failure {
     HeadersTooLarge,
     #[error("bad request")]
     BadRequest,
+    #[error("upstream overflow (circuit breaker)")]
+    Overflow,
+    #[error("fault filter abort")]
+    FaultAbort(Abort),
     #[error("internal error")]
     Internal,
 }
@@ -41,6 +46,10 @@ impl Failure {
             Failure::UpstreamTimeout => 504,
             Failure::HeadersTooLarge => 431,
             Failure::BadRequest => 400,
+            Failure::Overflow => 503,
+            Failure::FaultAbort(Abort::Http(code)) => *code,
+            // gRPC aborts are HTTP 200 with a grpc-status (trailers-only).
+            Failure::FaultAbort(Abort::Grpc(_)) => 200,
         }
     }
 
@@ -53,6 +62,8 @@ impl Failure {
             Failure::UpstreamTimeout => ResponseFlags::UT,
             Failure::UpstreamReset => ResponseFlags::UC,
             Failure::BadRequest | Failure::HeadersTooLarge => ResponseFlags::DPE,
+            Failure::Overflow => ResponseFlags::UO,
+            Failure::FaultAbort(_) => ResponseFlags::FI,
             Failure::InvalidBackend(_) | Failure::Internal => ResponseFlags::NONE,
         }
     }
@@ -72,6 +83,24 @@ impl Failure {
         }
     }
 
+    /// `Content-Type` of the local response.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Failure::FaultAbort(Abort::Grpc(_)) => "application/grpc",
+            _ => "text/plain",
+        }
+    }
+
+    /// Headers Envoy adds to this answer: `x-envoy-overloaded` on overflow,
+    /// `grpc-status` on a gRPC abort.
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Failure::Overflow => vec![("x-envoy-overloaded", "true".to_string())],
+            Failure::FaultAbort(Abort::Grpc(code)) => vec![("grpc-status", code.to_string())],
+            _ => Vec::new(),
+        }
+    }
+
     /// Classifies an error Pingora reports while proxying. `None` means the
     /// downstream went away and there is nobody to answer.
     pub fn from_proxy_error(e: &Error) -> Option<Failure> {
@@ -82,6 +111,7 @@ impl Failure {
             | BindError => Failure::ConnectFailure,
             ReadTimedout | WriteTimedout => Failure::UpstreamTimeout,
             HTTPStatus(503) => Failure::NoHealthyUpstream,
+            HTTPStatus(504) => Failure::UpstreamTimeout,
             InvalidHTTPHeader | H1Error | InvalidH2 | H2Error
                 if e.esource() == &pingora_error::ErrorSource::Downstream =>
             {
@@ -117,6 +147,9 @@ mod tests {
             (Failure::HeadersTooLarge, 431, "DPE"),
             (Failure::BadRequest, 400, "DPE"),
             (Failure::Internal, 500, "-"),
+            (Failure::Overflow, 503, "UO"),
+            (Failure::FaultAbort(Abort::Http(418)), 418, "FI"),
+            (Failure::FaultAbort(Abort::Grpc(14)), 200, "FI"),
         ];
         for (f, status, flag) in rows {
             assert_eq!(f.status(), *status, "{f:?}");

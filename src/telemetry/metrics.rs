@@ -59,6 +59,7 @@ pub struct Metrics {
     tcp_sent: IntCounterVec,
     tcp_received: IntCounterVec,
     cert_expiry: IntGauge,
+    overflow: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -140,6 +141,14 @@ impl Metrics {
             "Seconds until the waypoint's own certificate expires.",
         )
         .expect("static metric definition is valid");
+        let overflow = IntCounterVec::new(
+            Opts::new(
+                "waypoint_upstream_overflow_total",
+                "Requests refused by a DestinationRule connection-pool limit (503 UO), by cluster and reason (pending, retry).",
+            ),
+            &["cluster", "reason"],
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -152,6 +161,7 @@ impl Metrics {
             Box::new(tcp_sent.clone()),
             Box::new(tcp_received.clone()),
             Box::new(cert_expiry.clone()),
+            Box::new(overflow.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -171,7 +181,13 @@ impl Metrics {
             tcp_sent,
             tcp_received,
             cert_expiry,
+            overflow,
         }
+    }
+
+    /// Counts a request refused by a connection-pool limit.
+    pub fn record_overflow(&self, cluster: &str, reason: &str) {
+        self.overflow.with_label_values(&[cluster, reason]).inc();
     }
 
     /// Sets the certificate-expiry gauge (refreshed on every scrape).

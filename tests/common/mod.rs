@@ -198,3 +198,22 @@ pub fn tally(replies: &[Reply]) -> BTreeMap<String, usize> {
     }
     m
 }
+
+/// Waits until `istio_requests_total` samples matching `needles` sum to
+/// `want`: the logging phase records a request just after its response is
+/// sent, so a test can read metrics a moment too early.
+pub async fn requests_eventually(running: &Running, needles: &[&str], want: u64) -> String {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let (_, metrics) = admin_get(running, "/stats/prometheus").await;
+        let got = requests_total(&metrics, needles);
+        if got == want {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "istio_requests_total{needles:?} = {got}, want {want}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
