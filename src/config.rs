@@ -5,6 +5,7 @@
 
 mod core;
 mod error;
+mod extensions;
 mod gateway;
 mod istio;
 pub mod load;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use self::core::*;
 pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
+pub use extensions::*;
 pub use gateway::*;
 pub use istio::*;
 pub use load::{load_path, load_str};
@@ -49,6 +51,7 @@ pub struct Resources {
     pub gateways: Vec<Sourced<Gateway>>,
     pub gateway_classes: Vec<Sourced<GatewayClass>>,
     pub http_routes: Vec<Sourced<HttpRoute>>,
+    pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
 }
 
 impl Resources {
@@ -63,6 +66,7 @@ impl Resources {
             ("Gateway", self.gateways.len()),
             ("GatewayClass", self.gateway_classes.len()),
             ("HTTPRoute", self.http_routes.len()),
+            ("WasmPlugin", self.wasm_plugins.len()),
         ]
     }
 }

@@ -12,5 +12,6 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod wasm;
 pub mod check;
 pub mod demo;

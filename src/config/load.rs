@@ -18,6 +18,7 @@ use super::{ConfigError, ConfigErrors, Location, NamespacedName, ObjectRef, Orig
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
+const ISTIO_EXTENSIONS_GROUP: &str = "extensions.istio.io";
 
 /// Loads every object under `path` (file or directory). Namespaced objects
 /// without `metadata.namespace` land in `default_namespace`.
@@ -101,6 +102,7 @@ enum Kind {
     Gateway,
     GatewayClass,
     HttpRoute,
+    WasmPlugin,
 }
 
 impl Kind {
@@ -120,6 +122,7 @@ impl Kind {
             (GATEWAY_GROUP, "Gateway") => (Kind::Gateway, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "GatewayClass") => (Kind::GatewayClass, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "HTTPRoute") => (Kind::HttpRoute, &["v1", "v1beta1"]),
+            (ISTIO_EXTENSIONS_GROUP, "WasmPlugin") => (Kind::WasmPlugin, &["v1alpha1"]),
             _ => return None,
         };
         if versions.contains(&version) {
@@ -269,6 +272,7 @@ impl<'a> Loader<'a> {
             Kind::Gateway => ctx.decode(value).map(|o| push(&mut r.gateways, origin, key, o)),
             Kind::GatewayClass => ctx.decode(value).map(|o| push(&mut r.gateway_classes, origin, key, o)),
             Kind::HttpRoute => ctx.decode(value).map(|o| push(&mut r.http_routes, origin, key, o)),
+            Kind::WasmPlugin => ctx.decode(value).map(|o| push(&mut r.wasm_plugins, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
