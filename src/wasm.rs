@@ -45,5 +45,8 @@ pub use metrics::{FailureReason, WasmMetrics};
 pub use plugin::HostOptions;
 pub use plugin_set::{compile_plugins, Plugin, PluginSet, WasmHost};
 
+#[cfg(any(test, feature = "testing"))]
+pub mod test_support;
+
 #[cfg(test)]
 mod tests;

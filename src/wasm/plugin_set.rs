@@ -281,7 +281,11 @@ fn compile_one(
             }
         }
     };
+    // Istio hands pluginConfig to the plugin as JSON. A bare string is
+    // passed as its text, so plugins that take a plain-string configuration
+    // (the SDK's http_config example) work too.
     let plugin_config = match &spec.plugin_config {
+        Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
         Some(v) => serde_json::to_vec(v).unwrap_or_default(),
         None => Vec::new(),
     };
