@@ -403,16 +403,14 @@ impl HttpFilters {
                     });
                 (Some(back), r)
             });
-            match result {
-                Ok((back, r)) => {
-                    if back.is_some() {
-                        self.exchange = back;
-                    }
-                    if let Err(fault) = r {
-                        core.discard(slot, generation, &fault);
-                    }
+            // An instance that failed to restart already counted its failure.
+            if let Ok((back, r)) = result {
+                if back.is_some() {
+                    self.exchange = back;
                 }
-                Err(_) => {}
+                if let Err(fault) = r {
+                    core.discard(slot, generation, &fault);
+                }
             }
             if self.exchange.is_none() {
                 self.exchange = ex.or_else(|| Some(Box::default()));

@@ -8,10 +8,13 @@ use std::sync::{Mutex, OnceLock};
 use super::abi::Status;
 use super::plugin::ServiceEvent;
 
+/// (vm_id, key) → (value, CAS version).
+type Entries = HashMap<(String, String), (Vec<u8>, u32)>;
+
 /// Key/value store with compare-and-swap versions.
 #[derive(Default)]
 pub(crate) struct SharedData {
-    entries: Mutex<HashMap<(String, String), (Vec<u8>, u32)>>,
+    entries: Mutex<Entries>,
 }
 
 /// The process's shared data.
