@@ -5,6 +5,7 @@
 
 mod core;
 mod error;
+mod extensions;
 mod gateway;
 mod istio;
 mod istio_traffic;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use self::core::*;
 pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
+pub use extensions::*;
 pub use gateway::*;
 pub use istio::*;
 pub use istio_traffic::*;
@@ -53,6 +55,7 @@ pub struct Resources {
     pub http_routes: Vec<Sourced<HttpRoute>>,
     pub virtual_services: Vec<Sourced<VirtualService>>,
     pub destination_rules: Vec<Sourced<DestinationRule>>,
+    pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
 }
 
 impl Resources {
@@ -69,6 +72,7 @@ impl Resources {
             ("HTTPRoute", self.http_routes.len()),
             ("VirtualService", self.virtual_services.len()),
             ("DestinationRule", self.destination_rules.len()),
+            ("WasmPlugin", self.wasm_plugins.len()),
         ]
     }
 }

@@ -20,6 +20,7 @@ use super::{
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
+const ISTIO_EXTENSIONS_GROUP: &str = "extensions.istio.io";
 
 /// Loads every object under `path` (file or directory). Namespaced objects
 /// without `metadata.namespace` land in `default_namespace`.
@@ -109,6 +110,7 @@ enum Kind {
     HttpRoute,
     VirtualService,
     DestinationRule,
+    WasmPlugin,
 }
 
 impl Kind {
@@ -134,6 +136,7 @@ impl Kind {
             (ISTIO_NETWORKING_GROUP, "DestinationRule") => {
                 (Kind::DestinationRule, &["v1", "v1beta1", "v1alpha3"])
             }
+            (ISTIO_EXTENSIONS_GROUP, "WasmPlugin") => (Kind::WasmPlugin, &["v1alpha1"]),
             _ => return None,
         };
         if versions.contains(&version) {
@@ -317,6 +320,9 @@ impl<'a> Loader<'a> {
             Kind::DestinationRule => ctx
                 .decode(value)
                 .map(|o| push(&mut r.destination_rules, origin, key, o)),
+            Kind::WasmPlugin => ctx
+                .decode(value)
+                .map(|o| push(&mut r.wasm_plugins, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}

@@ -1,0 +1,173 @@
+//! `proxy_http_call`: the request a plugin dispatches, the [`HttpCaller`]
+//! the proxy provides to send it, and a default hyper-based caller that
+//! resolves the cluster name with a closure.
+//!
+//! Cluster names: Istio plugins name upstreams as Envoy clusters,
+//! `outbound|PORT|SUBSET|HOST` (e.g. `outbound|8080||auth.default.svc.cluster.local`);
+//! plain `host:port` or `host` (port 80) are accepted too. [`parse_cluster`]
+//! splits either form.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use super::abi::HeaderList;
+
+/// A call as the plugin made it. `headers` include `:method`, `:path` and
+/// `:authority` (checked before the call is accepted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCallRequest {
+    pub cluster: String,
+    pub headers: HeaderList,
+    pub body: Bytes,
+    pub trailers: HeaderList,
+    /// The plugin's timeout for the whole call.
+    pub timeout: Duration,
+}
+
+/// The response handed to `proxy_on_http_call_response`. `headers` start
+/// with `:status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpCallResponse {
+    pub headers: HeaderList,
+    pub body: Bytes,
+    pub trailers: HeaderList,
+}
+
+/// Why a call produced no response; the plugin then sees a response with no
+/// headers, body or trailers, as Envoy delivers a failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpCallError {
+    #[error("no upstream for cluster {0}")]
+    UnknownCluster(String),
+    #[error("http call to {cluster} timed out after {timeout:?}")]
+    Timeout { cluster: String, timeout: Duration },
+    #[error("http call to {cluster} failed: {reason}")]
+    Failed { cluster: String, reason: String },
+}
+
+/// Sends plugin HTTP calls. The proxy implements it over its own upstream
+/// machinery; [`HyperHttpCaller`] is a standalone default.
+#[async_trait::async_trait]
+pub trait HttpCaller: Send + Sync {
+    /// Whether `cluster` names an upstream. `false` makes `proxy_http_call`
+    /// answer `BadArgument` at once, as Envoy does for an unknown cluster.
+    fn knows_upstream(&self, cluster: &str) -> bool {
+        let _ = cluster;
+        true
+    }
+
+    /// Sends the call and waits for the whole response (bounded by
+    /// `request.timeout`).
+    async fn call(&self, request: HttpCallRequest) -> Result<HttpCallResponse, HttpCallError>;
+}
+
+/// The host and port a cluster name means; `None` port for a bare host.
+pub fn parse_cluster(cluster: &str) -> (String, Option<u16>) {
+    let parts: Vec<&str> = cluster.split('|').collect();
+    if parts.len() == 4 {
+        return (parts[3].to_string(), parts[1].parse().ok());
+    }
+    match cluster.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.starts_with('[') => match port.parse() {
+            Ok(p) => (host.trim_matches(['[', ']']).to_string(), Some(p)),
+            Err(_) => (cluster.to_string(), None),
+        },
+        _ => (cluster.to_string(), None),
+    }
+}
+
+/// Resolves a cluster name to an address.
+pub type ClusterResolver = dyn Fn(&str) -> Option<SocketAddr> + Send + Sync;
+
+/// HTTP/1.1 over a fresh TCP connection per call, to the address the
+/// resolver gives (or the cluster itself when it is an `ip:port`).
+#[derive(Clone)]
+pub struct HyperHttpCaller {
+    resolve: Arc<ClusterResolver>,
+}
+
+impl HyperHttpCaller {
+    /// A caller resolving clusters with `resolve`.
+    pub fn new(resolve: impl Fn(&str) -> Option<SocketAddr> + Send + Sync + 'static) -> Self {
+        Self {
+            resolve: Arc::new(resolve),
+        }
+    }
+
+    fn address(&self, cluster: &str) -> Option<SocketAddr> {
+        (self.resolve)(cluster).or_else(|| cluster.parse().ok())
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpCaller for HyperHttpCaller {
+    fn knows_upstream(&self, cluster: &str) -> bool {
+        self.address(cluster).is_some()
+    }
+
+    async fn call(&self, request: HttpCallRequest) -> Result<HttpCallResponse, HttpCallError> {
+        let cluster = request.cluster.clone();
+        let addr = self
+            .address(&cluster)
+            .ok_or_else(|| HttpCallError::UnknownCluster(cluster.clone()))?;
+        let timeout = request.timeout;
+        match tokio::time::timeout(timeout, send(addr, request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
+            Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
+        }
+    }
+}
+
+async fn send(addr: SocketAddr, request: HttpCallRequest) -> Result<HttpCallResponse, String> {
+    let mut builder = http::Request::builder();
+    for (name, value) in &request.headers {
+        builder = match name.as_str() {
+            ":method" => builder.method(value.as_slice()),
+            ":path" => builder.uri(value.as_slice()),
+            ":authority" => builder.header(http::header::HOST, value.as_slice()),
+            ":scheme" => builder,
+            _ => builder.header(name.as_str(), value.as_slice()),
+        };
+    }
+    let req = builder
+        .body(Full::new(request.body))
+        .map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    conn.abort();
+    let mut headers: HeaderList =
+        vec![(":status".into(), parts.status.as_str().as_bytes().to_vec())];
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
+    );
+    let trailers = collected
+        .trailers()
+        .map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HttpCallResponse {
+        headers,
+        body: collected.to_bytes(),
+        trailers,
+    })
+}
