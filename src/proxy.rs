@@ -11,6 +11,7 @@ pub mod headers;
 pub mod listener;
 mod mirror;
 mod observe;
+mod plugins;
 pub mod outbound;
 pub mod passthrough;
 pub mod tunnel;
@@ -36,6 +37,7 @@ use crate::routing::{ForwardPlan, LbChoice, Locality, PickRequest, RequestInfo, 
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
+use crate::wasm::Verdict;
 
 /// The waypoint's proxy logic, shared by every listener.
 pub struct Waypoint {
@@ -49,6 +51,8 @@ pub struct Waypoint {
     forward_client_cert: Option<crate::identity::Identity>,
     /// The waypoint's own locality (`--locality`), for locality-aware LB.
     locality: Option<Locality>,
+    /// Where proxy-wasm `proxy_http_call`s go.
+    http_caller: Arc<dyn crate::wasm::HttpCaller>,
 }
 
 impl Waypoint {
@@ -67,6 +71,7 @@ impl Waypoint {
             .as_deref()
             .and_then(|l| l.parse::<Locality>().ok());
         Self {
+            http_caller: plugins::http_caller(store.clone()),
             store,
             metrics,
             settings,
@@ -242,6 +247,25 @@ impl ProxyHttp for Waypoint {
         };
         ctx.destination = Some(destination.clone());
 
+        // proxy-wasm plugins see (and may edit or answer) the request before routing.
+        if let Some(mut filters) =
+            plugins::start(&published, session, ctx, &destination, &self.http_caller)
+        {
+            let end_of_stream = session.as_downstream_mut().is_body_empty();
+            let verdict = filters
+                .on_request_headers(session.req_header_mut(), end_of_stream)
+                .await;
+            plugins::apply_request_line(&filters, session.req_header_mut());
+            ctx.wasm = Some(filters);
+            match verdict {
+                Verdict::Continue => {}
+                Verdict::Respond(local) => return plugins::respond(session, ctx, local).await,
+                Verdict::Reset => {
+                    return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"))
+                }
+            }
+        }
+
         let host = host_header
             .rsplit_once(':')
             .map_or(host_header.as_str(), |(h, _)| h);
@@ -323,6 +347,9 @@ impl ProxyHttp for Waypoint {
         }
         if h2c {
             peer.options.set_http_version(2, 2);
+        }
+        if let Some(filters) = ctx.wasm.as_mut() {
+            filters.set_upstream(addr);
         }
         ctx.tried.push(addr);
         ctx.attempts += 1;
@@ -462,6 +489,20 @@ impl ProxyHttp for Waypoint {
                 m.apply(upstream_response);
             }
         }
+        if let Some(filters) = ctx.wasm.as_mut() {
+            let status = upstream_response.status.as_u16();
+            match filters.on_response_headers(status, upstream_response, false).await {
+                Verdict::Continue => {
+                    if let Some(code) = filters.response_status() {
+                        let _ = upstream_response.set_status(code);
+                    }
+                }
+                Verdict::Respond(local) => plugins::replace_response(upstream_response, ctx, local),
+                Verdict::Reset => {
+                    return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"))
+                }
+            }
+        }
         Ok(())
     }
 
@@ -472,6 +513,15 @@ impl ProxyHttp for Waypoint {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if let Some(local) = ctx.wasm_local.take() {
+            let status = local.status;
+            session.as_downstream_mut().set_keepalive(None);
+            let _ = plugins::respond(session, ctx, local).await;
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
         let failure = ctx.failure.clone().or_else(|| Failure::from_proxy_error(e));
         let error_code = match failure {
             Some(failure) => {
@@ -497,8 +547,55 @@ impl ProxyHttp for Waypoint {
         }
     }
 
+    /// Feeds request body chunks through the plugins (a pause buffers).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(filters) = ctx.wasm.as_mut() else {
+            return Ok(());
+        };
+        match filters.on_request_body(body, end_of_stream).await {
+            Verdict::Continue => Ok(()),
+            Verdict::Respond(local) => {
+                let status = local.status;
+                ctx.wasm_local = Some(local);
+                Err(Error::explain(ErrorType::HTTPStatus(status), "wasm plugin answered"))
+            }
+            Verdict::Reset => Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream")),
+        }
+    }
+
+    /// Feeds response body chunks through the plugins, or substitutes a
+    /// plugin's local body.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.wasm_body.is_some() {
+            plugins::substitute_body(ctx, body);
+            return Ok(None);
+        }
+        if let Some(filters) = ctx.wasm.as_mut() {
+            // Headers are gone by now: a late local response can only end the stream.
+            if let Verdict::Reset = filters.on_response_body(body, end_of_stream) {
+                return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"));
+            }
+        }
+        Ok(None)
+    }
+
     /// Records metrics and writes the access log once the request is over.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(filters) = ctx.wasm.as_mut() {
+            filters.on_log();
+        }
         observe::record(session, ctx, &self.metrics, self.settings.access_log);
     }
 }

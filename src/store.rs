@@ -13,6 +13,7 @@ use crate::config::{self, ConfigErrors};
 use crate::routing::{CompileOptions, LoadRegistry, Snapshot};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
+use crate::wasm::{compile_plugins, HostOptions, PluginSet, WasmHost};
 
 /// A snapshot as published: what requests see.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Published {
     /// Starts at 1 for the first config and grows by one per applied change.
     pub generation: u64,
     pub snapshot: Snapshot,
+    /// WasmPlugins, compiled (modules are compiled once and shared).
+    pub plugins: PluginSet,
     pub loaded_at: SystemTime,
 }
 
@@ -40,18 +43,39 @@ pub struct SnapshotStore {
     options: CompileOptions,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
+    wasm: Arc<WasmHost>,
     /// Counts finished reload attempts, so callers can wait for one.
     attempts: tokio::sync::watch::Sender<u64>,
 }
 
-/// Loads and compiles the config at `settings.config_path`.
+/// Loads and compiles the config at `settings.config_path`: routes and
+/// WasmPlugins, all or nothing.
 pub fn build_snapshot(
     settings: &Settings,
     options: &CompileOptions,
     load: &LoadRegistry,
-) -> Result<Snapshot, ConfigErrors> {
-    let resources = config::load_path(&settings.config_path, &settings.namespace)?;
-    Snapshot::compile(Arc::new(resources), options, load)
+    wasm: &WasmHost,
+) -> Result<(Snapshot, PluginSet), ConfigErrors> {
+    let resources = Arc::new(config::load_path(&settings.config_path, &settings.namespace)?);
+    let snapshot = Snapshot::compile(resources.clone(), options, load);
+    let config_dir = if settings.config_path.is_dir() {
+        settings.config_path.clone()
+    } else {
+        settings
+            .config_path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default()
+    };
+    let plugins = compile_plugins(&resources, &config_dir, wasm);
+    match (snapshot, plugins) {
+        (Ok(s), Ok(p)) => Ok((s, p)),
+        (Err(mut a), Err(b)) => {
+            a.0.extend(b.0);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }
 
 /// Compile options derived from the process settings.
@@ -68,12 +92,14 @@ impl SnapshotStore {
     pub fn open(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Result<Self, ConfigErrors> {
         let load = LoadRegistry::default();
         let options = compile_options(&settings);
-        let snapshot = build_snapshot(&settings, &options, &load)?;
+        let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
+        let (snapshot, plugins) = build_snapshot(&settings, &options, &load, &wasm)?;
         metrics.record_reload(true, 1);
         Ok(Self {
             current: ArcSwap::from_pointee(Published {
                 generation: 1,
                 snapshot,
+                plugins,
                 loaded_at: SystemTime::now(),
             }),
             last_error: Mutex::new(None),
@@ -82,6 +108,7 @@ impl SnapshotStore {
             options,
             settings,
             metrics,
+            wasm,
             attempts: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -117,16 +144,17 @@ impl SnapshotStore {
     }
 
     fn reload_locked(&self) -> Result<u64, ConfigErrors> {
-        match build_snapshot(&self.settings, &self.options, &self.load) {
-            Ok(snapshot) => {
+        match build_snapshot(&self.settings, &self.options, &self.load, &self.wasm) {
+            Ok((snapshot, plugins)) => {
                 let current = self.current.load();
-                let generation = if current.snapshot == snapshot {
+                let generation = if current.snapshot == snapshot && current.plugins == plugins {
                     current.generation
                 } else {
                     let generation = current.generation + 1;
                     self.current.store(Arc::new(Published {
                         generation,
                         snapshot,
+                        plugins,
                         loaded_at: SystemTime::now(),
                     }));
                     info!(generation, "config reloaded");

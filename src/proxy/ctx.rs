@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::policy::PoolGuard;
+use crate::wasm::HttpFilters;
 use crate::routing::{Destination, ForwardPlan, Picked, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
@@ -48,6 +49,12 @@ pub struct RequestCtx {
     /// Set by `upstream_response_filter` when it turns a retriable status
     /// into an error, so `error_while_proxy` keeps the retry.
     pub retry_status: Option<u16>,
+    /// The request's proxy-wasm filter chain, when plugins apply.
+    pub wasm: Option<HttpFilters>,
+    /// A plugin's local response that replaces the upstream's body.
+    pub wasm_body: Option<bytes::Bytes>,
+    /// A plugin's local response decided in a body phase, written by `fail_to_proxy`.
+    pub wasm_local: Option<crate::wasm::LocalResponse>,
 }
 
 impl RequestCtx {
@@ -86,6 +93,9 @@ impl Default for RequestCtx {
             retry_guard: None,
             retries: 0,
             retry_status: None,
+            wasm: None,
+            wasm_body: None,
+            wasm_local: None,
         }
     }
 }

@@ -32,6 +32,25 @@ macro_rules! pingora_header_edit {
 pingora_header_edit!(RequestHeader);
 pingora_header_edit!(ResponseHeader);
 
+macro_rules! pingora_header_access {
+    ($ty:ty) => {
+        impl crate::wasm::HeaderAccess for $ty {
+            fn visit_headers(&self, f: &mut dyn FnMut(&str, &[u8])) {
+                for (k, v) in self.headers.iter() {
+                    f(k.as_str(), v.as_bytes());
+                }
+            }
+            fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
+                // Cannot fail: name and value are already valid header types.
+                let _ = <$ty>::append_header(self, name, value);
+            }
+        }
+    };
+}
+
+pingora_header_access!(RequestHeader);
+pingora_header_access!(ResponseHeader);
+
 /// Adds `x-forwarded-for` (appending the client), `x-forwarded-proto` and
 /// `x-request-id` when absent, as Envoy does at the edge of the mesh.
 pub fn add_forwarding_headers(

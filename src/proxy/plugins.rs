@@ -1,0 +1,119 @@
+//! The proxy side of proxy-wasm: starting a request's plugin chain and
+//! turning the plugins' verdicts into what Pingora does (answer locally,
+//! reset, or go on with the edited headers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+
+use crate::routing::Destination;
+use crate::store::{Published, SnapshotStore};
+use crate::wasm::{parse_cluster, HttpCaller, HttpFilters, HyperHttpCaller, LocalResponse, RequestProps};
+
+use super::ctx::RequestCtx;
+
+/// `proxy_http_call` targets: a Service named like Istio's clusters
+/// (`outbound|80||auth.ns.svc.cluster.local`) or as a host, resolved in the
+/// current config to one of its endpoints.
+pub fn http_caller(store: Arc<SnapshotStore>) -> Arc<dyn HttpCaller> {
+    Arc::new(HyperHttpCaller::new(move |cluster: &str| {
+        let (host, port) = parse_cluster(cluster);
+        let published = store.load();
+        let snapshot = &published.snapshot;
+        let dest = match port {
+            Some(p) => snapshot.find_destination_by_host(&format!("{host}:{p}")),
+            None => snapshot.find_destination_by_host(&host),
+        }?;
+        let picked = snapshot.endpoints(&dest)?.pick(&[])?;
+        Some(picked.endpoint.addr)
+    }))
+}
+
+/// Starts the chain for this request when any plugin applies to `dest`.
+pub fn start(
+    published: &Published,
+    session: &Session,
+    ctx: &RequestCtx,
+    dest: &Destination,
+    caller: &Arc<dyn HttpCaller>,
+) -> Option<HttpFilters> {
+    let chain = published.plugins.chain_for(&dest.service.key, dest.port.number);
+    if chain.is_empty() {
+        return None;
+    }
+    let req = session.req_header();
+    let props = RequestProps {
+        request_id: ctx.request_id.clone(),
+        method: req.method.to_string(),
+        scheme: "http".into(),
+        authority: super::headers::host(req).unwrap_or("").to_string(),
+        path: req.uri.path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into()),
+        protocol: if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" }.into(),
+        source: ctx
+            .caller
+            .client_ip
+            .map(|ip| SocketAddr::new(ip, session.client_addr().and_then(|a| a.as_inet()).map_or(0, |a| a.port()))),
+        source_principal: ctx.caller.identity.as_ref().map(|i| i.to_string()),
+        destination: dest.service.addresses.first().map(|ip| SocketAddr::new(*ip, dest.port.number)),
+        destination_service: Some(dest.service.key.clone()),
+    };
+    Some(HttpFilters::start(chain, props, Some(caller.clone())))
+}
+
+/// Applies the plugins' `:path` / `:method` / `:authority` edits.
+pub fn apply_request_line(filters: &HttpFilters, req: &mut RequestHeader) {
+    let line = filters.request_line();
+    let current = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if !line.path.is_empty() && line.path != current {
+        if let Ok(uri) = line.path.parse::<http::Uri>() {
+            req.set_uri(uri);
+        }
+    }
+    if !line.method.is_empty() && line.method != req.method.as_str() {
+        if let Ok(m) = http::Method::from_bytes(line.method.as_bytes()) {
+            req.set_method(m);
+        }
+    }
+    if !line.authority.is_empty() && Some(line.authority.as_str()) != super::headers::host(req) {
+        let _ = req.insert_header(http::header::HOST, line.authority.as_str());
+    }
+}
+
+/// Writes a plugin's local response (`proxy_send_local_response`).
+pub async fn respond(session: &mut Session, ctx: &mut RequestCtx, local: LocalResponse) -> pingora_error::Result<bool> {
+    let mut resp = ResponseHeader::build(local.status, Some(local.headers.len() + 1))?;
+    for (name, value) in local.headers {
+        resp.append_header(name, value)?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, local.body.len().to_string())?;
+    ctx.local_status = Some(local.status);
+    let empty = local.body.is_empty();
+    session.write_response_header(Box::new(resp), empty).await?;
+    if !empty {
+        session.write_response_body(Some(local.body), true).await?;
+    }
+    Ok(true)
+}
+
+/// A local response decided after the upstream answered: its status and
+/// headers replace the upstream's, its body replaces the upstream body.
+pub fn replace_response(resp: &mut ResponseHeader, ctx: &mut RequestCtx, local: LocalResponse) {
+    let _ = resp.set_status(local.status);
+    for (name, value) in local.headers {
+        let _ = resp.insert_header(name, value);
+    }
+    let _ = resp.insert_header(http::header::CONTENT_LENGTH, local.body.len().to_string());
+    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    ctx.wasm_body = Some(local.body);
+}
+
+/// Body chunk substitution for [`replace_response`]: the local body once,
+/// then nothing.
+pub fn substitute_body(ctx: &mut RequestCtx, body: &mut Option<Bytes>) {
+    if let Some(local) = ctx.wasm_body.as_mut() {
+        *body = Some(std::mem::take(local));
+    }
+}
