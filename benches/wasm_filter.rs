@@ -51,7 +51,7 @@ fn request(c: &mut Criterion) {
     let mut base_resp = HeaderMap::new();
     base_resp.insert("content-type", "text/plain".parse().expect("literal"));
 
-    let mut run = |chain: Arc<[Arc<waypoint::wasm::Plugin>]>| {
+    let run = |chain: Arc<[Arc<waypoint::wasm::Plugin>]>| {
         let mut req = base_req.clone();
         let mut resp = base_resp.clone();
         rt.block_on(async {
