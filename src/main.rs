@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the waypoint on a config file or directory of Kubernetes YAML.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a config; print every error (exit 1) or a summary (exit 0).
     Check {
         #[arg(long, short = 'c')]
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Check { config, namespace } => {
             let (ok, report) = waypoint::check::check(&config, &namespace);
             print!("{report}");

@@ -11,9 +11,9 @@ pub mod headers;
 pub mod listener;
 mod mirror;
 mod observe;
-mod plugins;
 pub mod outbound;
 pub mod passthrough;
+mod plugins;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -261,7 +261,10 @@ impl ProxyHttp for Waypoint {
                 Verdict::Continue => {}
                 Verdict::Respond(local) => return plugins::respond(session, ctx, local).await,
                 Verdict::Reset => {
-                    return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"))
+                    return Err(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "wasm plugin closed the stream",
+                    ))
                 }
             }
         }
@@ -491,7 +494,10 @@ impl ProxyHttp for Waypoint {
         }
         if let Some(filters) = ctx.wasm.as_mut() {
             let status = upstream_response.status.as_u16();
-            match filters.on_response_headers(status, upstream_response, false).await {
+            match filters
+                .on_response_headers(status, upstream_response, false)
+                .await
+            {
                 Verdict::Continue => {
                     if let Some(code) = filters.response_status() {
                         let _ = upstream_response.set_status(code);
@@ -499,7 +505,10 @@ impl ProxyHttp for Waypoint {
                 }
                 Verdict::Respond(local) => plugins::replace_response(upstream_response, ctx, local),
                 Verdict::Reset => {
-                    return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"))
+                    return Err(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "wasm plugin closed the stream",
+                    ))
                 }
             }
         }
@@ -563,9 +572,15 @@ impl ProxyHttp for Waypoint {
             Verdict::Respond(local) => {
                 let status = local.status;
                 ctx.wasm_local = Some(local);
-                Err(Error::explain(ErrorType::HTTPStatus(status), "wasm plugin answered"))
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "wasm plugin answered",
+                ))
             }
-            Verdict::Reset => Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream")),
+            Verdict::Reset => Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "wasm plugin closed the stream",
+            )),
         }
     }
 
@@ -585,7 +600,10 @@ impl ProxyHttp for Waypoint {
         if let Some(filters) = ctx.wasm.as_mut() {
             // Headers are gone by now: a late local response can only end the stream.
             if let Verdict::Reset = filters.on_response_body(body, end_of_stream) {
-                return Err(Error::explain(ErrorType::ConnectionClosed, "wasm plugin closed the stream"));
+                return Err(Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "wasm plugin closed the stream",
+                ));
             }
         }
         Ok(None)

@@ -56,7 +56,10 @@ pub fn build_snapshot(
     load: &LoadRegistry,
     wasm: &WasmHost,
 ) -> Result<(Snapshot, PluginSet), ConfigErrors> {
-    let resources = Arc::new(config::load_path(&settings.config_path, &settings.namespace)?);
+    let resources = Arc::new(config::load_path(
+        &settings.config_path,
+        &settings.namespace,
+    )?);
     let snapshot = Snapshot::compile(resources.clone(), options, load);
     let config_dir = if settings.config_path.is_dir() {
         settings.config_path.clone()

@@ -121,7 +121,9 @@ async fn precedence_follows_the_spec_order() {
     let config = ConfigDir::new(&yaml);
     let wp = waypoint(&config, "p").await;
     let c = TestClient::new(wp.http_addr.unwrap());
-    let cases: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
+    // (method, path, headers, backend that must answer, the spec rule)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         ("GET", "/foo/bar", &[], "exact", "Exact beats every prefix"),
         (
             "GET",

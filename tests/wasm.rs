@@ -13,7 +13,7 @@ use waypoint::wasm::test_support::filter_wasm;
 fn plugin(name: &str, wasm: &str, extra: &str) -> String {
     let url = filter_wasm(wasm);
     format!(
-        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}, namespace: w}}\nspec:\n  url: file://{}\n{extra}",
+        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}, namespace: w}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n{extra}",
         url.display()
     )
 }
@@ -61,10 +61,20 @@ async fn rate_limit_answers_429_per_header_value() {
     let c = TestClient::new(wp.http_addr.unwrap());
     let mut codes = Vec::new();
     for _ in 0..5 {
-        codes.push(c.send("GET", "web:9080", "/", &[("x-user", "alice")]).await.status);
+        codes.push(
+            c.send("GET", "web:9080", "/", &[("x-user", "alice")])
+                .await
+                .status,
+        );
     }
     assert_eq!(codes, vec![200, 200, 200, 429, 429]);
-    assert_eq!(c.send("GET", "web:9080", "/", &[("x-user", "bob")]).await.status, 200, "own bucket");
+    assert_eq!(
+        c.send("GET", "web:9080", "/", &[("x-user", "bob")])
+            .await
+            .status,
+        200,
+        "own bucket"
+    );
     wp.shutdown().await;
 }
 
@@ -88,9 +98,15 @@ async fn ext_auth_calls_the_auth_service() {
     assert_eq!(auth.received()[0].path, "/check");
     assert_eq!(auth.received()[0].headers["x-user"], "alice");
     auth.fail_next(1, 401);
-    let r = c.send("GET", "web:9080", "/", &[("x-user", "mallory")]).await;
+    let r = c
+        .send("GET", "web:9080", "/", &[("x-user", "mallory")])
+        .await;
     assert_eq!(r.status, 403);
-    assert_eq!(backend.count(), 1, "denied requests never reach the backend");
+    assert_eq!(
+        backend.count(),
+        1,
+        "denied requests never reach the backend"
+    );
     wp.shutdown().await;
 }
 
@@ -129,7 +145,9 @@ async fn plugin_reload_under_load_fails_no_request() {
         let before = *wp.store.subscribe().borrow();
         config.replace(&mesh(&v.to_string()));
         let mut rx = wp.store.subscribe();
-        bounded("reload", rx.wait_for(|n| *n > before)).await.unwrap();
+        bounded("reload", rx.wait_for(|n| *n > before))
+            .await
+            .unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     for h in clients {

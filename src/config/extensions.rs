@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+pub use super::istio_traffic::PortSelector;
+
 use super::meta::ObjectMeta;
 
 /// `extensions.istio.io/v1alpha1` WasmPlugin: a proxy-wasm module to run on
@@ -173,11 +175,4 @@ pub enum WorkloadMode {
     Client,
     Server,
     ClientAndServer,
-}
-
-/// `match[].ports[]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PortSelector {
-    pub number: u16,
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::policy::PoolGuard;
-use crate::wasm::HttpFilters;
 use crate::routing::{Destination, ForwardPlan, Picked, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
+use crate::wasm::HttpFilters;
 
 use super::caller::Caller;
 use super::failure::Failure;

@@ -55,8 +55,8 @@ impl Passthrough {
         };
         let addr = picked.endpoint.addr;
         self.metrics.record_tcp_open(&labels);
-        let copied = if picked.endpoint.in_mesh && self.hbone.is_some() {
-            let hbone = self.hbone.as_ref().expect("checked above");
+        let hbone = self.hbone.as_ref().filter(|_| picked.endpoint.in_mesh);
+        let copied = if let Some(hbone) = hbone {
             match hbone.connect(addr, caller, self.connect_timeout).await {
                 Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
                 Err(e) => Err(std::io::Error::other(e)),

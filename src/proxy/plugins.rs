@@ -11,7 +11,9 @@ use pingora_proxy::Session;
 
 use crate::routing::Destination;
 use crate::store::{Published, SnapshotStore};
-use crate::wasm::{parse_cluster, HttpCaller, HttpFilters, HyperHttpCaller, LocalResponse, RequestProps};
+use crate::wasm::{
+    parse_cluster, HttpCaller, HttpFilters, HyperHttpCaller, LocalResponse, RequestProps,
+};
 
 use super::ctx::RequestCtx;
 
@@ -40,7 +42,9 @@ pub fn start(
     dest: &Destination,
     caller: &Arc<dyn HttpCaller>,
 ) -> Option<HttpFilters> {
-    let chain = published.plugins.chain_for(&dest.service.key, dest.port.number);
+    let chain = published
+        .plugins
+        .chain_for(&dest.service.key, dest.port.number);
     if chain.is_empty() {
         return None;
     }
@@ -50,14 +54,32 @@ pub fn start(
         method: req.method.to_string(),
         scheme: "http".into(),
         authority: super::headers::host(req).unwrap_or("").to_string(),
-        path: req.uri.path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into()),
-        protocol: if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" }.into(),
-        source: ctx
-            .caller
-            .client_ip
-            .map(|ip| SocketAddr::new(ip, session.client_addr().and_then(|a| a.as_inet()).map_or(0, |a| a.port()))),
+        path: req
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        protocol: if session.is_http2() {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        }
+        .into(),
+        source: ctx.caller.client_ip.map(|ip| {
+            SocketAddr::new(
+                ip,
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map_or(0, |a| a.port()),
+            )
+        }),
         source_principal: ctx.caller.identity.as_ref().map(|i| i.to_string()),
-        destination: dest.service.addresses.first().map(|ip| SocketAddr::new(*ip, dest.port.number)),
+        destination: dest
+            .service
+            .addresses
+            .first()
+            .map(|ip| SocketAddr::new(*ip, dest.port.number)),
         destination_service: Some(dest.service.key.clone()),
     };
     Some(HttpFilters::start(chain, props, Some(caller.clone())))
@@ -83,7 +105,11 @@ pub fn apply_request_line(filters: &HttpFilters, req: &mut RequestHeader) {
 }
 
 /// Writes a plugin's local response (`proxy_send_local_response`).
-pub async fn respond(session: &mut Session, ctx: &mut RequestCtx, local: LocalResponse) -> pingora_error::Result<bool> {
+pub async fn respond(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    local: LocalResponse,
+) -> pingora_error::Result<bool> {
     let mut resp = ResponseHeader::build(local.status, Some(local.headers.len() + 1))?;
     for (name, value) in local.headers {
         resp.append_header(name, value)?;
