@@ -3,26 +3,30 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::config;
-use crate::routing::{CompileOptions, LbPolicy, LoadRegistry, Snapshot};
+use crate::routing::LoadRegistry;
+use crate::settings::Settings;
+use crate::store::{build_snapshot, compile_options};
+use crate::telemetry::Metrics;
+use crate::wasm::{HostOptions, WasmHost};
 
 /// Loads and compiles `path`. Returns whether it is valid and the report to
 /// print: every error, or a summary of the objects and route attachments.
 pub fn check(path: &Path, namespace: &str) -> (bool, String) {
     let mut out = String::new();
-    let resources = match config::load_path(path, namespace) {
-        Ok(r) => r,
-        Err(errors) => return (false, error_report(path, &errors)),
-    };
-    let options = CompileOptions {
-        namespace: namespace.to_string(),
-        cluster_domain: "cluster.local".to_string(),
-        lb: LbPolicy::LeastRequest,
-    };
-    let snapshot = match Snapshot::compile(Arc::new(resources), &options, &LoadRegistry::default())
-    {
+    let mut settings = Settings::new(path);
+    settings.namespace = namespace.to_string();
+    // Same loading and compiling as `waypoint run`, WasmPlugins included.
+    let metrics = Metrics::new();
+    let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
+    let built = build_snapshot(
+        &settings,
+        &compile_options(&settings),
+        &LoadRegistry::default(),
+        &wasm,
+    );
+    let (snapshot, plugins) = match built {
         Ok(s) => s,
         Err(errors) => return (false, error_report(path, &errors)),
     };
@@ -32,6 +36,9 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
         if n > 0 {
             let _ = writeln!(out, "  {kind:<14} {n}");
         }
+    }
+    for p in plugins.plugins() {
+        let _ = writeln!(out, "  WasmPlugin {} compiled", p.key());
     }
     let attachments = snapshot.attachments();
     if attachments.is_empty() {
