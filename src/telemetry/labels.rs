@@ -99,42 +99,27 @@ pub(super) const REQUEST_LABEL_NAMES: &[&str] = &[
     "connection_security_policy",
 ];
 
+/// Labels of the request set that Istio's TCP metrics leave out.
+const HTTP_ONLY_LABELS: &[&str] = &["response_code", "grpc_response_status"];
+
 /// Istio's TCP metric labels: the request set without the HTTP-only ones.
-pub(super) const TCP_LABEL_NAMES: &[&str] = &[
-    "reporter",
-    "source_workload",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "source_canonical_service",
-    "source_canonical_revision",
-    "source_cluster",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_service",
-    "destination_service_name",
-    "destination_service_namespace",
-    "destination_canonical_service",
-    "destination_canonical_revision",
-    "destination_cluster",
-    "request_protocol",
-    "response_flags",
-    "connection_security_policy",
-];
+pub(super) fn tcp_label_names() -> Vec<&'static str> {
+    REQUEST_LABEL_NAMES
+        .iter()
+        .copied()
+        .filter(|n| !HTTP_ONLY_LABELS.contains(n))
+        .collect()
+}
 
 impl RequestLabels {
-    /// Label values in [`TCP_LABEL_NAMES`] order.
-    pub(super) fn tcp_values(&self) -> [&str; 23] {
-        let all = self.values("", "-");
-        [
-            all[0], all[1], all[2], all[3], all[4], all[5], all[6], all[7], all[8], all[9],
-            all[10], all[11], all[12], all[13], all[14], all[15], all[16], all[17], all[18],
-            all[19], all[20], all[23], all[24],
-        ]
+    /// Label values in [`tcp_label_names`] order.
+    pub(super) fn tcp_values(&self) -> Vec<&str> {
+        self.values("", "-")
+            .into_iter()
+            .zip(REQUEST_LABEL_NAMES)
+            .filter(|(_, name)| !HTTP_ONLY_LABELS.contains(name))
+            .map(|(v, _)| v)
+            .collect()
     }
 
     /// Label values in [`REQUEST_LABEL_NAMES`] order. `codes` holds the

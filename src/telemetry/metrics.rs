@@ -5,7 +5,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use super::labels::{REQUEST_LABEL_NAMES, TCP_LABEL_NAMES};
+use super::labels::{tcp_label_names, REQUEST_LABEL_NAMES};
 use super::RequestLabels;
 
 /// Envoy's default histogram buckets (milliseconds), which Istio keeps for
@@ -117,7 +117,7 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         let tcp = |name: &str, help: &str| {
-            IntCounterVec::new(Opts::new(name, help), TCP_LABEL_NAMES)
+            IntCounterVec::new(Opts::new(name, help), &tcp_label_names())
                 .expect("static metric definition is valid")
         };
         let tcp_opened = tcp(
