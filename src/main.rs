@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 
+// Pingora's request path allocates per request; glibc malloc cost ~10 % of
+// CPU at saturation (perf, see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "waypoint",
