@@ -154,7 +154,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             metrics: metrics.clone(),
             connect_timeout: settings.connect_timeout,
         }),
-        metrics: metrics.clone(),
     });
     if let (Some(l), Some(id)) = (hbone_listener, &identity) {
         let tls = id.server_config(&settings.trust_domain);

@@ -18,7 +18,7 @@ use crate::hbone::{
 use crate::identity::Identity;
 use crate::routing::Destination;
 use crate::store::SnapshotStore;
-use crate::telemetry::{Metrics, PeerLabels};
+use crate::telemetry::PeerLabels;
 
 use super::caller::{Caller, Downstream};
 use super::listener::{serve_stream, ConnectionTracker, Proxies};
@@ -31,7 +31,6 @@ pub struct TunnelHandler {
     pub tracker: Arc<ConnectionTracker>,
     pub shutdown: watch::Receiver<bool>,
     pub passthrough: Arc<Passthrough>,
-    pub metrics: Arc<Metrics>,
 }
 
 /// The Service port an authority names in the current config.
