@@ -10,6 +10,7 @@ pub mod demo;
 pub mod echo;
 pub mod hbone;
 pub mod identity;
+pub mod kube;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
