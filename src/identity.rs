@@ -5,6 +5,7 @@
 
 mod cert_dir;
 mod error;
+pub mod istio_ca;
 mod provider;
 mod resolver;
 mod spiffe;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint::identity::istio_ca::{
+    CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
+};
 use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 
@@ -102,6 +105,8 @@ struct RunArgs {
     /// The waypoint's own locality, `region/zone`, for locality-aware LB.
     #[arg(long)]
     locality: Option<String>,
+    #[command(flatten)]
+    ca: CaArgs,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +159,13 @@ fn run(args: RunArgs) -> ExitCode {
     settings.proxy_protocol_listen = args.proxy_protocol_listen;
     settings.forward_client_cert = args.forward_client_cert;
     settings.locality = args.locality;
+    settings.ca = match args.ca.into_config() {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("waypoint: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = runtime(settings.threads);
     runtime.block_on(async move {
         match waypoint::server::start(settings).await {
@@ -190,4 +202,53 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Certificates from Istio's CA (`waypoint run --ca-address …`).
+#[derive(Args)]
+struct CaArgs {
+    /// Istio's CA, HOST:PORT (e.g. istiod.istio-system.svc:15012): request and renew the
+    /// waypoint's certificate there, into --cert-dir
+    /// (default /var/run/secrets/workload-spiffe-credentials).
+    #[arg(long, value_name = "HOST:PORT")]
+    ca_address: Option<CaAddress>,
+    /// Name the CA's TLS certificate must carry (default: the host of --ca-address).
+    #[arg(long, requires = "ca_address")]
+    ca_server_name: Option<String>,
+    /// Root certificate(s) to trust for the CA and to write as root-cert.pem (the
+    /// istio-ca-root-cert ConfigMap mount).
+    #[arg(long, default_value = DEFAULT_ROOT_CERT)]
+    ca_root_cert: PathBuf,
+    /// Projected service-account token (audience istio-ca), re-read for every request.
+    #[arg(long, default_value = DEFAULT_TOKEN)]
+    ca_token: PathBuf,
+    /// The waypoint's service account; with --trust-domain and --namespace it makes the
+    /// SPIFFE id requested.
+    #[arg(long, env = "SERVICE_ACCOUNT")]
+    service_account: Option<String>,
+    /// Cluster name sent to the CA as the `clusterid` header (Istio's default: Kubernetes).
+    #[arg(long, env = "CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
+    cluster_id: String,
+    /// Requested certificate lifetime, e.g. 24h; renewed at ~80 % of it.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    cert_lifetime: Duration,
+}
+
+impl CaArgs {
+    fn into_config(self) -> Result<Option<IstioCaConfig>, String> {
+        let Some(address) = self.ca_address else {
+            return Ok(None);
+        };
+        let service_account = self
+            .service_account
+            .filter(|sa| !sa.is_empty())
+            .ok_or("--ca-address needs --service-account (or SERVICE_ACCOUNT)")?;
+        let mut config = IstioCaConfig::new(address, service_account);
+        config.server_name = self.ca_server_name;
+        config.root_cert = self.ca_root_cert;
+        config.token = self.ca_token;
+        config.cluster_id = self.cluster_id;
+        config.cert_lifetime = self.cert_lifetime;
+        Ok(Some(config))
+    }
 }

@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::watch::ConfigWatcher;
 use crate::config::ConfigErrors;
 use crate::hbone::InboundConfig;
+use crate::identity::istio_ca::{self, CaClient, CaError, CertRenewer};
 use crate::identity::{CertDir, CertWatcher, IdentityError, IdentityStore};
 use crate::proxy::listener::{self, ConnectionTracker, Proxies};
 use crate::proxy::outbound::HboneUpstream;
@@ -41,6 +42,8 @@ pub enum StartError {
     Watch { path: String, source: notify::Error },
     #[error("certificates: {0}")]
     Identity(#[from] IdentityError),
+    #[error("certificates from Istio's CA: {0}")]
+    Ca(#[from] CaError),
 }
 
 /// A running waypoint. Drop it or call [`Running::shutdown`] to stop.
@@ -65,6 +68,7 @@ pub struct Running {
     admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _watchers: (Option<ConfigWatcher>, Option<CertWatcher>),
+    _cert_renewer: Option<CertRenewer>,
 }
 
 /// Loads the config and certificates, binds every listener and starts
@@ -74,15 +78,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SnapshotStore::open(settings.clone(), metrics.clone())?);
     info!(generation = 1, path = %settings.config_path.display(), "config loaded");
-    let (identity, cert_watcher) = match &settings.cert_dir {
-        Some(dir) => {
-            let identity = Arc::new(IdentityStore::load(CertDir::new(dir))?);
-            info!(identity = %identity.identity(), expires_in_s = identity.seconds_to_expiry(), "certificates loaded");
-            let watcher = identity.watch()?;
-            (Some(identity), Some(watcher))
-        }
-        None => (None, None),
-    };
+    let (identity, cert_watcher, cert_renewer) = load_identity(&settings).await?;
     let hbone_upstream = identity.as_ref().map(|id| {
         Arc::new(HboneUpstream::new(
             id.clone(),
@@ -202,7 +198,41 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_stop,
         tasks,
         _watchers: (Some(watcher), cert_watcher),
+        _cert_renewer: cert_renewer,
     })
+}
+
+/// The waypoint's certificates, when HBONE is on: from Istio's CA (fetched now, then renewed
+/// by a task that reloads the store) or from a cert dir filled by someone else (watched).
+async fn load_identity(
+    settings: &Settings,
+) -> Result<
+    (
+        Option<Arc<IdentityStore>>,
+        Option<CertWatcher>,
+        Option<CertRenewer>,
+    ),
+    StartError,
+> {
+    let dir = match (&settings.cert_dir, &settings.ca) {
+        (Some(dir), _) => CertDir::new(dir),
+        (None, Some(_)) => CertDir::new(istio_ca::DEFAULT_CA_CERT_DIR),
+        (None, None) => return Ok((None, None, None)),
+    };
+    let Some(ca) = &settings.ca else {
+        let identity = Arc::new(IdentityStore::load(dir)?);
+        info!(identity = %identity.identity(), expires_in_s = identity.seconds_to_expiry(), "certificates loaded");
+        let watcher = identity.watch()?;
+        return Ok((Some(identity), Some(watcher), None));
+    };
+    // The first certificate before anything listens: a CA that is unreachable or refuses
+    // fails startup, naming its address. The renewer writes the directory and reloads the
+    // store itself, so no file watcher is needed.
+    let client = CaClient::new(ca.clone(), &settings.trust_domain, &settings.namespace)?;
+    let validity = istio_ca::provision(&client, &dir).await?;
+    let identity = Arc::new(IdentityStore::load(dir)?);
+    let renewer = identity.renew_from_ca(client, validity);
+    Ok((Some(identity), None, Some(renewer)))
 }
 
 fn build_proxy(

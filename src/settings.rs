@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::istio_ca::IstioCaConfig;
 use crate::routing::LbPolicy;
 
 /// What `waypoint run` was asked to do.
@@ -48,6 +49,10 @@ pub struct Settings {
     pub forward_client_cert: bool,
     /// The waypoint's own `region/zone`, for locality-aware load balancing.
     pub locality: Option<String>,
+    /// Certificates from Istio's CA (`--ca-address`): fetched into `cert_dir` (default
+    /// `/var/run/secrets/workload-spiffe-credentials`) before HBONE starts, then renewed.
+    /// Off when `None`: the cert dir is filled by someone else.
+    pub ca: Option<IstioCaConfig>,
 }
 
 impl Settings {
@@ -75,6 +80,7 @@ impl Settings {
             proxy_protocol_listen: None,
             forward_client_cert: false,
             locality: None,
+            ca: None,
         }
     }
 }

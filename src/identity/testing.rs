@@ -1,12 +1,18 @@
 //! Test certificate authority: mints a CA and SPIFFE leaf certificates with `rcgen` and
-//! writes them under Istio's file names. For unit tests, `tests/` and benches.
+//! writes them under Istio's file names; [`FakeCa`] serves it as Istio's CA over gRPC. For
+//! unit tests, `tests/` and benches.
+
+mod fake_ca;
+
+pub use fake_ca::{CaRequestRecord, FakeCa};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, Certificate, CertificateParams, CertificateSigningRequestParams,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
 };
 
 use super::cert_dir::{CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
@@ -102,6 +108,68 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .expect("signing a leaf works");
+        IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
+    /// Signs a PEM certificate request as Istio's CA does for a workload: the CSR's key and
+    /// SANs, an empty subject, client and server auth, valid from now for `validity`, a
+    /// fresh serial. Returns the leaf, PEM; fails if the CSR does not parse or its signature
+    /// is wrong.
+    pub fn sign_csr(&self, csr_pem: &str, validity: time::Duration) -> Result<String, String> {
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| e.to_string())?;
+        csr.params.distinguished_name = DistinguishedName::new();
+        csr.params.is_ca = IsCa::ExplicitNoCa;
+        csr.params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        csr.params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        csr.params.not_before = now;
+        csr.params.not_after = now + validity;
+        csr.params.serial_number = Some(SerialNumber::from(
+            self.next_serial.fetch_add(1, Ordering::Relaxed),
+        ));
+        let cert = csr
+            .signed_by(&self.cert, &self.key)
+            .map_err(|e| e.to_string())?;
+        Ok(cert.pem())
+    }
+
+    /// Issues a TLS server certificate for `names` (DNS names, or IP addresses), valid for a
+    /// day: what a fake control plane presents.
+    pub fn issue_server_cert(&self, names: &[&str]) -> IssuedCert {
+        let key = KeyPair::generate().expect("ring can generate a P-256 key");
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).expect("empty SAN list is valid");
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    (*n).try_into()
+                        .expect("test server names are valid DNS names"),
+                ),
+            })
+            .collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(1);
+        params.serial_number = Some(SerialNumber::from(
+            self.next_serial.fetch_add(1, Ordering::Relaxed),
+        ));
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("signing a server certificate works");
         IssuedCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -15,6 +15,8 @@ use super::spiffe::Identity;
 pub(crate) struct LeafFacts {
     /// All URI SANs, in certificate order.
     pub uris: Vec<String>,
+    /// Start of the validity period.
+    pub not_before: SystemTime,
     /// End of the validity period.
     pub not_after: SystemTime,
     /// The raw serial number bytes (big-endian, as encoded).
@@ -36,12 +38,12 @@ pub(crate) fn leaf_facts(der: &[u8]) -> Result<LeafFacts, String> {
             .collect(),
         None => Vec::new(),
     };
-    let ts = cert.validity().not_after.timestamp();
     // Certificates before 1970 do not occur in practice; clamp rather than fail.
-    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).unwrap_or(0));
+    let at = |ts: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).unwrap_or(0));
     Ok(LeafFacts {
         uris,
-        not_after,
+        not_before: at(cert.validity().not_before.timestamp()),
+        not_after: at(cert.validity().not_after.timestamp()),
         serial: cert.raw_serial().to_vec(),
     })
 }

@@ -1,0 +1,109 @@
+//! Writing an issued certificate into the certificate directory under Istio's names.
+//!
+//! Each file is written to a temporary name in the same directory and renamed over the old
+//! one, so a reader sees either the old or the new file, never half of one. The key is
+//! created with mode 0600 before any byte is written.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::super::cert_dir::CertDir;
+use super::client::IssuedCertificate;
+use super::error::CaError;
+
+/// Writes `key.pem`, `cert-chain.pem` (leaf and intermediates) and `root-cert.pem` (the
+/// mesh roots) into `dir`, creating the directory if needed.
+pub(crate) fn write_cert_dir(
+    dir: &CertDir,
+    issued: &IssuedCertificate,
+    root_pem: &str,
+) -> Result<(), CaError> {
+    std::fs::create_dir_all(dir.path()).map_err(|source| CaError::Write {
+        file: dir.path().to_owned(),
+        source,
+    })?;
+    write_atomically(&dir.key_path(), issued.key_pem.as_bytes(), 0o600)?;
+    write_atomically(&dir.cert_chain_path(), issued.chain_pem().as_bytes(), 0o644)?;
+    write_atomically(&dir.root_cert_path(), root_pem.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn write_atomically(file: &Path, content: &[u8], mode: u32) -> Result<(), CaError> {
+    let name = file
+        .file_name()
+        .expect("cert dir paths end in a file name")
+        .to_string_lossy();
+    let tmp = file.with_file_name(format!(".{name}.tmp"));
+    let err = |source| CaError::Write {
+        file: file.to_owned(),
+        source,
+    };
+    // A leftover temporary file from a crash may have other permissions; start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(content).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, file).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::SystemTime;
+
+    use super::super::renewal::Validity;
+    use super::*;
+
+    fn issued() -> IssuedCertificate {
+        IssuedCertificate {
+            key_pem: "KEY\n".into(),
+            chain: vec!["LEAF\n".into(), "INTERMEDIATE\n".into()],
+            serial: vec![1],
+            validity: Validity {
+                not_before: SystemTime::UNIX_EPOCH,
+                not_after: SystemTime::UNIX_EPOCH,
+            },
+        }
+    }
+
+    #[test]
+    fn writes_the_three_files_with_a_private_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CertDir::new(tmp.path().join("new/certs"));
+        write_cert_dir(&dir, &issued(), "ROOT\n").unwrap();
+        assert_eq!(std::fs::read_to_string(dir.key_path()).unwrap(), "KEY\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.cert_chain_path()).unwrap(),
+            "LEAF\nINTERMEDIATE\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.root_cert_path()).unwrap(),
+            "ROOT\n"
+        );
+        let mode = std::fs::metadata(dir.key_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "key.pem readable by its owner only");
+        // Rewriting replaces the files and leaves no temporaries behind.
+        write_cert_dir(&dir, &issued(), "ROOT2\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.root_cert_path()).unwrap(),
+            "ROOT2\n"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cert-chain.pem", "key.pem", "root-cert.pem"]);
+    }
+}
