@@ -1,0 +1,7 @@
+//! Kubernetes integration: the istioctl-style CLI, the GatewayClass
+//! controller, and the API-server config source.
+
+pub mod client;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
