@@ -9,6 +9,7 @@ use std::sync::Arc;
 use common::mesh::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waypoint::hbone::testing::FakeZtunnel;
 use waypoint::identity::testing::TestCa;
 
 const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";

@@ -1,7 +1,7 @@
 //! Mesh helpers for HBONE tests: cert dirs from the test CA, an HBONE client
 //! (our own outbound pool, so it speaks exactly what ztunnel speaks). The fake
-//! destination ztunnel is `waypoint::hbone::testing::FakeZtunnel`, shared with
-//! the benches.
+//! destination ztunnel is `waypoint::hbone::testing::FakeZtunnel`, shared
+//! with the benches.
 
 #![allow(dead_code)]
 
@@ -12,7 +12,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-pub use waypoint::hbone::testing::FakeZtunnel;
 use waypoint::hbone::{HbonePool, OutboundHeaders, PoolConfig, TunnelStream};
 use waypoint::identity::testing::TestCa;
 use waypoint::identity::{CertDir, IdentityStore};
