@@ -22,6 +22,8 @@ mod sniff;
 mod stream;
 mod target;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

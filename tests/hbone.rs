@@ -9,6 +9,7 @@ use std::sync::Arc;
 use common::mesh::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waypoint::hbone::testing::FakeZtunnel;
 use waypoint::identity::testing::TestCa;
 
 const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
@@ -300,20 +301,14 @@ async fn in_mesh_endpoints_are_reached_over_hbone() {
         "spiffe://cluster.local/ns/istio-system/sa/ztunnel",
     );
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(waypoint::hbone::serve_inbound(
-        ztunnel_listener,
-        ztunnel_id.server_config("cluster.local"),
-        waypoint::hbone::InboundConfig::default(),
-        fake.clone(),
-        stop_rx,
-    ));
+    tokio::spawn(fake.serve(ztunnel_listener, &ztunnel_id, "cluster.local", stop_rx));
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
     for _ in 0..3 {
         let r = plain.get("ratings:9080", "/x").await;
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.backend(), "ambient-pod");
     }
-    let seen = fake.seen.lock().unwrap().clone();
+    let seen = fake.seen();
     assert!(!seen.is_empty());
     for (peer, target) in &seen {
         assert_eq!(peer, WAYPOINT_ID, "the waypoint's own identity");

@@ -1,0 +1,90 @@
+//! HBONE fakes for unit tests, `tests/` and benches: a fake destination ztunnel and the
+//! request headers a source ztunnel sends. The HBONE client side needs no fake: our own
+//! [`HbonePool`](super::HbonePool) speaks ztunnel's wire and serves as the source ztunnel.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::headers::{Baggage, Forwarded, OutboundHeaders};
+use super::inbound::{serve_inbound, InboundConfig};
+use super::request::{ConnectDecision, ConnectHandler, TunnelRequest};
+use super::stream::TunnelStream;
+use crate::identity::IdentityStore;
+
+/// A fake destination ztunnel: accepts every CONNECT, records who asked for what, and
+/// forwards the stream's bytes to the `:authority` (where the destination pod listens, as a
+/// real ztunnel delivers to the pod's port).
+///
+/// ```ignore
+/// let fake = Arc::new(FakeZtunnel::default());
+/// tokio::spawn(fake.serve(listener, &ztunnel_identity, "cluster.local", stop_rx));
+/// ```
+#[derive(Default)]
+pub struct FakeZtunnel {
+    seen: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeZtunnel {
+    /// Serves HBONE on `listener` with `identity`'s certificate, accepting peers of
+    /// `trust_domain`, until `shutdown` becomes `true` (or its sender is dropped).
+    pub fn serve(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        identity: &IdentityStore,
+        trust_domain: &str,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        serve_inbound(
+            listener,
+            identity.server_config(trust_domain),
+            InboundConfig::default(),
+            self.clone(),
+            shutdown,
+        )
+    }
+
+    /// Every accepted CONNECT so far, in order: (caller's SPIFFE id, `:authority`).
+    pub fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().expect("fake ztunnel lock").clone()
+    }
+}
+
+#[async_trait]
+impl ConnectHandler for FakeZtunnel {
+    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision {
+        self.seen
+            .lock()
+            .expect("fake ztunnel lock")
+            .push((req.peer.to_string(), req.target.to_string()));
+        ConnectDecision::Accept
+    }
+
+    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
+        let Some(addr) = req.target.addr() else {
+            return;
+        };
+        if let Ok(mut pod) = TcpStream::connect(addr).await {
+            // Request/response traffic: do not let Nagle hold a response's last segment.
+            let _ = pod.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut pod).await;
+        }
+    }
+}
+
+/// The headers a source ztunnel sends with a CONNECT for the application connection from
+/// `client`: `baggage` of a `sleep` Deployment (namespace `client-ns`, version `v7`, cluster
+/// `Kubernetes`), `forwarded: for=<client>;host=reviews` and a sampled `traceparent`.
+pub fn ztunnel_headers(client: SocketAddr) -> OutboundHeaders {
+    OutboundHeaders {
+        baggage: Some(Baggage::parse(
+            "k8s.cluster.name=Kubernetes,k8s.namespace.name=client-ns,k8s.deployment.name=sleep,service.name=sleep,service.version=v7",
+        )),
+        forwarded: Some(Forwarded::new(client, Some("reviews".into()))),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+    }
+}
