@@ -125,7 +125,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.command.default_log_filter());
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Check { config, namespace } => {
@@ -247,9 +247,25 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("building the tokio runtime only fails when the OS refuses threads")
 }
 
-fn init_tracing() {
+impl Command {
+    /// Log filter unless WAYPOINT_LOG says otherwise. The istioctl-style
+    /// commands report a failure as one line of their own, so the Kubernetes
+    /// client's logs of the same failure stay off.
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Generate(_)
+            | Command::Apply(_)
+            | Command::List(_)
+            | Command::Delete(_)
+            | Command::Status(_) => "warn,kube_client=off",
+            _ => "info",
+        }
+    }
+}
+
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WAYPOINT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
