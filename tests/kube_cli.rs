@@ -615,3 +615,16 @@ async fn a_missing_kubeconfig_is_one_line() {
     let line = run(cmd).await.error_line().to_string();
     assert!(line.starts_with("error: no usable kubeconfig"), "{line}");
 }
+
+#[tokio::test]
+async fn an_unknown_context_is_one_line() {
+    let cluster = Cluster::start(&[namespace("default", json!({}))]).await;
+    let line = cluster
+        .run(&["list", "--context", "nope"])
+        .await
+        .error_line()
+        .to_string();
+    assert!(line.starts_with("error: no usable kubeconfig"), "{line}");
+    assert!(line.contains("nope"), "{line}");
+    assert!(cluster.fake.requests().is_empty(), "no request was made");
+}

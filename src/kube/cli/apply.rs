@@ -137,12 +137,64 @@ async fn wait_programmed(session: &Session, name: &str, timeout: Duration) -> Re
 
 /// The Programmed condition in words, for the timeout message.
 fn describe_progress(gateway: Option<&Gateway>) -> String {
-    match gateway.and_then(|g| g.condition(CONDITION_PROGRAMMED)) {
+    let Some(gateway) = gateway else {
+        return "the API server did not answer in time".to_string();
+    };
+    match gateway.condition(CONDITION_PROGRAMMED) {
+        // is_programmed said no: the condition is about an older spec.
+        Some(c) if c.status == "True" => {
+            "Programmed=True only for an older generation of the Gateway".to_string()
+        }
         Some(c) if c.message.is_empty() => format!("Programmed={}, reason {}", c.status, c.reason),
         Some(c) => format!(
             "Programmed={}, reason {}: {}",
             c.status, c.reason, c.message
         ),
         None => "no Programmed condition yet: is the waypoint controller running?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_progress;
+    use crate::kube::gateway::{build_waypoint, Condition, GatewayStatus, WaypointSpec};
+
+    #[test]
+    fn timeout_message_says_what_the_status_lacks() {
+        let mut gw = build_waypoint(&WaypointSpec {
+            name: "waypoint".into(),
+            namespace: "default".into(),
+            traffic_type: None,
+            revision: None,
+        })
+        .unwrap();
+        assert_eq!(
+            describe_progress(Some(&gw)),
+            "no Programmed condition yet: is the waypoint controller running?"
+        );
+        gw.metadata.generation = Some(2);
+        let mut condition = Condition {
+            type_: "Programmed".into(),
+            status: "True".into(),
+            reason: "Programmed".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: None,
+        };
+        gw.status = Some(GatewayStatus {
+            addresses: vec![],
+            conditions: vec![condition.clone()],
+        });
+        assert_eq!(
+            describe_progress(Some(&gw)),
+            "Programmed=True only for an older generation of the Gateway"
+        );
+        condition.status = "False".into();
+        condition.reason = "Pending".into();
+        gw.status.as_mut().unwrap().conditions = vec![condition];
+        assert_eq!(
+            describe_progress(Some(&gw)),
+            "Programmed=False, reason Pending"
+        );
     }
 }
