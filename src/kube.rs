@@ -1,7 +1,9 @@
 //! Kubernetes integration: the istioctl-style CLI, the GatewayClass
 //! controller, and the API-server config source.
 
+pub mod cli;
 pub mod client;
+pub mod gateway;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

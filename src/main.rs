@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint::identity::istio_ca::{
     CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
 };
+use waypoint::kube::cli::{
+    WaypointApplyArgs, WaypointDeleteArgs, WaypointGenerateArgs, WaypointListArgs,
+    WaypointStatusArgs,
+};
 use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 
@@ -49,6 +53,16 @@ enum Command {
         #[arg(long, default_value = "config")]
         config: PathBuf,
     },
+    /// Print a waypoint Gateway (class pingora-waypoint) as YAML, like `istioctl waypoint generate`.
+    Generate(WaypointGenerateArgs),
+    /// Server-side apply a waypoint Gateway; optionally enroll its namespace and wait for it.
+    Apply(WaypointApplyArgs),
+    /// List waypoints (Gateways of class pingora-waypoint).
+    List(WaypointListArgs),
+    /// Delete waypoints by name, or all in a namespace.
+    Delete(WaypointDeleteArgs),
+    /// Show the conditions and addresses the controller reported for waypoints.
+    Status(WaypointStatusArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,7 +125,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.command.default_log_filter());
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Check { config, namespace } => {
@@ -135,6 +149,44 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Generate(args) => waypoint_generate(args),
+        Command::Apply(args) => waypoint_apply(args),
+        Command::List(args) => waypoint_list(args),
+        Command::Delete(args) => waypoint_delete(args),
+        Command::Status(args) => waypoint_status(args),
+    }
+}
+
+fn waypoint_generate(args: WaypointGenerateArgs) -> ExitCode {
+    kube_cli(waypoint::kube::cli::generate(args))
+}
+
+fn waypoint_apply(args: WaypointApplyArgs) -> ExitCode {
+    kube_cli(waypoint::kube::cli::apply(args))
+}
+
+fn waypoint_list(args: WaypointListArgs) -> ExitCode {
+    kube_cli(waypoint::kube::cli::list(args))
+}
+
+fn waypoint_delete(args: WaypointDeleteArgs) -> ExitCode {
+    kube_cli(waypoint::kube::cli::delete(args))
+}
+
+fn waypoint_status(args: WaypointStatusArgs) -> ExitCode {
+    kube_cli(waypoint::kube::cli::status(args))
+}
+
+/// Runs one of the istioctl-style commands; a failure is one `error:` line, exit 1.
+fn kube_cli(
+    command: impl std::future::Future<Output = Result<(), waypoint::kube::cli::CliError>>,
+) -> ExitCode {
+    match runtime(1).block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -195,9 +247,25 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("building the tokio runtime only fails when the OS refuses threads")
 }
 
-fn init_tracing() {
+impl Command {
+    /// Log filter unless WAYPOINT_LOG says otherwise. The istioctl-style
+    /// commands report a failure as one line of their own, so the Kubernetes
+    /// client's logs of the same failure stay off.
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Generate(_)
+            | Command::Apply(_)
+            | Command::List(_)
+            | Command::Delete(_)
+            | Command::Status(_) => "warn,kube_client=off",
+            _ => "info",
+        }
+    }
+}
+
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WAYPOINT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
