@@ -2,6 +2,7 @@
 //! controller, and the API-server config source.
 
 pub mod client;
+pub mod controller;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

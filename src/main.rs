@@ -49,6 +49,9 @@ enum Command {
         #[arg(long, default_value = "config")]
         config: PathBuf,
     },
+    /// Run the controller of the pingora-waypoint GatewayClass (one Deployment,
+    /// Service and ServiceAccount per Gateway).
+    Controller(waypoint::kube::controller::ControllerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +75,12 @@ struct RunArgs {
     /// Admin listener: /stats/prometheus, /healthz/ready, /config_dump.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_listen: SocketAddr,
+    /// A listener serving only /stats/prometheus (e.g. 0.0.0.0:15020 in a pod).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// A listener serving only /healthz/ready (e.g. 0.0.0.0:15021 in a pod).
+    #[arg(long)]
+    health_listen: Option<SocketAddr>,
     /// Write one JSON access-log line per request to stdout.
     #[arg(long)]
     access_log: bool,
@@ -136,6 +145,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Controller(args) => controller(args),
+    }
+}
+
+fn controller(args: waypoint::kube::controller::ControllerArgs) -> ExitCode {
+    match runtime(2).block_on(waypoint::kube::controller::main(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("waypoint controller: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -144,6 +164,8 @@ fn run(args: RunArgs) -> ExitCode {
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
     settings.admin_listen = args.admin_listen;
+    settings.metrics_listen = args.metrics_listen;
+    settings.health_listen = args.health_listen;
     settings.access_log = args.access_log;
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);
     settings.threads = args.threads.max(1);
