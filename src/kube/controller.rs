@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -250,16 +251,26 @@ async fn run_controllers(
     });
 
     // Ready once both initial lists are in: from then on every reconcile sees
-    // the cluster as it is, not an empty cache.
+    // the cluster as it is, not an empty cache. The store's readiness signal
+    // wakes only its most recent waiter (the controller's own runner), so we
+    // look again every 100 ms instead of relying on being woken.
     let readiness = {
         let (classes, gateways, metrics) =
             (class_store.clone(), gateway_store.clone(), metrics.clone());
         tokio::spawn(async move {
-            if classes.wait_until_ready().await.is_ok() && gateways.wait_until_ready().await.is_ok()
-            {
-                info!("first sync done; ready");
-                metrics.set_ready();
+            let both = || async {
+                classes.wait_until_ready().await.is_ok()
+                    && gateways.wait_until_ready().await.is_ok()
+            };
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), both()).await {
+                    Ok(true) => break,
+                    Ok(false) => return,
+                    Err(_) => continue,
+                }
             }
+            info!("first sync done; ready");
+            metrics.set_ready();
         })
     };
 
@@ -329,5 +340,5 @@ where
         %error,
         "reconcile failed; retrying"
     );
-    Action::requeue(std::time::Duration::from_secs(5))
+    Action::requeue(Duration::from_secs(5))
 }
