@@ -50,13 +50,40 @@ pub struct AdminState {
     pub identity: Option<Arc<IdentityStore>>,
 }
 
+/// One endpoint of the admin listener, served alone on its own port
+/// (`--metrics-listen`, `--health-listen`) so a pod can expose it without
+/// exposing `/config_dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleEndpoint {
+    /// `/stats/prometheus` only.
+    Metrics,
+    /// `/healthz/ready` only.
+    Health,
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
-pub async fn serve(
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: watch::Receiver<bool>) {
+    info!(addr = ?listener.local_addr().ok(), "admin listening");
+    serve_endpoints(listener, state, None, shutdown).await
+}
+
+/// Serves one endpoint on `listener` until `shutdown` turns true.
+pub async fn serve_only(
     listener: TcpListener,
     state: Arc<AdminState>,
+    endpoint: SingleEndpoint,
+    shutdown: watch::Receiver<bool>,
+) {
+    info!(addr = ?listener.local_addr().ok(), ?endpoint, "listening");
+    serve_endpoints(listener, state, Some(endpoint), shutdown).await
+}
+
+async fn serve_endpoints(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    only: Option<SingleEndpoint>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    info!(addr = ?listener.local_addr().ok(), "admin listening");
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -69,7 +96,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+                async move { Ok::<_, Infallible>(handle(&state, only, req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -78,8 +105,30 @@ pub async fn serve(
     }
 }
 
-fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match req.uri().path() {
+fn handle(
+    state: &AdminState,
+    only: Option<SingleEndpoint>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let allowed = match only {
+        None => true,
+        Some(SingleEndpoint::Metrics) => path == "/stats/prometheus",
+        Some(SingleEndpoint::Health) => path == "/healthz/ready",
+    };
+    if !allowed {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            match only {
+                Some(SingleEndpoint::Metrics) => "this listener serves /stats/prometheus only\n",
+                Some(SingleEndpoint::Health) => "this listener serves /healthz/ready only\n",
+                None => "",
+            }
+            .into(),
+        );
+    }
+    match path {
         "/stats/prometheus" | "/metrics" => {
             if let Some(id) = &state.identity {
                 state.metrics.set_cert_expiry(id.seconds_to_expiry());

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod controller;
 pub mod gateway;
 
 #[cfg(any(test, feature = "testing"))]

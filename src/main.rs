@@ -63,6 +63,9 @@ enum Command {
     Delete(WaypointDeleteArgs),
     /// Show the conditions and addresses the controller reported for waypoints.
     Status(WaypointStatusArgs),
+    /// Run the controller of the pingora-waypoint GatewayClass (one Deployment,
+    /// Service and ServiceAccount per Gateway).
+    Controller(waypoint::kube::controller::ControllerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,6 +89,12 @@ struct RunArgs {
     /// Admin listener: /stats/prometheus, /healthz/ready, /config_dump.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_listen: SocketAddr,
+    /// A listener serving only /stats/prometheus (e.g. 0.0.0.0:15020 in a pod).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// A listener serving only /healthz/ready (e.g. 0.0.0.0:15021 in a pod).
+    #[arg(long)]
+    health_listen: Option<SocketAddr>,
     /// Write one JSON access-log line per request to stdout.
     #[arg(long)]
     access_log: bool,
@@ -155,6 +164,7 @@ fn main() -> ExitCode {
         Command::List(args) => waypoint_list(args),
         Command::Delete(args) => waypoint_delete(args),
         Command::Status(args) => waypoint_status(args),
+        Command::Controller(args) => controller(args),
     }
 }
 
@@ -191,11 +201,23 @@ fn kube_cli(
     }
 }
 
+fn controller(args: waypoint::kube::controller::ControllerArgs) -> ExitCode {
+    match runtime(2).block_on(waypoint::kube::controller::main(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("waypoint controller: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let mut settings = Settings::new(args.config);
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
     settings.admin_listen = args.admin_listen;
+    settings.metrics_listen = args.metrics_listen;
+    settings.health_listen = args.health_listen;
     settings.access_log = args.access_log;
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);
     settings.threads = args.threads.max(1);

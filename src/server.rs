@@ -56,6 +56,10 @@ pub struct Running {
     pub proxy_protocol_addr: Option<SocketAddr>,
     /// Bound address of the admin listener.
     pub admin_addr: SocketAddr,
+    /// Bound address of the metrics-only listener, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Bound address of the readiness-only listener, when enabled.
+    pub health_addr: Option<SocketAddr>,
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
     /// The waypoint's certificates, when a cert dir is given.
@@ -93,6 +97,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // Bind everything first: a taken port fails startup before serving.
     let admin_listener = bind(settings.admin_listen).await?;
     let admin_addr = local_addr(&admin_listener, settings.admin_listen);
+    let metrics_listener = bind_opt(settings.metrics_listen).await?;
+    let health_listener = bind_opt(settings.health_listen).await?;
+    let (metrics_addr, health_addr) = (
+        metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        health_listener.as_ref().and_then(|l| l.local_addr().ok()),
+    );
     let http_listener = bind_opt(settings.http_listen).await?;
     let hbone_listener = bind_opt(identity.as_ref().map(|_| settings.hbone_listen)).await?;
     let pp_listener = bind_opt(settings.proxy_protocol_listen).await?;
@@ -126,6 +136,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
+    for (listener, endpoint) in [
+        (metrics_listener, admin::SingleEndpoint::Metrics),
+        (health_listener, admin::SingleEndpoint::Health),
+    ] {
+        if let Some(l) = listener {
+            tasks.push(tokio::spawn(admin::serve_only(
+                l,
+                admin_state.clone(),
+                endpoint,
+                admin_stop_rx.clone(),
+            )));
+        }
+    }
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         admin_state,
@@ -187,6 +210,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         hbone_addr,
         proxy_protocol_addr,
         admin_addr,
+        metrics_addr,
+        health_addr,
         store,
         metrics,
         identity,

@@ -19,6 +19,10 @@ pub struct Settings {
     pub http_listen: Option<SocketAddr>,
     /// Admin listener (`/stats/prometheus`, `/healthz/ready`, `/config_dump`).
     pub admin_listen: SocketAddr,
+    /// A listener serving only `/stats/prometheus` (pods expose it as port 15020).
+    pub metrics_listen: Option<SocketAddr>,
+    /// A listener serving only `/healthz/ready` (the pods' readiness probe, 15021).
+    pub health_listen: Option<SocketAddr>,
     /// One JSON access-log line per request on stdout.
     pub access_log: bool,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -66,6 +70,8 @@ impl Settings {
                 .unwrap_or_else(|| "default".to_string()),
             http_listen: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            metrics_listen: None,
+            health_listen: None,
             access_log: false,
             drain_timeout: Duration::from_secs(5),
             threads: 1,
