@@ -2,6 +2,7 @@
 //! controller, and the API-server config source.
 
 pub mod client;
+pub mod source;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
