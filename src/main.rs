@@ -285,7 +285,7 @@ struct KubeArgs {
 
 impl KubeArgs {
     fn into_options(self) -> Option<KubeSourceOptions> {
-        self.kube.then(|| KubeSourceOptions {
+        self.kube.then_some(KubeSourceOptions {
             gateway_name: self.gateway_name,
             cluster: ClusterOptions {
                 kubeconfig: self.kubeconfig,
