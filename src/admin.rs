@@ -28,6 +28,9 @@ use crate::telemetry::Metrics;
 pub struct Readiness {
     listeners_bound: AtomicBool,
     draining: AtomicBool,
+    /// Set while a config source has not delivered its first full config
+    /// (`--kube` before the first sync).
+    waiting_for_config: AtomicBool,
 }
 
 impl Readiness {
@@ -37,8 +40,17 @@ impl Readiness {
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
+    /// Not ready until [`Readiness::set_config_loaded`].
+    pub fn set_waiting_for_config(&self) {
+        self.waiting_for_config.store(true, Ordering::Release);
+    }
+    pub fn set_config_loaded(&self) {
+        self.waiting_for_config.store(false, Ordering::Release);
+    }
     pub fn is_ready(&self) -> bool {
-        self.listeners_bound.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.listeners_bound.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && !self.waiting_for_config.load(Ordering::Acquire)
     }
 }
 
@@ -192,6 +204,7 @@ pub fn config_dump(store: &SnapshotStore, identity: Option<&IdentityStore>) -> s
         "generation": published.generation,
         "loaded_at": format_start_time(published.loaded_at),
         "last_error": last_error,
+        "source": store.source().describe(),
         "objects": counts,
         "identity": identity.map(|id| serde_json::json!({
             "spiffe_id": id.identity().to_string(),

@@ -21,7 +21,7 @@ pub use extensions::*;
 pub use gateway::*;
 pub use istio::*;
 pub use istio_traffic::*;
-pub use load::{load_path, load_str};
+pub use load::{load_objects, load_path, load_str};
 pub use meta::{NamespacedName, ObjectMeta};
 
 /// Where an object came from: the file and the 0-based index of the YAML

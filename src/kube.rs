@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod controller;
 pub mod gateway;
+pub mod source;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -13,6 +13,8 @@ use waypoint::kube::cli::{
     WaypointApplyArgs, WaypointDeleteArgs, WaypointGenerateArgs, WaypointListArgs,
     WaypointStatusArgs,
 };
+use waypoint::kube::client::ClusterOptions;
+use waypoint::kube::source::KubeSourceOptions;
 use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 
@@ -34,7 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the waypoint on a config file or directory of Kubernetes YAML.
+    /// Run the waypoint on a config file or directory of Kubernetes YAML, or on the
+    /// objects of a Kubernetes cluster (--kube).
     Run(Box<RunArgs>),
     /// Validate a config; print every error (exit 1) or a summary (exit 0).
     Check {
@@ -77,9 +80,17 @@ enum Lb {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Config file or directory (every *.yaml / *.yml, recursively).
-    #[arg(long, short = 'c')]
-    config: PathBuf,
+    /// Config file or directory (every *.yaml / *.yml, recursively). Exactly one of
+    /// --config and --kube.
+    #[arg(
+        long,
+        short = 'c',
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// The waypoint's namespace; short Service names resolve here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     namespace: String,
@@ -212,7 +223,8 @@ fn controller(args: waypoint::kube::controller::ControllerArgs) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let mut settings = Settings::new(args.config);
+    let mut settings = Settings::new(args.config.unwrap_or_default());
+    settings.kube = args.kube.into_options();
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
     settings.admin_listen = args.admin_listen;
@@ -340,5 +352,35 @@ impl CaArgs {
         config.cluster_id = self.cluster_id;
         config.cert_lifetime = self.cert_lifetime;
         Ok(Some(config))
+    }
+}
+
+/// Config from the Kubernetes API server (`waypoint run --kube`).
+#[derive(Args)]
+struct KubeArgs {
+    /// Watch the API server for the Services bound to this waypoint
+    /// (istio.io/use-waypoint) and their routes and policies, instead of --config.
+    #[arg(long)]
+    kube: bool,
+    /// This waypoint's Gateway name, as in istio.io/use-waypoint=<name>.
+    #[arg(long, default_value = "waypoint", requires = "kube")]
+    gateway_name: String,
+    /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
+    #[arg(long, requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context other than the current one.
+    #[arg(long, requires = "kube")]
+    context: Option<String>,
+}
+
+impl KubeArgs {
+    fn into_options(self) -> Option<KubeSourceOptions> {
+        self.kube.then_some(KubeSourceOptions {
+            gateway_name: self.gateway_name,
+            cluster: ClusterOptions {
+                kubeconfig: self.kubeconfig,
+                context: self.context,
+            },
+        })
     }
 }

@@ -19,6 +19,8 @@ use crate::config::ConfigErrors;
 use crate::hbone::InboundConfig;
 use crate::identity::istio_ca::{self, CaClient, CaError, CertRenewer};
 use crate::identity::{CertDir, CertWatcher, IdentityError, IdentityStore};
+use crate::kube::client::{Cluster, KubeError};
+use crate::kube::source::{self as kube_source, KubeSource, KubeWatch};
 use crate::proxy::listener::{self, ConnectionTracker, Proxies};
 use crate::proxy::outbound::HboneUpstream;
 use crate::proxy::passthrough::Passthrough;
@@ -44,6 +46,8 @@ pub enum StartError {
     Identity(#[from] IdentityError),
     #[error("certificates from Istio's CA: {0}")]
     Ca(#[from] CaError),
+    #[error("config from the Kubernetes API: {0}")]
+    Kube(#[from] KubeError),
 }
 
 /// A running waypoint. Drop it or call [`Running::shutdown`] to stop.
@@ -73,15 +77,17 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     _watchers: (Option<ConfigWatcher>, Option<CertWatcher>),
     _cert_renewer: Option<CertRenewer>,
+    _kube_watch: Option<KubeWatch>,
 }
 
 /// Loads the config and certificates, binds every listener and starts
-/// serving on the current tokio runtime. Readiness turns 200 once this returns.
+/// serving on the current tokio runtime. Readiness turns 200 once this returns
+/// (with `--kube`: once every watched kind has synced and the first snapshot
+/// built from them is published).
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(SnapshotStore::open(settings.clone(), metrics.clone())?);
-    info!(generation = 1, path = %settings.config_path.display(), "config loaded");
+    let (store, kube) = open_store(&settings, &metrics).await?;
     let (identity, cert_watcher, cert_renewer) = load_identity(&settings).await?;
     let hbone_upstream = identity.as_ref().map(|id| {
         Arc::new(HboneUpstream::new(
@@ -92,6 +98,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
 
     let readiness = Arc::new(Readiness::default());
+    if kube.is_some() {
+        readiness.set_waiting_for_config();
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     // Bind everything first: a taken port fails startup before serving.
@@ -193,15 +202,29 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         )));
     }
 
-    let watcher = {
-        let store = store.clone();
-        ConfigWatcher::start(&settings.config_path, move || {
-            let _ = store.reload();
-        })
-        .map_err(|source| StartError::Watch {
-            path: settings.config_path.display().to_string(),
-            source,
-        })?
+    let (watcher, kube_watch) = match kube {
+        Some((cluster, source)) => {
+            let ready = readiness.clone();
+            let watch = kube_source::start(
+                cluster.client,
+                cluster.url,
+                source,
+                store.clone(),
+                move || ready.set_config_loaded(),
+            );
+            (None, Some(watch))
+        }
+        None => {
+            let store = store.clone();
+            let watcher = ConfigWatcher::start(&settings.config_path, move || {
+                let _ = store.reload();
+            })
+            .map_err(|source| StartError::Watch {
+                path: settings.config_path.display().to_string(),
+                source,
+            })?;
+            (Some(watcher), None)
+        }
     };
 
     readiness.set_listening();
@@ -222,9 +245,35 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         shutdown,
         admin_stop,
         tasks,
-        _watchers: (Some(watcher), cert_watcher),
+        _watchers: (watcher, cert_watcher),
         _cert_renewer: cert_renewer,
+        _kube_watch: kube_watch,
     })
+}
+
+/// The snapshot store on the configured source. Files are loaded now (an
+/// invalid config fails startup); with `--kube` the store starts empty and
+/// the API server is not contacted yet: the watches started later retry
+/// until it answers, and readiness waits for them.
+async fn open_store(
+    settings: &Arc<Settings>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<SnapshotStore>, Option<(Cluster, Arc<KubeSource>)>), StartError> {
+    let Some(options) = &settings.kube else {
+        let store = SnapshotStore::open(settings.clone(), metrics.clone())?;
+        info!(generation = 1, path = %settings.config_path.display(), "config loaded");
+        return Ok((Arc::new(store), None));
+    };
+    let cluster = Cluster::connect(&options.cluster).await?;
+    let source = Arc::new(KubeSource::new(
+        &options.gateway_name,
+        &settings.namespace,
+        &settings.cluster_domain,
+        &cluster.url,
+    ));
+    info!(api_server = %cluster.url, gateway = %options.gateway_name, namespace = %settings.namespace, "config from the Kubernetes API");
+    let store = SnapshotStore::open_source(settings.clone(), metrics.clone(), source.clone())?;
+    Ok((Arc::new(store), Some((cluster, source))))
 }
 
 /// The waypoint's certificates, when HBONE is on: from Istio's CA (fetched now, then renewed

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::identity::istio_ca::IstioCaConfig;
+use crate::kube::source::KubeSourceOptions;
 use crate::routing::LbPolicy;
 
 /// What `waypoint run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// File or directory of Kubernetes YAML.
+    /// File or directory of Kubernetes YAML. Unused when `kube` is set.
     pub config_path: PathBuf,
+    /// Config from the Kubernetes API server (`--kube`) instead of `config_path`.
+    pub kube: Option<KubeSourceOptions>,
     /// The waypoint's namespace; short Service names resolve here.
     pub namespace: String,
     /// Plain HTTP listener (development, tests, PROXY sandwich); off when `None`.
@@ -64,6 +67,7 @@ impl Settings {
     pub fn new(config_path: impl Into<PathBuf>) -> Self {
         Self {
             config_path: config_path.into(),
+            kube: None,
             namespace: std::env::var("POD_NAMESPACE")
                 .ok()
                 .filter(|ns| !ns.is_empty())

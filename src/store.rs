@@ -3,13 +3,14 @@
 //! request path and publish with a single store; a bad config never replaces
 //! a good one.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
-use crate::config::{self, ConfigErrors};
+use crate::config::{self, ConfigErrors, Resources};
 use crate::routing::{CompileOptions, LoadRegistry, Snapshot};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
@@ -33,6 +34,45 @@ pub struct RejectedConfig {
     pub errors: ConfigErrors,
 }
 
+/// Where the store gets its objects: YAML files (`--config`) or the
+/// Kubernetes API (`--kube`). Every reload asks the source again.
+pub trait ConfigSource: Send + Sync {
+    /// The objects as they are now. Blocking: called from a blocking thread.
+    fn load(&self, default_namespace: &str) -> Result<Resources, ConfigErrors>;
+    /// Directory that relative WasmPlugin `url`s resolve against when the
+    /// defining file's own directory is unknown.
+    fn base_dir(&self) -> PathBuf;
+    /// What `/config_dump` shows under `source`.
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// A file or directory of multi-document YAML (`waypoint run --config`).
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub path: PathBuf,
+}
+
+impl ConfigSource for FileSource {
+    fn load(&self, default_namespace: &str) -> Result<Resources, ConfigErrors> {
+        config::load_path(&self.path, default_namespace)
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        if self.path.is_dir() {
+            self.path.clone()
+        } else {
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        }
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"type": "file", "path": self.path.display().to_string()})
+    }
+}
+
 /// Holds the served snapshot and the reload bookkeeping.
 pub struct SnapshotStore {
     current: ArcSwap<Published>,
@@ -42,6 +82,7 @@ pub struct SnapshotStore {
     load: LoadRegistry,
     options: CompileOptions,
     settings: Arc<Settings>,
+    source: Arc<dyn ConfigSource>,
     metrics: Arc<Metrics>,
     wasm: Arc<WasmHost>,
     /// Counts finished reload attempts, so callers can wait for one.
@@ -56,21 +97,23 @@ pub fn build_snapshot(
     load: &LoadRegistry,
     wasm: &WasmHost,
 ) -> Result<(Snapshot, PluginSet), ConfigErrors> {
-    let resources = Arc::new(config::load_path(
-        &settings.config_path,
-        &settings.namespace,
-    )?);
-    let snapshot = Snapshot::compile(resources.clone(), options, load);
-    let config_dir = if settings.config_path.is_dir() {
-        settings.config_path.clone()
-    } else {
-        settings
-            .config_path
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default()
+    let source = FileSource {
+        path: settings.config_path.clone(),
     };
-    let plugins = compile_plugins(&resources, &config_dir, wasm);
+    build_snapshot_from(&source, settings, options, load, wasm)
+}
+
+/// Loads `source` and compiles it: routes and WasmPlugins, all or nothing.
+pub fn build_snapshot_from(
+    source: &dyn ConfigSource,
+    settings: &Settings,
+    options: &CompileOptions,
+    load: &LoadRegistry,
+    wasm: &WasmHost,
+) -> Result<(Snapshot, PluginSet), ConfigErrors> {
+    let resources = Arc::new(source.load(&settings.namespace)?);
+    let snapshot = Snapshot::compile(resources.clone(), options, load);
+    let plugins = compile_plugins(&resources, &source.base_dir(), wasm);
     match (snapshot, plugins) {
         (Ok(s), Ok(p)) => Ok((s, p)),
         (Err(mut a), Err(b)) => {
@@ -91,12 +134,26 @@ pub fn compile_options(settings: &Settings) -> CompileOptions {
 }
 
 impl SnapshotStore {
-    /// Loads the initial config; fails when it is invalid (nothing to serve).
+    /// Loads the initial config from `settings.config_path`; fails when it is
+    /// invalid (nothing to serve).
     pub fn open(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Result<Self, ConfigErrors> {
+        let source = Arc::new(FileSource {
+            path: settings.config_path.clone(),
+        });
+        Self::open_source(settings, metrics, source)
+    }
+
+    /// Loads the initial config from `source`; fails when it is invalid.
+    pub fn open_source(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        source: Arc<dyn ConfigSource>,
+    ) -> Result<Self, ConfigErrors> {
         let load = LoadRegistry::default();
         let options = compile_options(&settings);
         let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
-        let (snapshot, plugins) = build_snapshot(&settings, &options, &load, &wasm)?;
+        let (snapshot, plugins) =
+            build_snapshot_from(source.as_ref(), &settings, &options, &load, &wasm)?;
         metrics.record_reload(true, 1);
         Ok(Self {
             current: ArcSwap::from_pointee(Published {
@@ -110,10 +167,16 @@ impl SnapshotStore {
             load,
             options,
             settings,
+            source,
             metrics,
             wasm,
             attempts: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Where the objects come from, for `/config_dump`.
+    pub fn source(&self) -> &dyn ConfigSource {
+        self.source.as_ref()
     }
 
     /// The snapshot to use for one whole request.
@@ -147,7 +210,14 @@ impl SnapshotStore {
     }
 
     fn reload_locked(&self) -> Result<u64, ConfigErrors> {
-        match build_snapshot(&self.settings, &self.options, &self.load, &self.wasm) {
+        let built = build_snapshot_from(
+            self.source.as_ref(),
+            &self.settings,
+            &self.options,
+            &self.load,
+            &self.wasm,
+        );
+        match built {
             Ok((snapshot, plugins)) => {
                 let current = self.current.load();
                 let generation = if current.snapshot == snapshot && current.plugins == plugins {

@@ -66,6 +66,36 @@ pub fn load_str(
     loader.finish()
 }
 
+/// Loads objects that are already parsed, e.g. read from the Kubernetes API.
+/// Each comes with the name errors use for it in place of a file (such as
+/// `kube:HTTPRoute/shop/reviews`); validation is the same as for files.
+/// Unknown fields are logged at debug level: API servers add fields (and
+/// defaults) our types do not list, and every reload would repeat the warning.
+pub fn load_objects<I>(objects: I, default_namespace: &str) -> Result<Resources, ConfigErrors>
+where
+    I: IntoIterator<Item = (String, serde_json::Value)>,
+{
+    let mut loader = Loader::new(default_namespace);
+    loader.quiet_unknown_fields = true;
+    for (name, object) in objects {
+        let origin = Origin {
+            file: Arc::from(name.as_str()),
+            document: 0,
+        };
+        match serde_yaml::to_value(&object) {
+            Ok(value) => loader.add_value(value, &origin, ""),
+            Err(e) => loader.errors.push(ConfigError::new(
+                Location {
+                    file: Some(name),
+                    ..Default::default()
+                },
+                format!("cannot read object: {e}"),
+            )),
+        }
+    }
+    loader.finish()
+}
+
 fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
@@ -95,6 +125,8 @@ struct Loader<'a> {
     default_namespace: &'a str,
     resources: Resources,
     errors: ConfigErrors,
+    /// Log unknown fields at debug instead of warn level.
+    quiet_unknown_fields: bool,
 }
 
 /// Which of our kinds a document is.
@@ -168,6 +200,7 @@ impl<'a> Loader<'a> {
             default_namespace,
             resources: Resources::default(),
             errors: ConfigErrors::default(),
+            quiet_unknown_fields: false,
         }
     }
 
@@ -289,6 +322,7 @@ impl<'a> Loader<'a> {
             origin,
             prefix,
             object: &obj_ref,
+            quiet: self.quiet_unknown_fields,
         };
         let r = &mut self.resources;
         let result = match kind_enum {
@@ -381,6 +415,7 @@ struct DecodeCtx<'a> {
     origin: &'a Origin,
     prefix: &'a str,
     object: &'a ObjectRef,
+    quiet: bool,
 }
 
 impl DecodeCtx<'_> {
@@ -395,6 +430,10 @@ impl DecodeCtx<'_> {
         };
         for field in ignored {
             if field == "apiVersion" || field == "kind" {
+                continue;
+            }
+            if self.quiet {
+                debug!(file = %self.origin.file, object = %self.object, %field, "unknown field ignored");
                 continue;
             }
             warn!(

@@ -153,3 +153,34 @@ fn directory_loads_yaml_recursively_and_ignores_other_files() {
     assert_eq!(r.http_routes.len(), 1);
     assert_eq!(r.namespaces.len(), 1);
 }
+
+#[test]
+fn parsed_objects_load_with_their_origin_in_errors() {
+    let route = |port: serde_json::Value| {
+        serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"rules": [{"backendRefs": [{"name": "b", "port": port}]}]}
+        })
+    };
+    let ok = load_objects(
+        [("kube:HTTPRoute/shop/r".to_string(), route(80.into()))],
+        "default",
+    )
+    .unwrap();
+    assert_eq!(ok.http_routes[0].key.to_string(), "shop/r");
+    assert_eq!(&*ok.http_routes[0].origin.file, "kube:HTTPRoute/shop/r");
+
+    let errors = load_objects(
+        [("kube:HTTPRoute/shop/r".to_string(), route("eighty".into()))],
+        "default",
+    )
+    .unwrap_err();
+    let message = errors.0[0].to_string();
+    assert!(
+        message.starts_with("kube:HTTPRoute/shop/r: ")
+            && message
+                .contains("HTTPRoute shop/r: field spec.rules[0].backendRefs[0]: invalid type"),
+        "{message}"
+    );
+}

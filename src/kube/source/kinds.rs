@@ -1,0 +1,98 @@
+//! The kinds `waypoint run --kube` watches: what the loader understands and a
+//! waypoint needs (src/config/load.rs `Kind`). Gateways and GatewayClasses
+//! are not watched: the waypoint knows its own Gateway by name.
+
+use kube::core::{ApiResource, GroupVersionKind};
+
+/// One watched kind: where the API serves it and the version we ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WatchedKind {
+    Namespace,
+    Service,
+    EndpointSlice,
+    Pod,
+    ServiceEntry,
+    HttpRoute,
+    VirtualService,
+    DestinationRule,
+    WasmPlugin,
+}
+
+impl WatchedKind {
+    /// Every kind, in the order objects are handed to the loader.
+    pub const ALL: [WatchedKind; 9] = [
+        WatchedKind::Namespace,
+        WatchedKind::Service,
+        WatchedKind::EndpointSlice,
+        WatchedKind::Pod,
+        WatchedKind::ServiceEntry,
+        WatchedKind::HttpRoute,
+        WatchedKind::VirtualService,
+        WatchedKind::DestinationRule,
+        WatchedKind::WasmPlugin,
+    ];
+
+    /// `(group, version, kind, plural)`.
+    fn gvkp(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            WatchedKind::Namespace => ("", "v1", "Namespace", "namespaces"),
+            WatchedKind::Service => ("", "v1", "Service", "services"),
+            WatchedKind::EndpointSlice => {
+                ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
+            }
+            WatchedKind::Pod => ("", "v1", "Pod", "pods"),
+            WatchedKind::ServiceEntry => (
+                "networking.istio.io",
+                "v1",
+                "ServiceEntry",
+                "serviceentries",
+            ),
+            WatchedKind::HttpRoute => {
+                ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+            }
+            WatchedKind::VirtualService => (
+                "networking.istio.io",
+                "v1",
+                "VirtualService",
+                "virtualservices",
+            ),
+            WatchedKind::DestinationRule => (
+                "networking.istio.io",
+                "v1",
+                "DestinationRule",
+                "destinationrules",
+            ),
+            WatchedKind::WasmPlugin => (
+                "extensions.istio.io",
+                "v1alpha1",
+                "WasmPlugin",
+                "wasmplugins",
+            ),
+        }
+    }
+
+    /// The kind as the API writes it (`HTTPRoute`).
+    pub fn kind(self) -> &'static str {
+        self.gvkp().2
+    }
+
+    /// `group/version`, or `v1` for the core group.
+    pub fn api_version(self) -> String {
+        let (group, version, _, _) = self.gvkp();
+        if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        }
+    }
+
+    /// For kube-rs' dynamic API.
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, kind, plural) = self.gvkp();
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    }
+
+    pub fn namespaced(self) -> bool {
+        self != WatchedKind::Namespace
+    }
+}

@@ -1,0 +1,153 @@
+use kube::core::DynamicObject;
+use kube::runtime::watcher::Event;
+use serde_json::{json, Value};
+
+use super::*;
+
+const ID: WaypointId<'static> = WaypointId {
+    gateway_name: "waypoint",
+    namespace: "shop",
+    cluster_domain: "cluster.local",
+};
+
+fn maps(objects: &[(WatchedKind, Value)]) -> BTreeMap<WatchedKind, ObjectMap> {
+    let mut maps: BTreeMap<_, _> = WatchedKind::ALL
+        .iter()
+        .map(|k| (*k, ObjectMap::new(*k)))
+        .collect();
+    for (kind, value) in objects {
+        let object: DynamicObject = serde_json::from_value(value.clone()).unwrap();
+        maps.get_mut(kind).unwrap().apply(Event::Apply(object));
+    }
+    maps
+}
+
+fn ns(name: &str, labels: Value) -> (WatchedKind, Value) {
+    (
+        WatchedKind::Namespace,
+        json!({"metadata": {"name": name, "labels": labels}}),
+    )
+}
+
+fn svc(ns: &str, name: &str, labels: Value) -> (WatchedKind, Value) {
+    (
+        WatchedKind::Service,
+        json!({"metadata": {"name": name, "namespace": ns, "labels": labels}}),
+    )
+}
+
+fn route(ns: &str, name: &str, parent: Value, backend: &str) -> (WatchedKind, Value) {
+    (
+        WatchedKind::HttpRoute,
+        json!({"metadata": {"name": name, "namespace": ns},
+               "spec": {"parentRefs": [parent], "rules": [{"backendRefs": [{"name": backend, "port": 80}]}]}}),
+    )
+}
+
+fn dr(ns: &str, name: &str, host: &str) -> (WatchedKind, Value) {
+    (
+        WatchedKind::DestinationRule,
+        json!({"metadata": {"name": name, "namespace": ns}, "spec": {"host": host}}),
+    )
+}
+
+fn selected(objects: &[(WatchedKind, Value)]) -> Vec<String> {
+    select(&ID, &maps(objects))
+        .into_iter()
+        .map(|(origin, _)| origin)
+        .filter(|o| !o.starts_with("kube:Namespace") && !o.starts_with("kube:Service/"))
+        .collect()
+}
+
+#[test]
+fn binding_by_namespace_service_and_opt_out() {
+    let objects = [
+        ns("shop", json!({USE_WAYPOINT: "waypoint"})),
+        ns("other", json!({USE_WAYPOINT: "waypoint"})),
+        ns(
+            "remote",
+            json!({USE_WAYPOINT: "waypoint", USE_WAYPOINT_NAMESPACE: "shop"}),
+        ),
+        svc("shop", "via-namespace", json!({})),
+        svc("shop", "opted-out", json!({USE_WAYPOINT: "none"})),
+        svc("shop", "elsewhere", json!({USE_WAYPOINT: "other-waypoint"})),
+        // A waypoint of the same name in its own namespace is not us.
+        svc("other", "same-name-other-ns", json!({})),
+        svc("remote", "cross-namespace", json!({})),
+        svc(
+            "plain",
+            "own-label",
+            json!({USE_WAYPOINT: "waypoint", USE_WAYPOINT_NAMESPACE: "shop"}),
+        ),
+    ];
+    let maps = maps(&objects);
+    let bound: Vec<String> = maps[&WatchedKind::Service]
+        .iter()
+        .filter(|((ns, _), o)| {
+            let nsl = maps[&WatchedKind::Namespace]
+                .get("", ns)
+                .map(labels)
+                .unwrap_or_default();
+            is_bound(&ID, ns, &labels(o), &nsl)
+        })
+        .map(|((ns, n), _)| format!("{ns}/{n}"))
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            "plain/own-label",
+            "remote/cross-namespace",
+            "shop/via-namespace"
+        ]
+    );
+}
+
+#[test]
+fn routes_and_policies_follow_bound_services() {
+    let service_parent = |name: &str| json!({"group": "", "kind": "Service", "name": name});
+    let objects = [
+        ns("shop", json!({USE_WAYPOINT: "waypoint"})),
+        svc("shop", "reviews", json!({})),
+        svc("shop", "ratings", json!({USE_WAYPOINT: "other"})),
+        route(
+            "shop",
+            "to-reviews",
+            service_parent("reviews"),
+            "reviews-v2",
+        ),
+        route(
+            "shop",
+            "to-ratings",
+            service_parent("ratings"),
+            "ratings-v2",
+        ),
+        route("shop", "to-gateway", json!({"name": "waypoint"}), "x"),
+        route("shop", "to-other-gateway", json!({"name": "other"}), "y"),
+        // Rules for a bound Service, its backend, a wildcard, and an unrelated one.
+        dr("shop", "dr-reviews", "reviews"),
+        dr("shop", "dr-backend", "reviews-v2.shop.svc.cluster.local"),
+        dr("shop", "dr-wildcard", "*.shop.svc.cluster.local"),
+        dr("shop", "dr-ratings-backend", "ratings-v2"),
+        (
+            WatchedKind::WasmPlugin,
+            json!({"metadata": {"name": "gw", "namespace": "shop"},
+                   "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}]}}),
+        ),
+        (
+            WatchedKind::WasmPlugin,
+            json!({"metadata": {"name": "ratings", "namespace": "shop"},
+                   "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "ratings"}]}}),
+        ),
+    ];
+    assert_eq!(
+        selected(&objects),
+        [
+            "kube:HTTPRoute/shop/to-gateway",
+            "kube:HTTPRoute/shop/to-reviews",
+            "kube:DestinationRule/shop/dr-backend",
+            "kube:DestinationRule/shop/dr-reviews",
+            "kube:DestinationRule/shop/dr-wildcard",
+            "kube:WasmPlugin/shop/gw",
+        ]
+    );
+}

@@ -1,0 +1,361 @@
+//! `waypoint run --kube`: config from a (fake) Kubernetes API server. The
+//! waypoint runs in-process against `FakeApiServer`, with echo backends as
+//! the pods; tests change objects on the fake and wait (bounded polls) for
+//! the routing a client sees to follow. Each test uses its own 127.0.4x.y
+//! addresses so tests run in parallel.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use waypoint::kube::client::ClusterOptions;
+use waypoint::kube::source::KubeSourceOptions;
+use waypoint::kube::testing::{FakeApiServer, FaultRule};
+use waypoint::server::Running;
+use waypoint::settings::Settings;
+
+const NS: &str = "shop";
+
+async fn fake_api(ip: &str) -> FakeApiServer {
+    bounded(
+        "fake API server",
+        FakeApiServer::start(format!("{ip}:0").parse().unwrap()),
+    )
+    .await
+    .expect("fake API server starts")
+}
+
+/// Starts a waypoint named `waypoint` in [`NS`] on `--kube` against `fake`.
+async fn kube_waypoint(fake: &FakeApiServer, dir: &Path) -> Running {
+    let kubeconfig = fake.write_kubeconfig(dir, NS).expect("write kubeconfig");
+    let mut s = Settings::new("");
+    s.kube = Some(KubeSourceOptions {
+        gateway_name: "waypoint".to_string(),
+        cluster: ClusterOptions {
+            kubeconfig: Some(kubeconfig),
+            context: None,
+        },
+    });
+    s.namespace = NS.to_string();
+    s.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    s.admin_listen = "127.0.0.1:0".parse().unwrap();
+    s.drain_timeout = Duration::from_secs(2);
+    bounded("waypoint start", waypoint::server::start(s))
+        .await
+        .expect("waypoint starts")
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+/// A Service on port 9080 named `http`.
+fn service(ns: &str, name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": ns, "labels": labels},
+           "spec": {"ports": [{"name": "http", "port": 9080, "targetPort": 9080}]}})
+}
+
+/// The Service's EndpointSlice: every `ip` ready on 9080.
+fn endpoints(ns: &str, service: &str, ips: &[&str]) -> Value {
+    let endpoints: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": format!("{service}-abc"), "namespace": ns,
+                        "labels": {"kubernetes.io/service-name": service}},
+           "addressType": "IPv4",
+           "ports": [{"name": "http", "port": 9080}],
+           "endpoints": endpoints})
+}
+
+/// An HTTPRoute attached to Service `parent`.
+fn route(ns: &str, name: &str, parent: &str, rules: Value) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": parent, "port": 9080}],
+                    "rules": rules}})
+}
+
+fn to(backend: &str) -> Value {
+    json!({"backendRefs": [{"name": backend, "port": 9080}]})
+}
+
+/// Seeds Service + EndpointSlice.
+fn put_service(fake: &FakeApiServer, ns: &str, name: &str, ips: &[&str]) {
+    fake.put(service(ns, name, json!({})));
+    fake.put(endpoints(ns, name, ips));
+}
+
+/// Waits until `/healthz/ready` answers 200.
+async fn ready(wp: &Running) {
+    bounded("readiness", async {
+        loop {
+            if admin_get(wp, "/healthz/ready").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until a request for `host` with `headers` is answered by `backend`.
+async fn served_by(c: &TestClient, host: &str, headers: &[(&str, &str)], backend: &str) {
+    let what = format!("{host} {headers:?} served by {backend}");
+    bounded(&what, async {
+        loop {
+            let r = c.send("GET", host, "/", headers).await;
+            if r.echo().is_some_and(|e| e.backend == backend) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+async fn config_dump(wp: &Running) -> Value {
+    serde_json::from_str(&admin_get(wp, "/config_dump").await.1).expect("config_dump is JSON")
+}
+
+/// Number of `/httproutes` watch requests the fake has seen.
+fn route_watches(fake: &FakeApiServer) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/httproutes") && r.query.contains("watch=true"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_routes_endpoints_and_reconnects() {
+    let _own = echo("reviews-own", "127.0.40.11:9080").await;
+    let _v1 = echo("reviews-v1", "127.0.40.12:9080").await;
+    let _v2 = echo("reviews-v2", "127.0.40.13:9080").await;
+    let _v3 = echo("reviews-v3", "127.0.40.14:9080").await;
+    let _ratings = echo("ratings-a", "127.0.40.15:9080").await;
+    let _ratings_b = echo("ratings-b", "127.0.40.16:9080").await;
+    let fake = fake_api("127.0.40.1").await;
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    put_service(&fake, NS, "reviews", &["127.0.40.11"]);
+    put_service(&fake, NS, "reviews-v1", &["127.0.40.12"]);
+    put_service(&fake, NS, "reviews-v2", &["127.0.40.13"]);
+    put_service(&fake, NS, "reviews-v3", &["127.0.40.14"]);
+    put_service(&fake, NS, "ratings", &["127.0.40.15"]);
+    let jason = json!({"matches": [{"headers": [{"name": "end-user", "value": "jason"}]}],
+                       "backendRefs": [{"name": "reviews-v2", "port": 9080}]});
+    fake.put(route(
+        NS,
+        "reviews",
+        "reviews",
+        json!([jason, to("reviews-v1")]),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    let as_jason = [("end-user", "jason")];
+    assert_eq!(
+        c.send("GET", "reviews:9080", "/", &as_jason)
+            .await
+            .backend(),
+        "reviews-v2"
+    );
+    assert_eq!(c.get("reviews:9080", "/").await.backend(), "reviews-v1");
+    let dump = config_dump(&wp).await;
+    assert_eq!(dump["source"]["type"], "kube", "{dump}");
+    assert_eq!(dump["source"]["synced"], true, "{dump}");
+    assert_eq!(dump["source"]["kinds"]["HTTPRoute"]["objects"], 1, "{dump}");
+    assert_eq!(dump["source"]["kinds"]["Service"]["objects"], 5, "{dump}");
+
+    // Update the route: the new backend answers.
+    fake.put(route(
+        NS,
+        "reviews",
+        "reviews",
+        json!([jason, to("reviews-v3")]),
+    ));
+    served_by(&c, "reviews:9080", &[], "reviews-v3").await;
+    assert_eq!(
+        c.send("GET", "reviews:9080", "/", &as_jason)
+            .await
+            .backend(),
+        "reviews-v2"
+    );
+
+    // Add a route, then delete it: back to the Service's own endpoints.
+    assert_eq!(c.get("ratings:9080", "/").await.backend(), "ratings-a");
+    fake.put(route(NS, "ratings", "ratings", json!([to("reviews-v1")])));
+    served_by(&c, "ratings:9080", &[], "reviews-v1").await;
+    fake.delete(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        Some(NS),
+        "ratings",
+    );
+    served_by(&c, "ratings:9080", &[], "ratings-a").await;
+
+    // Add an endpoint: it gets traffic.
+    fake.put(endpoints(NS, "ratings", &["127.0.40.15", "127.0.40.16"]));
+    served_by(&c, "ratings:9080", &[], "ratings-b").await;
+
+    // Every watch dropped (API server restart): re-watched, changes followed.
+    fake.drop_watches();
+    fake.put(route(
+        NS,
+        "reviews",
+        "reviews",
+        json!([jason, to("reviews-v1")]),
+    ));
+    served_by(&c, "reviews:9080", &[], "reviews-v1").await;
+
+    // Disconnected while the route is deleted, and the history compacted: the
+    // resumed watch gets 410 Gone, the relist notices the route is gone.
+    fake.fail(FaultRule::new("/httproutes", 503).method(http::Method::GET));
+    let watches = route_watches(&fake);
+    fake.drop_watches();
+    bounded("route watch refused", async {
+        while route_watches(&fake) == watches {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    fake.delete(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        Some(NS),
+        "reviews",
+    );
+    fake.compact();
+    fake.clear_faults();
+    served_by(&c, "reviews:9080", &as_jason, "reviews-own").await;
+    assert_eq!(c.get("reviews:9080", "/").await.backend(), "reviews-own");
+    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 0"),
+        "{metrics}"
+    );
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_route_rejected_only_when_it_is_ours() {
+    let _blue = echo("blue", "127.0.41.11:9080").await;
+    let _green = echo("green", "127.0.41.12:9080").await;
+    let fake = fake_api("127.0.41.1").await;
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    fake.put(namespace("elsewhere", json!({})));
+    put_service(&fake, NS, "app", &["127.0.41.11"]);
+    put_service(&fake, NS, "blue", &["127.0.41.11"]);
+    put_service(&fake, NS, "green", &["127.0.41.12"]);
+    fake.put(route(NS, "app", "app", json!([to("blue")])));
+    // Bound to another waypoint: the Service's own label wins over none.
+    fake.put(service(
+        "elsewhere",
+        "theirs",
+        json!({"istio.io/use-waypoint": "other-waypoint"}),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    assert_eq!(c.get("app:9080", "/").await.backend(), "blue");
+    let generation = config_dump(&wp).await["generation"].as_u64().unwrap();
+
+    // One bad field in a route of a bound Service: rejected whole.
+    let mut bad = route(NS, "bad", "app", json!([to("green")]));
+    bad["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(-3);
+    fake.put(bad);
+    let dump = bounded("rejection", async {
+        loop {
+            let dump = config_dump(&wp).await;
+            if !dump["last_error"].is_null() {
+                return dump;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let err = dump["last_error"]["errors"][0].as_str().unwrap();
+    assert!(
+        err.contains("kube:HTTPRoute/shop/bad")
+            && err.contains("HTTPRoute shop/bad")
+            && err.contains("spec.rules[0].backendRefs[0].weight"),
+        "{err}"
+    );
+    assert_eq!(dump["generation"].as_u64(), Some(generation));
+    assert_eq!(
+        c.get("app:9080", "/").await.backend(),
+        "blue",
+        "old routing serves"
+    );
+    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+
+    // Fixed; then an invalid route for another waypoint's Service changes
+    // nothing: our route update is still accepted.
+    fake.delete("gateway.networking.k8s.io/v1", "HTTPRoute", Some(NS), "bad");
+    let mut theirs = route("elsewhere", "theirs", "theirs", json!([to("x")]));
+    theirs["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(-3);
+    fake.put(theirs);
+    fake.put(route(NS, "app", "app", json!([to("green")])));
+    served_by(&c, "app:9080", &[], "green").await;
+    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(config_dump(&wp).await["generation"].as_u64().unwrap() > generation);
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_every_kind_has_synced() {
+    let _blue = echo("blue", "127.0.42.11:9080").await;
+    let fake = fake_api("127.0.42.1").await;
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    put_service(&fake, NS, "app", &["127.0.42.11"]);
+    // Listing EndpointSlices fails until the fault is cleared.
+    fake.fail(FaultRule::new("/endpointslices", 500));
+
+    let dir = tempfile::tempdir().unwrap();
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    bounded("failed list", async {
+        while !fake
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/endpointslices"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(admin_get(&wp, "/healthz/ready").await.0, 503);
+    let dump = config_dump(&wp).await;
+    assert_eq!(dump["source"]["synced"], false, "{dump}");
+    assert!(
+        dump["source"]["kinds"]["EndpointSlice"]["last_sync"].is_null(),
+        "{dump}"
+    );
+
+    fake.clear_faults();
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    assert_eq!(c.get("app:9080", "/").await.backend(), "blue");
+    let dump = config_dump(&wp).await;
+    assert_eq!(dump["source"]["synced"], true, "{dump}");
+    assert_eq!(
+        dump["source"]["kinds"]["EndpointSlice"]["objects"], 1,
+        "{dump}"
+    );
+    wp.shutdown().await;
+}
