@@ -4,7 +4,7 @@
 //! path, else `KUBECONFIG`, else `~/.kube/config`, else the in-cluster
 //! service account.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
@@ -120,11 +120,4 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// The kubeconfig path kubectl would use, for messages.
-pub fn default_kubeconfig_path() -> Option<PathBuf> {
-    std::env::var_os("KUBECONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")))
 }
