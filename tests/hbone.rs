@@ -217,22 +217,7 @@ async fn h2c_inside_the_tunnel_and_forward_client_cert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_ports_are_passed_through_as_l4() {
-    // A raw TCP echo on the endpoint.
-    let l = tokio::net::TcpListener::bind("127.0.22.11:7000")
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    tcp_echo("127.0.22.11:7000").await;
     let yaml = service("shop", "db", 7000, 7000, &["127.0.22.11"])
         .replace("- name: http\n", "- name: tcp-db\n")
         .replace(

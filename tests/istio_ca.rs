@@ -142,21 +142,7 @@ async fn store_holds(running: &Running, fake: &FakeCa, index: usize) -> Vec<u8> 
 
 /// A TCP echo service on `ip:7000`, reached through the waypoint as `10.96.30.1:7000`.
 async fn tcp_echo_mesh(ip: &str, vip: &str) -> ConfigDir {
-    let l = tokio::net::TcpListener::bind(format!("{ip}:7000"))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    tcp_echo(&format!("{ip}:7000")).await;
     let yaml = service("shop", "db", 7000, 7000, &[ip])
         .replace("- name: http\n", "- name: tcp-db\n")
         .replace(

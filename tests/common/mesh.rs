@@ -67,3 +67,21 @@ pub async fn http1_over(
     let body = bounded("body", body.collect()).await.unwrap().to_bytes();
     (parts.status.as_u16(), parts.headers, body)
 }
+
+/// A raw TCP echo workload on `addr`, for L4 passthrough checks.
+pub async fn tcp_echo(addr: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
