@@ -59,6 +59,19 @@ pub struct GatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
     pub listeners: Vec<Listener>,
+    /// Labels and annotations for the resources the implementation creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure: Option<GatewayInfrastructure>,
+}
+
+/// `Gateway.spec.infrastructure`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// `Gateway.spec.listeners[]`.
@@ -108,6 +121,25 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+}
+
+impl Condition {
+    /// A condition with status `True` or `False`; the caller stamps
+    /// `observedGeneration` and `lastTransitionTime`.
+    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_: type_.to_string(),
+            status: if ok { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.into(),
+            observed_generation: None,
+            last_transition_time: None,
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
 }
 
 impl kube::Resource for Gateway {
@@ -269,6 +301,7 @@ pub fn build_waypoint(spec: &WaypointSpec) -> Result<Gateway, GatewayError> {
                 port: 15008,
                 protocol: "HBONE".to_string(),
             }],
+            infrastructure: None,
         },
         status: None,
     })

@@ -26,9 +26,9 @@ pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// The ClusterRole the Helm chart installs for waypoint pods.
 pub const PROXY_CLUSTER_ROLE: &str = "pingora-waypoint-proxy";
 /// Istio's HBONE port; the Service port istiod looks for is named `mesh`.
-pub const MESH_PORT: i32 = 15008;
-pub const METRICS_PORT: i32 = 15020;
-pub const HEALTH_PORT: i32 = 15021;
+pub const MESH_PORT: u16 = 15008;
+pub const METRICS_PORT: u16 = 15020;
+pub const HEALTH_PORT: u16 = 15021;
 /// The distroless `nonroot` user.
 pub const RUN_AS_USER: i64 = 65532;
 
@@ -372,7 +372,7 @@ fn build_service(parts: &Parts, gateway: &Gateway) -> Service {
 }
 
 /// A Service port name (DNS label, at most 63 characters) from a listener name.
-fn port_name(listener: &str, port: i32) -> String {
+fn port_name(listener: &str, port: u16) -> String {
     let mut name: String = listener
         .chars()
         .map(|c| c.to_ascii_lowercase())

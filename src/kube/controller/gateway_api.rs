@@ -1,76 +1,24 @@
-//! The slice of the Gateway API the controller reads and writes: Gateway and
-//! GatewayClass (`gateway.networking.k8s.io/v1`), mirroring the API's field
-//! names. Fields the controller does not use (TLS, allowedRoutes, addresses
-//! asked for in the spec) are ignored on read; status is written as a whole
-//! document through the status subresource, so nothing is lost by not
-//! modelling it.
+//! The controller's slice of the Gateway API: GatewayClass
+//! (`gateway.networking.k8s.io/v1`) and the condition bookkeeping; the Gateway
+//! itself is the one mirror in `kube::gateway`, shared with the CLI. Fields
+//! the controller does not use are ignored on read; status is written as a
+//! whole document through the status subresource, so nothing is lost by not
+//! modelling them.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use k8s_openapi::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
+
+// One Gateway mirror serves the CLI and the controller.
+pub use crate::kube::gateway::{
+    Condition, Gateway, GatewayInfrastructure, GatewayStatus, GatewayStatusAddress,
+};
 
 pub const GROUP: &str = "gateway.networking.k8s.io";
 pub const VERSION: &str = "v1";
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
-
-/// `Gateway` (namespaced).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Gateway {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: GatewaySpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<GatewayStatus>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewaySpec {
-    pub gateway_class_name: String,
-    #[serde(default)]
-    pub listeners: Vec<Listener>,
-    /// Labels and annotations for the resources the implementation creates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub infrastructure: Option<GatewayInfrastructure>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Listener {
-    pub name: String,
-    pub port: i32,
-    pub protocol: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayInfrastructure {
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayStatus {
-    #[serde(default)]
-    pub addresses: Vec<GatewayStatusAddress>,
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
-}
-
-/// `status.addresses[]`: `type` is `Hostname` or `IPAddress`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GatewayStatusAddress {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub value: String,
-}
 
 /// `GatewayClass` (cluster-scoped).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,56 +44,20 @@ pub struct GatewayClassStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// A `metav1.Condition`, with its timestamp kept as the RFC 3339 text the API
-/// server sends.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default)]
-    pub last_transition_time: String,
-}
-
-impl Condition {
-    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            type_: type_.to_string(),
-            status: if ok { "True" } else { "False" }.to_string(),
-            reason: reason.to_string(),
-            message: message.into(),
-            observed_generation: None,
-            last_transition_time: String::new(),
-        }
-    }
-
-    pub fn is_true(&self) -> bool {
-        self.status == "True"
-    }
-}
-
 /// Puts `wanted` into `conditions` (replacing one of the same type), keeping
 /// the previous `lastTransitionTime` when the status did not flip, as
 /// `meta.SetStatusCondition` does.
 pub fn set_condition(conditions: &mut Vec<Condition>, mut wanted: Condition, now: &str) {
     match conditions.iter_mut().find(|c| c.type_ == wanted.type_) {
         Some(current) => {
-            wanted.last_transition_time =
-                if current.status == wanted.status && !current.last_transition_time.is_empty() {
-                    current.last_transition_time.clone()
-                } else {
-                    now.to_string()
-                };
+            wanted.last_transition_time = match &current.last_transition_time {
+                Some(t) if current.status == wanted.status => Some(t.clone()),
+                _ => Some(now.to_string()),
+            };
             *current = wanted;
         }
         None => {
-            wanted.last_transition_time = now.to_string();
+            wanted.last_transition_time = Some(now.to_string());
             conditions.push(wanted);
         }
     }
@@ -191,7 +103,6 @@ macro_rules! gateway_resource {
     };
 }
 
-gateway_resource!(Gateway, "Gateway", "gateways", NamespaceResourceScope);
 gateway_resource!(
     GatewayClass,
     "GatewayClass",

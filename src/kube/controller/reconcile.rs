@@ -110,7 +110,7 @@ pub async fn reconcile_gateway(
     gateway: Arc<Gateway>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let ns = gateway.namespace().unwrap_or_default();
+    let ns = gateway.namespace().to_string();
     let name = gateway.name_any();
     let has_finalizer = gateway.finalizers().iter().any(|f| f == FINALIZER);
     let ours = ctx.is_ours(&gateway.spec.gateway_class_name);
@@ -230,8 +230,7 @@ async fn patch_finalizers(
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<(), ReconcileError> {
-    let api: Api<Gateway> =
-        Api::namespaced(ctx.client.clone(), &gateway.namespace().unwrap_or_default());
+    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
     let patch = json!({"metadata": {
         "finalizers": finalizers,
         "resourceVersion": gateway.resource_version(),
@@ -255,7 +254,7 @@ async fn release(
     ctx: &Context,
     keep_gateway: bool,
 ) -> Result<(), ReconcileError> {
-    let ns = gateway.namespace().unwrap_or_default();
+    let ns = gateway.namespace().to_string();
     let name = gateway.name_any();
     let crb = Api::<ClusterRoleBinding>::all(ctx.client.clone());
     delete_if_present(ctx, crb, &desired::cluster_role_binding_name(&ns, &name)).await?;
@@ -308,8 +307,7 @@ async fn write_gateway_status(
     if wanted == current {
         return Ok(());
     }
-    let api: Api<Gateway> =
-        Api::namespaced(ctx.client.clone(), &gateway.namespace().unwrap_or_default());
+    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
     let patch = json!({"status": wanted});
     api.patch_status(
         &gateway.name_any(),
@@ -330,7 +328,7 @@ pub fn gateway_status(
 ) -> GatewayStatus {
     let mut status = gateway.status.clone().unwrap_or_default();
     let generation = gateway.metadata.generation;
-    let ns = gateway.namespace().unwrap_or_default();
+    let ns = gateway.namespace().to_string();
     let name = gateway.name_any();
     let with_generation = |mut c: Condition| {
         c.observed_generation = generation;
@@ -339,13 +337,13 @@ pub fn gateway_status(
     let (accepted, programmed) = match outcome {
         Ok(service) => {
             let mut addresses = vec![GatewayStatusAddress {
-                type_: "Hostname".into(),
+                type_: Some("Hostname".into()),
                 value: desired::service_hostname(&ns, &name, cluster_domain),
             }];
             let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
             if let Some(ip) = cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") {
                 addresses.push(GatewayStatusAddress {
-                    type_: "IPAddress".into(),
+                    type_: Some("IPAddress".into()),
                     value: ip,
                 });
             }
