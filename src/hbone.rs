@@ -33,7 +33,7 @@ pub use h2_config::H2Settings;
 pub use headers::{Baggage, Forwarded, OutboundHeaders};
 pub use inbound::{serve_inbound, InboundConfig};
 pub use pool::{HbonePool, PoolConfig};
-pub use request::{ConnectDecision, ConnectHandler, TunnelRequest};
+pub use request::{ConnectHandler, TunnelRequest};
 pub use sniff::Sniffed;
 pub use stream::TunnelStream;
 pub use target::{ConnectTarget, TargetParseError};

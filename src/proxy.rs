@@ -5,17 +5,12 @@
 
 mod admission;
 mod attempts;
-mod caller;
 mod ctx;
 pub mod failure;
 pub mod headers;
-pub mod listener;
 mod mirror;
 mod observe;
-pub mod outbound;
-pub mod passthrough;
 mod plugins;
-pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -27,17 +22,19 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-pub use caller::{Caller, Downstream};
 pub use ctx::RequestCtx;
 use failure::Failure;
 use mirror::Mirrorer;
 
+use crate::inbound::tunnel::resolve_target;
+use crate::inbound::Downstream;
 use crate::policy::outlier::Outcome;
 use crate::policy::retry::AttemptFailure;
 use crate::routing::{ForwardPlan, Locality, PickRequest, RequestInfo, RouteDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
+use crate::upstream::dial::{DialTarget, Dialer};
 use crate::wasm::Verdict;
 
 /// The waypoint's proxy logic, shared by every listener.
@@ -45,15 +42,13 @@ pub struct Waypoint {
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
+    /// Opens every upstream connection: plain, or HBONE to in-mesh endpoints.
+    dialer: Arc<Dialer>,
     mirrorer: Mirrorer,
-    /// Outbound HBONE, when the waypoint has an identity.
-    hbone: Option<Arc<outbound::HboneUpstream>>,
     /// The waypoint's own identity when `--forward-client-cert` is on.
     forward_client_cert: Option<crate::identity::Identity>,
     /// The waypoint's own locality (`--locality`), for locality-aware LB.
     locality: Option<Locality>,
-    /// Where proxy-wasm `proxy_http_call`s go.
-    http_caller: Arc<dyn crate::wasm::HttpCaller>,
 }
 
 impl Waypoint {
@@ -61,23 +56,21 @@ impl Waypoint {
         store: Arc<SnapshotStore>,
         metrics: Arc<Metrics>,
         settings: Arc<Settings>,
-        hbone: Option<Arc<outbound::HboneUpstream>>,
+        dialer: Arc<Dialer>,
     ) -> Self {
-        let forward_client_cert = match (&hbone, settings.forward_client_cert) {
-            (Some(h), true) => Some(h.own_identity()),
-            _ => None,
-        };
+        let forward_client_cert = dialer
+            .own_identity()
+            .filter(|_| settings.forward_client_cert);
         let locality = settings
             .locality
             .as_deref()
             .and_then(|l| l.parse::<Locality>().ok());
         Self {
-            http_caller: plugins::http_caller(store.clone()),
             store,
             metrics,
             settings,
-            mirrorer: Mirrorer::default(),
-            hbone,
+            mirrorer: Mirrorer::new(dialer.clone()),
+            dialer,
             forward_client_cert,
             locality,
         }
@@ -174,26 +167,32 @@ impl ProxyHttp for Waypoint {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
 
-        // Destination: what the tunnel named, else the Service the Host
-        // header names (plain listener).
+        // Destination, in this request's snapshot: what the tunnel named,
+        // else the Service the Host header names (plain listener).
         let host_header = headers::host(session.req_header())
             .unwrap_or("")
             .to_string();
         let snapshot = &published.snapshot;
-        let found = match downstream.destination {
-            Some(d) => Some(d),
-            None => snapshot.find_destination_by_host(&host_header),
-        };
-        let Some(destination) = found else {
-            return self
-                .answer(session, ctx, Failure::UnknownDestination(host_header))
-                .await;
+        let destination = match &downstream.target {
+            // The tunnel's Service went away in a reload since the CONNECT.
+            Some(target) => match resolve_target(snapshot, target) {
+                Some(d) => d,
+                None => return self.answer(session, ctx, Failure::NoHealthyUpstream).await,
+            },
+            None => match snapshot.find_destination_by_host(&host_header) {
+                Some(d) => d,
+                None => {
+                    return self
+                        .answer(session, ctx, Failure::UnknownDestination(host_header))
+                        .await
+                }
+            },
         };
         ctx.destination = Some(destination.clone());
 
         // proxy-wasm plugins see (and may edit or answer) the request before routing.
         if let Some(mut filters) =
-            plugins::start(&published, session, ctx, &destination, &self.http_caller)
+            plugins::start(&published, session, ctx, &destination, &self.dialer)
         {
             let end_of_stream = session.as_downstream_mut().is_body_empty();
             let verdict = filters
@@ -283,15 +282,16 @@ impl ProxyHttp for Waypoint {
         let h2c = wants_h2c(plan);
         let mut peer = HttpPeer::new(addr, false, String::new());
         attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
-        if picked.endpoint.in_mesh {
-            if let Some(hbone) = &self.hbone {
-                let timeout = peer
-                    .options
-                    .connection_timeout
-                    .unwrap_or(self.settings.connect_timeout);
-                hbone.configure(&mut peer, addr, &ctx.caller, timeout);
-            }
-        }
+        let target = DialTarget {
+            addr,
+            in_mesh: picked.endpoint.in_mesh,
+        };
+        let timeout = peer
+            .options
+            .connection_timeout
+            .unwrap_or(self.settings.connect_timeout);
+        self.dialer
+            .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
         if h2c {
             peer.options.set_http_version(2, 2);
         }
@@ -418,7 +418,8 @@ impl ProxyHttp for Waypoint {
             }
         }
         if ctx.attempts == 1 && !plan.mirrors.is_empty() {
-            self.mirrorer.send(&plan.mirrors, upstream);
+            self.mirrorer
+                .send(&plan.mirrors, upstream, &ctx.caller.originator());
         }
         let _ = session;
         Ok(())

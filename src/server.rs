@@ -19,16 +19,17 @@ use crate::config::ConfigErrors;
 use crate::hbone::InboundConfig;
 use crate::identity::istio_ca::{self, CaClient, CaError, CertRenewer};
 use crate::identity::{CertDir, CertWatcher, IdentityError, IdentityStore};
+use crate::inbound::listener::{self, ConnectionTracker, Proxies};
+use crate::inbound::passthrough::Passthrough;
+use crate::inbound::proxy_protocol;
+use crate::inbound::tunnel::TunnelHandler;
 use crate::kube::client::{Cluster, KubeError};
 use crate::kube::source::{self as kube_source, KubeSource, KubeWatch};
-use crate::proxy::listener::{self, ConnectionTracker, Proxies};
-use crate::proxy::outbound::HboneUpstream;
-use crate::proxy::passthrough::Passthrough;
-use crate::proxy::tunnel::TunnelHandler;
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::Metrics;
+use crate::upstream::dial::Dialer;
 
 /// Why the waypoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,7 @@ pub struct Running {
     pub identity: Option<Arc<IdentityStore>>,
     readiness: Arc<Readiness>,
     settings: Arc<Settings>,
-    proxies: Proxies,
+    proxies: Proxies<HttpProxy<Waypoint>>,
     tracker: Arc<ConnectionTracker>,
     shutdown: watch::Sender<bool>,
     admin_stop: watch::Sender<bool>,
@@ -89,12 +90,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let (store, kube) = open_store(&settings, &metrics).await?;
     let (identity, cert_watcher, cert_renewer) = load_identity(&settings).await?;
-    let hbone_upstream = identity.as_ref().map(|id| {
-        Arc::new(HboneUpstream::new(
+    // The one dialer: routed requests, mirrors, Wasm calls and passthrough.
+    let dialer = Arc::new(match &identity {
+        Some(id) => Dialer::with_hbone(
             id.clone(),
             &settings.trust_domain,
             settings.hbone_upstream_port,
-        ))
+            settings.connect_timeout,
+        ),
+        None => Dialer::plain(settings.connect_timeout),
     });
 
     let readiness = Arc::new(Readiness::default());
@@ -127,7 +131,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             store.clone(),
             metrics.clone(),
             settings.clone(),
-            hbone_upstream.clone(),
+            dialer.clone(),
             h2c,
         ))
     };
@@ -177,10 +181,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tracker: tracker.clone(),
         shutdown: shutdown_rx.clone(),
         passthrough: Arc::new(Passthrough {
-            store: store.clone(),
-            hbone: hbone_upstream.clone(),
+            dialer: dialer.clone(),
             metrics: metrics.clone(),
-            connect_timeout: settings.connect_timeout,
         }),
     });
     if let (Some(l), Some(id)) = (hbone_listener, &identity) {
@@ -194,7 +196,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         )));
     }
     if let Some(l) = pp_listener {
-        tasks.push(tokio::spawn(listener::run_proxy_protocol(
+        tasks.push(tokio::spawn(proxy_protocol::run_proxy_protocol(
             l,
             tunnels.clone(),
             tracker.clone(),
@@ -313,12 +315,12 @@ fn build_proxy(
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
-    hbone: Option<Arc<HboneUpstream>>,
+    dialer: Arc<Dialer>,
     h2c: bool,
 ) -> HttpProxy<Waypoint> {
     let conf = Arc::new(ServerConf::default());
     let mut proxy =
-        pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, hbone));
+        pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, dialer));
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);

@@ -38,8 +38,10 @@ mod wasi;
 
 pub use error::WasmError;
 pub use filter::{HeaderAccess, HttpFilters, LocalResponse, RequestLine, RequestProps, Verdict};
+#[cfg(any(test, feature = "testing"))]
+pub use http_call::HyperHttpCaller;
 pub use http_call::{
-    parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller, HyperHttpCaller,
+    exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
 };
 pub use metrics::{FailureReason, WasmMetrics};
 pub use plugin::HostOptions;

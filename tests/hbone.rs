@@ -4,55 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::mesh::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::hbone::testing::FakeZtunnel;
 use waypoint::identity::testing::TestCa;
-
-const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
-const CLIENT_ID: &str = "spiffe://cluster.local/ns/client-ns/sa/sleep";
-
-struct Mesh {
-    ca: TestCa,
-    certs: tempfile::TempDir,
-    _config: ConfigDir,
-    wp: waypoint::server::Running,
-}
-
-impl Mesh {
-    async fn start(yaml: &str, tweak: impl FnOnce(&mut waypoint::settings::Settings)) -> Mesh {
-        let ca = TestCa::new("cluster.local");
-        let certs = tempfile::tempdir().unwrap();
-        let wp_dir = certs.path().join("waypoint");
-        std::fs::create_dir_all(&wp_dir).unwrap();
-        ca.write_cert_dir(&wp_dir, WAYPOINT_ID);
-        let config = ConfigDir::new(yaml);
-        let mut s = settings(&config, "shop");
-        s.cert_dir = Some(wp_dir);
-        s.hbone_listen = "127.0.0.1:0".parse().unwrap();
-        tweak(&mut s);
-        let wp = bounded("start", waypoint::server::start(s))
-            .await
-            .expect("waypoint starts");
-        Mesh {
-            ca,
-            certs,
-            _config: config,
-            wp,
-        }
-    }
-
-    fn client(&self) -> Arc<waypoint::identity::IdentityStore> {
-        identity(&self.ca, self.certs.path(), "client", CLIENT_ID)
-    }
-
-    fn hbone(&self) -> std::net::SocketAddr {
-        self.wp.hbone_addr.expect("HBONE listener")
-    }
-}
 
 fn mesh_yaml() -> String {
     let mut yaml = service("shop", "reviews", 9080, 9080, &["127.0.20.11"]).replace(
@@ -100,7 +55,7 @@ async fn connect_by_vip_pod_ip_and_hostname_with_identity_and_baggage() {
     // A hostname authority (from other networks) names the Service too.
     let by_name: waypoint::hbone::ConnectTarget =
         "reviews.shop.svc.cluster.local:9080".parse().unwrap();
-    let dest = waypoint::proxy::tunnel::resolve_target(&mesh.wp.store, &by_name)
+    let dest = waypoint::inbound::tunnel::resolve_target(&mesh.wp.store.load().snapshot, &by_name)
         .expect("hostname resolves");
     assert_eq!(dest.service.key.to_string(), "shop/reviews");
 
@@ -269,24 +224,12 @@ async fn tcp_ports_are_passed_through_as_l4() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_mesh_endpoints_are_reached_over_hbone() {
     let _backend = echo("ambient-pod", "127.0.23.11:9080").await;
-    // The destination's ztunnel on the pod's IP.
-    let fake = Arc::new(FakeZtunnel::default());
-    let ztunnel_listener = tokio::net::TcpListener::bind("127.0.23.11:0")
-        .await
-        .unwrap();
-    let ztunnel_port = ztunnel_listener.local_addr().unwrap().port();
-    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n");
+    let ztunnel = ZtunnelListener::bind("127.0.23.11").await;
+    let mut yaml = ambient_namespace("shop");
     yaml += &service("shop", "ratings", 9080, 9080, &["127.0.23.11"]);
-    yaml += "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ratings-v1-5d8f9b7c6d-x1y2z, namespace: shop, labels: {app: ratings, pod-template-hash: 5d8f9b7c6d}}\nstatus: {podIP: 127.0.23.11}\n";
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel_port).await;
-    let ztunnel_id = identity(
-        &mesh.ca,
-        mesh.certs.path(),
-        "ztunnel",
-        "spiffe://cluster.local/ns/istio-system/sa/ztunnel",
-    );
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(fake.serve(ztunnel_listener, &ztunnel_id, "cluster.local", stop_rx));
+    yaml += &pod("shop", "ratings-v1-5d8f9b7c6d-x1y2z", "127.0.23.11");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
     for _ in 0..3 {
         let r = plain.get("ratings:9080", "/x").await;
@@ -343,5 +286,78 @@ async fn proxy_protocol_with_and_without_the_identity_tlv() {
     let mut resp = Vec::new();
     let _ = bounded("closed", sock.read_to_end(&mut resp)).await;
     assert!(resp.is_empty(), "{}", String::from_utf8_lossy(&resp));
+    mesh.wp.shutdown().await;
+}
+
+// One dialer: mirrors and proxy-wasm calls take the same transport as routed
+// requests, HBONE to in-mesh endpoints and plain TCP to the rest.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_to_in_mesh_endpoints_go_over_hbone() {
+    let main = echo("web", "127.0.76.11:9080").await;
+    let shadow = echo("shadow-pod", "127.0.76.21:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.76.21").await;
+    // `web` is outside the mesh (no Pod); the shadow's Pod is in an ambient namespace.
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "web", 9080, 9080, &["127.0.76.11"]);
+    yaml += &service("shop", "shadow", 9080, 9080, &["127.0.76.21"]);
+    yaml += &pod("shop", "shadow-0", "127.0.76.21");
+    yaml += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: shop}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: web, port: 9080}]\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror:\n        backendRef: {name: shadow, port: 9080}\n    backendRefs: [{name: web, port: 9080}]\n";
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    let r = c.get("web:9080", "/copy?me=1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.backend(), "web", "the main request went plain to web");
+    bounded("mirror copy", shadow.wait_for(1)).await;
+    let copy = &shadow.received()[0];
+    assert_eq!(copy.path, "/copy");
+    assert_eq!(copy.headers["host"], "web-shadow:9080");
+    assert_eq!(
+        fake.seen(),
+        vec![(WAYPOINT_ID.to_string(), "127.0.76.21:9080".to_string())],
+        "only the mirror copy was tunnelled, with the waypoint's identity"
+    );
+    assert_eq!(main.count(), 1);
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
+    let backend = echo("web", "127.0.77.11:9080").await;
+    let auth = echo("auth-pod", "127.0.77.21:8080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.77.21").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "web", 9080, 9080, &["127.0.77.11"]);
+    yaml += &service("shop", "auth", 8080, 8080, &["127.0.77.21"]);
+    yaml += &pod("shop", "auth-0", "127.0.77.21");
+    yaml += &format!(
+        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: authz, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n  phase: AUTHZ\n  pluginConfig: {{cluster: \"outbound|8080||auth.shop.svc.cluster.local\", path: /check, timeout_ms: 2000, forward_headers: [x-user]}}\n",
+        waypoint::wasm::test_support::filter_wasm("ext_auth").display()
+    );
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    let r = c.send("GET", "web:9080", "/", &[("x-user", "alice")]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.backend(), "web");
+    assert_eq!(auth.count(), 1, "the plugin's call reached the auth pod");
+    assert_eq!(auth.received()[0].headers["x-user"], "alice");
+    assert_eq!(
+        fake.seen(),
+        vec![(WAYPOINT_ID.to_string(), "127.0.77.21:8080".to_string())],
+        "the call was tunnelled to the auth pod's ztunnel with the waypoint's identity"
+    );
+    // A denial from the in-mesh auth Service still denies.
+    auth.fail_next(1, 401);
+    let r = c
+        .send("GET", "web:9080", "/", &[("x-user", "mallory")])
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        backend.count(),
+        1,
+        "denied requests never reach the backend"
+    );
     mesh.wp.shutdown().await;
 }

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 use super::h2_config::{keepalive, H2Settings, KeepaliveEnd};
-use super::request::{parse_request, ConnectDecision, ConnectHandler};
+use super::request::{parse_request, ConnectHandler};
 use super::stream::TunnelStream;
 use crate::identity::{handshake_failure_reason, peer_identity, Identity};
 
@@ -79,11 +79,11 @@ impl InboundConfig {
 /// Each connection runs on its own task; on shutdown, accepting stops, open connections
 /// get a GOAWAY and finish their streams. Handshake failures are logged (debug/info) with a
 /// reason such as "certificate not trusted" or "trust domain mismatch".
-pub async fn serve_inbound(
+pub async fn serve_inbound<H: ConnectHandler + 'static>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     cfg: InboundConfig,
-    handler: Arc<dyn ConnectHandler>,
+    handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -120,12 +120,12 @@ pub async fn serve_inbound(
     info!(?local, "HBONE inbound stopped accepting");
 }
 
-async fn serve_connection(
+async fn serve_connection<H: ConnectHandler + 'static>(
     tcp: TcpStream,
     peer_addr: SocketAddr,
     acceptor: TlsAcceptor,
     cfg: Arc<InboundConfig>,
-    handler: Arc<dyn ConnectHandler>,
+    handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Phase 1: TCP options and the mTLS handshake (the verifier checks chain and trust domain).
@@ -203,12 +203,12 @@ async fn serve_connection(
     debug!(%peer, "HBONE connection closed");
 }
 
-async fn serve_stream(
+async fn serve_stream<H: ConnectHandler>(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     peer: Identity,
     peer_addr: SocketAddr,
-    handler: Arc<dyn ConnectHandler>,
+    handler: Arc<H>,
 ) {
     // Phase 1: validate; malformed requests never reach the handler.
     let tunnel = match parse_request(&req, &peer, peer_addr) {
@@ -221,11 +221,14 @@ async fn serve_stream(
     };
 
     // Phase 2: decide.
-    if let ConnectDecision::Reject(status) = handler.decide(&tunnel).await {
-        debug!(%peer, target = %tunnel.target, %status, "HBONE CONNECT rejected");
-        send_status(&mut respond, status);
-        return;
-    }
+    let accepted = match handler.decide(&tunnel).await {
+        Ok(accepted) => accepted,
+        Err(status) => {
+            debug!(%peer, target = %tunnel.target, %status, "HBONE CONNECT rejected");
+            send_status(&mut respond, status);
+            return;
+        }
+    };
 
     // Phase 3: answer 200 and hand the stream over.
     let ok = Response::builder()
@@ -243,7 +246,7 @@ async fn serve_stream(
     let mut stream = TunnelStream::new(send, req.into_body());
     stream.set_socket_addrs(tunnel.client_addr(), tunnel.target.addr());
     debug!(%peer, target = %tunnel.target, stream = stream.stream_id(), "HBONE CONNECT accepted");
-    handler.serve(tunnel, stream).await;
+    handler.serve(tunnel, accepted, stream).await;
 }
 
 fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {

@@ -42,25 +42,25 @@ impl TunnelRequest {
     }
 }
 
-/// The handler's answer to a CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectDecision {
-    /// Answer `200` and hand the stream to [`ConnectHandler::serve`].
-    Accept,
-    /// Answer with this status (e.g. 503 when nothing serves the target) and end the stream.
-    Reject(StatusCode),
-}
-
 /// Decides and serves inbound CONNECT streams. Implemented by the proxy.
+///
+/// What `decide` learned (for the proxy: the destination, resolved in one config snapshot)
+/// is handed to `serve` as [`ConnectHandler::Accepted`], so a stream never resolves its
+/// target twice against configs that may differ.
 #[async_trait]
 pub trait ConnectHandler: Send + Sync {
-    /// Called once per well-formed CONNECT, before any response is sent.
-    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision;
+    /// What an accepted CONNECT carries from `decide` to `serve`.
+    type Accepted: Send;
+
+    /// Called once per well-formed CONNECT, before any response is sent. `Ok` answers `200`
+    /// and hands the stream to [`ConnectHandler::serve`]; `Err(status)` answers with that
+    /// status (e.g. 503 when nothing serves the target) and ends the stream.
+    async fn decide(&self, req: &TunnelRequest) -> Result<Self::Accepted, StatusCode>;
 
     /// Called after `200` was sent, on the stream's own task. The stream's socket addresses
     /// are preset (peer = [`TunnelRequest::client_addr`], local = the target if it is an
     /// address); set user data before handing it to Pingora.
-    async fn serve(&self, req: TunnelRequest, stream: TunnelStream);
+    async fn serve(&self, req: TunnelRequest, accepted: Self::Accepted, stream: TunnelStream);
 }
 
 /// Why a request on the HBONE port is answered 400 without asking the handler.

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::headers::{Baggage, Forwarded, OutboundHeaders};
 use super::inbound::{serve_inbound, InboundConfig};
-use super::request::{ConnectDecision, ConnectHandler, TunnelRequest};
+use super::request::{ConnectHandler, TunnelRequest};
 use super::stream::TunnelStream;
 use crate::identity::IdentityStore;
 
@@ -56,15 +56,17 @@ impl FakeZtunnel {
 
 #[async_trait]
 impl ConnectHandler for FakeZtunnel {
-    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision {
+    type Accepted = ();
+
+    async fn decide(&self, req: &TunnelRequest) -> Result<(), http::StatusCode> {
         self.seen
             .lock()
             .expect("fake ztunnel lock")
             .push((req.peer.to_string(), req.target.to_string()));
-        ConnectDecision::Accept
+        Ok(())
     }
 
-    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
+    async fn serve(&self, req: TunnelRequest, _: (), mut stream: TunnelStream) {
         let Some(addr) = req.target.addr() else {
             return;
         };

@@ -11,8 +11,8 @@ use crate::store::Published;
 use crate::telemetry::ResponseFlags;
 use crate::wasm::HttpFilters;
 
-use super::caller::Caller;
 use super::failure::Failure;
+use crate::inbound::Caller;
 
 /// The request context (`ProxyHttp::CTX`).
 pub struct RequestCtx {

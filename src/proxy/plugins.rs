@@ -9,38 +9,79 @@ use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use crate::routing::Destination;
-use crate::store::{Published, SnapshotStore};
+use crate::routing::{Destination, Picked};
+use crate::store::Published;
+use crate::upstream::dial::{DialTarget, Dialer, Originator};
 use crate::wasm::{
-    parse_cluster, HttpCaller, HttpFilters, HyperHttpCaller, LocalResponse, RequestProps,
+    exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
+    HttpFilters, LocalResponse, RequestProps,
 };
 
 use super::ctx::RequestCtx;
 
-/// `proxy_http_call` targets: a Service named like Istio's clusters
-/// (`outbound|80||auth.ns.svc.cluster.local`) or as a host, resolved in the
-/// current config to one of its endpoints.
-pub fn http_caller(store: Arc<SnapshotStore>) -> Arc<dyn HttpCaller> {
-    Arc::new(HyperHttpCaller::new(move |cluster: &str| {
+/// `proxy_http_call`s of one request: the cluster (a Service named like
+/// Istio's clusters, `outbound|80||auth.ns.svc.cluster.local`, or as a
+/// host) is resolved in the request's own snapshot to one of its endpoints,
+/// and the connection is opened by the dialer — so a call to an in-mesh
+/// Service goes over HBONE with the waypoint's identity.
+pub struct SnapshotHttpCaller {
+    published: Arc<Published>,
+    dialer: Arc<Dialer>,
+    on_behalf_of: Originator,
+}
+
+impl SnapshotHttpCaller {
+    fn target(&self, cluster: &str) -> Option<(DialTarget, Picked)> {
         let (host, port) = parse_cluster(cluster);
-        let published = store.load();
-        let snapshot = &published.snapshot;
+        let snapshot = &self.published.snapshot;
         let dest = match port {
             Some(p) => snapshot.find_destination_by_host(&format!("{host}:{p}")),
             None => snapshot.find_destination_by_host(&host),
         }?;
         let picked = snapshot.endpoints(&dest)?.pick(&[])?;
-        Some(picked.endpoint.addr)
-    }))
+        let target = DialTarget {
+            addr: picked.endpoint.addr,
+            in_mesh: picked.endpoint.in_mesh,
+        };
+        Some((target, picked))
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpCaller for SnapshotHttpCaller {
+    fn knows_upstream(&self, cluster: &str) -> bool {
+        self.target(cluster).is_some()
+    }
+
+    async fn call(&self, request: HttpCallRequest) -> Result<HttpCallResponse, HttpCallError> {
+        let cluster = request.cluster.clone();
+        let (target, _picked) = self
+            .target(&cluster)
+            .ok_or_else(|| HttpCallError::UnknownCluster(cluster.clone()))?;
+        let timeout = request.timeout;
+        let call = async {
+            let io = self
+                .dialer
+                .connect(target, &self.on_behalf_of)
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(io, request).await
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
+            Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
+        }
+    }
 }
 
 /// Starts the chain for this request when any plugin applies to `dest`.
 pub fn start(
-    published: &Published,
+    published: &Arc<Published>,
     session: &Session,
     ctx: &RequestCtx,
     dest: &Destination,
-    caller: &Arc<dyn HttpCaller>,
+    dialer: &Arc<Dialer>,
 ) -> Option<HttpFilters> {
     let chain = published
         .plugins
@@ -82,7 +123,12 @@ pub fn start(
             .map(|ip| SocketAddr::new(*ip, dest.port.number)),
         destination_service: Some(dest.service.key.clone()),
     };
-    Some(HttpFilters::start(chain, props, Some(caller.clone())))
+    let caller: Arc<dyn HttpCaller> = Arc::new(SnapshotHttpCaller {
+        published: published.clone(),
+        dialer: dialer.clone(),
+        on_behalf_of: ctx.caller.originator(),
+    });
+    Some(HttpFilters::start(chain, props, Some(caller)))
 }
 
 /// Applies the plugins' `:path` / `:method` / `:authority` edits.

@@ -1,14 +1,15 @@
 //! `proxy_http_call`: the request a plugin dispatches, the [`HttpCaller`]
-//! the proxy provides to send it, and a default hyper-based caller that
-//! resolves the cluster name with a closure.
+//! the proxy provides to send it, and [`exchange`], which speaks one
+//! HTTP/1.1 call over a connection the caller opened. The proxy's caller
+//! opens that connection with the waypoint's one dialer (HBONE to in-mesh
+//! endpoints); [`HyperHttpCaller`], a plain-TCP caller resolving names with a
+//! closure, exists for tests only.
 //!
 //! Cluster names: Istio plugins name upstreams as Envoy clusters,
 //! `outbound|PORT|SUBSET|HOST` (e.g. `outbound|8080||auth.default.svc.cluster.local`);
 //! plain `host:port` or `host` (port 80) are accepted too. [`parse_cluster`]
 //! splits either form.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,28 +83,35 @@ pub fn parse_cluster(cluster: &str) -> (String, Option<u16>) {
 }
 
 /// Resolves a cluster name to an address.
-pub type ClusterResolver = dyn Fn(&str) -> Option<SocketAddr> + Send + Sync;
+#[cfg(any(test, feature = "testing"))]
+pub type ClusterResolver = dyn Fn(&str) -> Option<std::net::SocketAddr> + Send + Sync;
 
 /// HTTP/1.1 over a fresh TCP connection per call, to the address the
-/// resolver gives (or the cluster itself when it is an `ip:port`).
+/// resolver gives (or the cluster itself when it is an `ip:port`). For
+/// tests: the proxy sends calls through its dialer instead.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone)]
 pub struct HyperHttpCaller {
-    resolve: Arc<ClusterResolver>,
+    resolve: std::sync::Arc<ClusterResolver>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl HyperHttpCaller {
     /// A caller resolving clusters with `resolve`.
-    pub fn new(resolve: impl Fn(&str) -> Option<SocketAddr> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        resolve: impl Fn(&str) -> Option<std::net::SocketAddr> + Send + Sync + 'static,
+    ) -> Self {
         Self {
-            resolve: Arc::new(resolve),
+            resolve: std::sync::Arc::new(resolve),
         }
     }
 
-    fn address(&self, cluster: &str) -> Option<SocketAddr> {
+    fn address(&self, cluster: &str) -> Option<std::net::SocketAddr> {
         (self.resolve)(cluster).or_else(|| cluster.parse().ok())
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[async_trait::async_trait]
 impl HttpCaller for HyperHttpCaller {
     fn knows_upstream(&self, cluster: &str) -> bool {
@@ -116,7 +124,13 @@ impl HttpCaller for HyperHttpCaller {
             .address(&cluster)
             .ok_or_else(|| HttpCallError::UnknownCluster(cluster.clone()))?;
         let timeout = request.timeout;
-        match tokio::time::timeout(timeout, send(addr, request)).await {
+        let call = async {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(tcp, request).await
+        };
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
             Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
@@ -124,7 +138,12 @@ impl HttpCaller for HyperHttpCaller {
     }
 }
 
-async fn send(addr: SocketAddr, request: HttpCallRequest) -> Result<HttpCallResponse, String> {
+/// Sends `request` as HTTP/1.1 over `io` and collects the whole response.
+/// The error is a reason for the log; the plugin only sees a failed call.
+pub async fn exchange<IO>(io: IO, request: HttpCallRequest) -> Result<HttpCallResponse, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http::Request::builder();
     for (name, value) in &request.headers {
         builder = match name.as_str() {
@@ -138,10 +157,7 @@ async fn send(addr: SocketAddr, request: HttpCallRequest) -> Result<HttpCallResp
     let req = builder
         .body(Full::new(request.body))
         .map_err(|e| e.to_string())?;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
     let conn = tokio::spawn(conn);

@@ -16,7 +16,9 @@ use waypoint::hbone::{HbonePool, OutboundHeaders, PoolConfig, TunnelStream};
 use waypoint::identity::testing::TestCa;
 use waypoint::identity::{CertDir, IdentityStore};
 
-use super::bounded;
+use waypoint::hbone::testing::FakeZtunnel;
+
+use super::{bounded, settings, ConfigDir};
 
 /// Writes a cert dir for `spiffe_id` under `parent/name` and loads it.
 pub fn identity(ca: &TestCa, parent: &Path, name: &str, spiffe_id: &str) -> Arc<IdentityStore> {
@@ -84,4 +86,104 @@ pub async fn tcp_echo(addr: &str) {
             });
         }
     });
+}
+
+/// The waypoint's SPIFFE id in [`Mesh`] (namespace `shop`).
+pub const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
+/// The caller ztunnels present in [`Mesh`] tests.
+pub const CLIENT_ID: &str = "spiffe://cluster.local/ns/client-ns/sa/sleep";
+
+/// A waypoint with an identity from a test CA, serving HBONE on loopback.
+pub struct Mesh {
+    pub ca: TestCa,
+    pub certs: tempfile::TempDir,
+    pub config: ConfigDir,
+    pub wp: waypoint::server::Running,
+}
+
+impl Mesh {
+    pub async fn start(yaml: &str, tweak: impl FnOnce(&mut waypoint::settings::Settings)) -> Mesh {
+        let ca = TestCa::new("cluster.local");
+        let certs = tempfile::tempdir().unwrap();
+        let wp_dir = certs.path().join("waypoint");
+        std::fs::create_dir_all(&wp_dir).unwrap();
+        ca.write_cert_dir(&wp_dir, WAYPOINT_ID);
+        let config = ConfigDir::new(yaml);
+        let mut s = settings(&config, "shop");
+        s.cert_dir = Some(wp_dir);
+        s.hbone_listen = "127.0.0.1:0".parse().unwrap();
+        tweak(&mut s);
+        let wp = bounded("start", waypoint::server::start(s))
+            .await
+            .expect("waypoint starts");
+        Mesh {
+            ca,
+            certs,
+            config,
+            wp,
+        }
+    }
+
+    pub fn client(&self) -> Arc<waypoint::identity::IdentityStore> {
+        identity(&self.ca, self.certs.path(), "client", CLIENT_ID)
+    }
+
+    pub fn hbone(&self) -> std::net::SocketAddr {
+        self.wp.hbone_addr.expect("HBONE listener")
+    }
+
+    /// Serves a fake destination ztunnel (trusting this mesh's CA) on `listener`
+    /// until the returned handle is dropped.
+    pub fn serve_ztunnel(&self, listener: ZtunnelListener) -> FakeZtunnelHandle {
+        let id = identity(
+            &self.ca,
+            self.certs.path(),
+            &format!("ztunnel-{}", listener.port()),
+            "spiffe://cluster.local/ns/istio-system/sa/ztunnel",
+        );
+        let fake = Arc::new(FakeZtunnel::default());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(fake.serve(listener.0, &id, "cluster.local", stop_rx));
+        FakeZtunnelHandle { fake, _stop: stop }
+    }
+}
+
+/// A destination ztunnel's listener on a pod IP, bound before the waypoint
+/// starts so its port can go into `--hbone-upstream-port`.
+pub struct ZtunnelListener(tokio::net::TcpListener);
+
+impl ZtunnelListener {
+    pub async fn bind(pod_ip: &str) -> Self {
+        let l = tokio::net::TcpListener::bind((pod_ip, 0))
+            .await
+            .expect("bind the fake ztunnel");
+        ZtunnelListener(l)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.local_addr().expect("bound").port()
+    }
+}
+
+/// A running fake ztunnel; stops when dropped.
+pub struct FakeZtunnelHandle {
+    fake: Arc<FakeZtunnel>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl FakeZtunnelHandle {
+    /// Every CONNECT so far: (caller's SPIFFE id, `:authority`).
+    pub fn seen(&self) -> Vec<(String, String)> {
+        self.fake.seen()
+    }
+}
+
+/// A Namespace enrolled in ambient.
+pub fn ambient_namespace(ns: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{istio.io/dataplane-mode: ambient}}}}\n")
+}
+
+/// A Pod with `ip` (in the mesh when its namespace is ambient).
+pub fn pod(ns: &str, name: &str, ip: &str) -> String {
+    format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nstatus: {{podIP: {ip}}}\n")
 }

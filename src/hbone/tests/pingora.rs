@@ -13,9 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::support::*;
-use crate::hbone::{
-    serve_inbound, ConnectDecision, ConnectHandler, InboundConfig, TunnelRequest, TunnelStream,
-};
+use crate::hbone::{serve_inbound, ConnectHandler, InboundConfig, TunnelRequest, TunnelStream};
 
 /// Answers with "<version> <client addr> <user data>".
 struct Describe;
@@ -51,11 +49,13 @@ struct ToPingora {
 
 #[async_trait]
 impl ConnectHandler for ToPingora {
-    async fn decide(&self, _req: &TunnelRequest) -> ConnectDecision {
-        ConnectDecision::Accept
+    type Accepted = ();
+
+    async fn decide(&self, _req: &TunnelRequest) -> Result<(), http::StatusCode> {
+        Ok(())
     }
 
-    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
+    async fn serve(&self, req: TunnelRequest, _: (), mut stream: TunnelStream) {
         stream.set_user_data(Box::new(req.peer.to_string()));
         let mut next: Option<pingora_core::protocols::Stream> = Some(Box::new(stream));
         while let Some(s) = next {

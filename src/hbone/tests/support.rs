@@ -18,8 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsConnector;
 
 use crate::hbone::{
-    serve_inbound, ConnectDecision, ConnectHandler, InboundConfig, Sniffed, TunnelRequest,
-    TunnelStream,
+    serve_inbound, ConnectHandler, InboundConfig, Sniffed, TunnelRequest, TunnelStream,
 };
 use crate::identity::testing::TestCa;
 use crate::identity::{CertDir, IdentityStore};
@@ -90,7 +89,9 @@ pub struct TestHandler {
 
 #[async_trait]
 impl ConnectHandler for TestHandler {
-    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision {
+    type Accepted = ();
+
+    async fn decide(&self, req: &TunnelRequest) -> Result<(), http::StatusCode> {
         match self.mode {
             Mode::Reject(status) => {
                 let _ = self.seen.send(Seen {
@@ -98,13 +99,13 @@ impl ConnectHandler for TestHandler {
                     digest_peer: None,
                     sniffed: None,
                 });
-                ConnectDecision::Reject(status)
+                Err(status)
             }
-            _ => ConnectDecision::Accept,
+            _ => Ok(()),
         }
     }
 
-    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
+    async fn serve(&self, req: TunnelRequest, _: (), mut stream: TunnelStream) {
         let digest_peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()));

@@ -1,17 +1,24 @@
-//! Who is calling and where to: the client's namespace (for consumer routes),
-//! its metric labels, whether the connection was mutual TLS, and — for
-//! tunnelled streams — the destination the tunnel named. The plain listener
-//! knows none of it; HBONE and PROXY-protocol listeners attach a
-//! [`Downstream`] to the stream's `ProxyDigest`, where the phases read it back.
+//! Who is calling and where to: the client's identity and namespace (for
+//! consumer routes), its metric labels, whether the connection was mutual
+//! TLS, and — for tunnelled streams — the target the tunnel named. The plain
+//! listener knows none of it; HBONE and PROXY-protocol listeners attach a
+//! [`Downstream`] to the stream's `ProxyDigest` (Pingora's only way to carry
+//! per-connection data into a session), where the phases read it back.
+//!
+//! The tunnel's target stays an authority, not a resolved Service: each
+//! request resolves it in the one snapshot it is served with.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use pingora_proxy::Session;
 
+use crate::hbone::ConnectTarget;
 use crate::identity::Identity;
 use crate::routing::Destination;
+use crate::store::Published;
 use crate::telemetry::PeerLabels;
+use crate::upstream::dial::Originator;
 
 /// What a listener knows about a downstream connection before any request.
 #[derive(Debug, Clone, Default)]
@@ -19,7 +26,7 @@ pub struct Downstream {
     pub caller: Caller,
     /// The destination named by the tunnel (HBONE `:authority`, PROXY
     /// destination); when set, routing ignores the Host header.
-    pub destination: Option<Destination>,
+    pub target: Option<ConnectTarget>,
 }
 
 impl Downstream {
@@ -41,10 +48,17 @@ impl Downstream {
                         .map(|a| a.ip()),
                     ..Default::default()
                 },
-                destination: None,
+                target: None,
             },
         }
     }
+}
+
+/// A tunnel's target resolved in one snapshot: the stream's L4/L7 choice
+/// and, for L4, its endpoints come from this snapshot only.
+pub struct ResolvedTarget {
+    pub published: Arc<Published>,
+    pub destination: Destination,
 }
 
 /// The caller of one request, as far as the listener could tell.
@@ -71,6 +85,15 @@ impl Caller {
             "mutual_tls"
         } else {
             "none"
+        }
+    }
+
+    /// What an upstream connection opened for this caller tells the
+    /// destination ztunnel.
+    pub fn originator(&self) -> Originator {
+        Originator {
+            client_ip: self.client_ip,
+            traceparent: self.traceparent.clone(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Accept loops that hand connections to the Pingora proxy, and the drain
-//! that lets in-flight requests finish on shutdown.
+//! The plain listener's accept loop, the h2c sniff, and the hand-off of any
+//! downstream stream (TCP, HBONE, PROXY protocol) to the Pingora app; plus
+//! the connection count that lets shutdown drain in-flight requests.
 //!
 //! We run our own accept loop instead of a Pingora `Server` so that HBONE
 //! streams, PROXY-protocol connections and plain sockets all enter the same
@@ -11,14 +12,11 @@ use std::time::Duration;
 
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::{GetProxyDigest, GetSocketDigest, SocketDigest, Stream};
+use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::ShutdownWatch;
-use pingora_proxy::HttpProxy;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
-
-use super::Waypoint;
 
 /// Counts open downstream connections so shutdown can wait for them.
 #[derive(Default)]
@@ -68,20 +66,28 @@ impl Drop for ConnectionGuard {
 /// and then peeks with `read_exact` on the 24-byte preface, which hangs a
 /// shorter HTTP/1 request (`GET / HTTP/1.0\r\n\r\n` is 18 bytes). So we sniff
 /// ourselves and hand each connection to the instance for its protocol.
-#[derive(Clone)]
-pub struct Proxies {
-    pub http1: Arc<HttpProxy<Waypoint>>,
-    pub h2c: Arc<HttpProxy<Waypoint>>,
+pub struct Proxies<A> {
+    pub http1: Arc<A>,
+    pub h2c: Arc<A>,
 }
 
-impl Proxies {
+impl<A> Clone for Proxies<A> {
+    fn clone(&self) -> Self {
+        Proxies {
+            http1: self.http1.clone(),
+            h2c: self.h2c.clone(),
+        }
+    }
+}
+
+impl<A: ServerApp + Send + Sync + 'static> Proxies<A> {
     /// Wakes idle keep-alive connections so they close (shutdown).
     pub async fn cleanup(&self) {
         self.http1.cleanup().await;
         self.h2c.cleanup().await;
     }
 
-    pub fn for_protocol(&self, h2c: bool) -> Arc<HttpProxy<Waypoint>> {
+    pub fn for_protocol(&self, h2c: bool) -> Arc<A> {
         if h2c {
             self.h2c.clone()
         } else {
@@ -116,8 +122,8 @@ pub async fn sniff_h2c(tcp: &tokio::net::TcpStream) -> std::io::Result<bool> {
 }
 
 /// Serves one downstream connection: HTTP/1.1 keep-alive loop or h2c.
-pub async fn serve_stream(
-    proxy: Arc<HttpProxy<Waypoint>>,
+pub async fn serve_stream<A: ServerApp + Send + Sync + 'static>(
+    proxy: Arc<A>,
     stream: Stream,
     shutdown: ShutdownWatch,
     _guard: ConnectionGuard,
@@ -143,9 +149,9 @@ pub fn l4_stream(tcp: tokio::net::TcpStream, peer: std::net::SocketAddr) -> L4St
 }
 
 /// Accepts plain TCP connections until `shutdown` turns true.
-pub async fn run_plain(
+pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
-    proxies: Proxies,
+    proxies: Proxies<A>,
     tracker: Arc<ConnectionTracker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -183,93 +189,4 @@ pub async fn run_plain(
         });
     }
     info!("plain HTTP listener closed");
-}
-
-/// How long a PROXY-protocol client may take to send its header.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Accepts Istio's `PROXY/15088` sandwich connections: a PROXY v2 header
-/// (source, destination, TLV 0xD0 = source SPIFFE id) then the application
-/// bytes, served like an HBONE stream. A missing or malformed header closes
-/// the connection.
-pub async fn run_proxy_protocol(
-    listener: TcpListener,
-    tunnels: Arc<crate::proxy::tunnel::TunnelHandler>,
-    tracker: Arc<ConnectionTracker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    info!(addr = ?listener.local_addr().ok(), "PROXY-protocol listener accepting");
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        let Ok((mut tcp, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let tunnels = tunnels.clone();
-        let guard = tracker.track();
-        tokio::spawn(async move {
-            let _guard = guard;
-            let header = match tokio::time::timeout(
-                PROXY_HEADER_TIMEOUT,
-                crate::hbone::proxy_protocol::read_proxy_v2(&mut tcp),
-            )
-            .await
-            {
-                Ok(Ok(h)) => h,
-                Ok(Err(e)) => {
-                    warn!(%peer, error = %e, "closing connection: bad PROXY header");
-                    return;
-                }
-                Err(_) => {
-                    warn!(%peer, "closing connection: no PROXY header in time");
-                    return;
-                }
-            };
-            let target = crate::hbone::ConnectTarget::Addr(header.destination);
-            let Some(destination) = crate::proxy::tunnel::resolve_target(&tunnels.store, &target)
-            else {
-                debug!(%peer, destination = %header.destination, "no Service for PROXY destination");
-                return;
-            };
-            let h2c = match sniff_h2c(&tcp).await {
-                Ok(h2c) => h2c,
-                Err(_) => return,
-            };
-            let sniffed = if h2c {
-                crate::hbone::Sniffed::H2c
-            } else {
-                crate::hbone::Sniffed::Http1
-            };
-            let caller = crate::proxy::tunnel::caller_from(
-                header.peer_identity.as_ref(),
-                &crate::hbone::Baggage::default(),
-                Some(header.source.ip()),
-            );
-            let downstream = super::Downstream {
-                caller,
-                destination: None,
-            };
-            let stream = l4_stream(tcp, header.source);
-            tunnels
-                .serve_bytes(stream, sniffed, downstream, destination)
-                .await;
-        });
-    }
-    info!("PROXY-protocol listener closed");
-}
-
-impl crate::proxy::tunnel::SetDownstream for L4Stream {
-    fn set_downstream(&mut self, downstream: super::Downstream) {
-        let response = Box::new(
-            pingora_http::ResponseHeader::build(200, None).expect("static status is valid"),
-        );
-        self.set_proxy_digest(pingora_core::protocols::raw_connect::ProxyDigest::new(
-            response,
-            Some(Box::new(downstream)),
-        ));
-    }
 }

@@ -3,18 +3,15 @@
 //! endpoints, without L7 policy — as Istio's waypoint does for TCP.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::routing::Destination;
-use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, RequestLabels};
+use crate::upstream::dial::{DialTarget, Dialer};
 
-use super::caller::Caller;
-use super::outbound::HboneUpstream;
+use super::downstream::{Caller, ResolvedTarget};
 
 /// True for ports Istio treats as plain TCP: `appProtocol: tcp` or a port
 /// name `tcp` / `tcp-*`.
@@ -32,50 +29,41 @@ pub fn is_tcp_port(dest: &Destination) -> bool {
 
 /// Forwards tunnelled bytes to endpoints.
 pub struct Passthrough {
-    pub store: Arc<SnapshotStore>,
-    pub hbone: Option<Arc<HboneUpstream>>,
+    pub dialer: Arc<Dialer>,
     pub metrics: Arc<Metrics>,
-    pub connect_timeout: Duration,
 }
 
 impl Passthrough {
-    /// Copies bytes both ways between `downstream` and one endpoint of
-    /// `destination` until either side closes; records Istio's TCP metrics.
-    pub async fn forward<S>(&self, mut downstream: S, caller: &Caller, destination: &Destination)
+    /// Copies bytes both ways between `downstream` and one endpoint of the
+    /// accepted destination (from the snapshot the tunnel was accepted
+    /// with) until either side closes; records Istio's TCP metrics.
+    pub async fn forward<S>(&self, mut downstream: S, caller: &Caller, accepted: &ResolvedTarget)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let destination = &accepted.destination;
         let labels = self.labels(caller, destination);
-        let Some(endpoints) = self.store.load().snapshot.endpoints(destination) else {
+        let Some(endpoints) = accepted.published.snapshot.endpoints(destination) else {
             return;
         };
         let Some(picked) = endpoints.pick(&[]) else {
             debug!(service = %destination.service.key, "no endpoint for L4 passthrough");
             return;
         };
-        let addr = picked.endpoint.addr;
+        let target = DialTarget {
+            addr: picked.endpoint.addr,
+            in_mesh: picked.endpoint.in_mesh,
+        };
         self.metrics.record_tcp_open(&labels);
-        let hbone = self.hbone.as_ref().filter(|_| picked.endpoint.in_mesh);
-        let copied = if let Some(hbone) = hbone {
-            match hbone.connect(addr, caller, self.connect_timeout).await {
-                Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
-                Err(e) => Err(std::io::Error::other(e)),
-            }
-        } else {
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(mut up)) => {
-                    let _ = up.set_nodelay(true);
-                    tokio::io::copy_bidirectional(&mut downstream, &mut up).await
-                }
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-            }
+        let copied = match self.dialer.connect(target, &caller.originator()).await {
+            Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
+            Err(e) => Err(std::io::Error::other(e)),
         };
         let (sent, received) = match copied {
             // (downstream → upstream, upstream → downstream)
             Ok((to_up, to_down)) => (to_down, to_up),
             Err(e) => {
-                debug!(%addr, error = %e, "L4 passthrough ended with an error");
+                debug!(addr = %target.addr, error = %e, "L4 passthrough ended with an error");
                 (0, 0)
             }
         };

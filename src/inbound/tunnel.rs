@@ -1,46 +1,44 @@
 //! Inbound tunnels: what to do with an HBONE CONNECT stream (or a
 //! PROXY-protocol connection) once the caller is known. Resolve the target
-//! to a Service port, then run the same L7 path as the plain listener on the
-//! stream — or, for a TCP port or non-HTTP bytes, forward it as L4.
+//! to a Service port in one config snapshot, then run the same L7 path as
+//! the plain listener on the stream — or, for a TCP port or non-HTTP bytes,
+//! forward it as L4 with that same snapshot's endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::StatusCode;
+use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::hbone::{
-    Baggage, ConnectDecision, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream,
-};
+use crate::hbone::{Baggage, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream};
 use crate::identity::Identity;
-use crate::routing::Destination;
+use crate::routing::{Destination, Snapshot};
 use crate::store::SnapshotStore;
 use crate::telemetry::PeerLabels;
 
-use super::caller::{Caller, Downstream};
+use super::downstream::{Caller, Downstream, ResolvedTarget};
 use super::listener::{serve_stream, ConnectionTracker, Proxies};
 use super::passthrough::{self, Passthrough};
 
-/// Serves tunnelled connections for every inbound listener.
-pub struct TunnelHandler {
+/// Serves tunnelled connections for every inbound listener; `A` is the
+/// Pingora app (the proxy) that HTTP streams are handed to.
+pub struct TunnelHandler<A> {
     pub store: Arc<SnapshotStore>,
-    pub proxies: Proxies,
+    pub proxies: Proxies<A>,
     pub tracker: Arc<ConnectionTracker>,
     pub shutdown: watch::Receiver<bool>,
     pub passthrough: Arc<Passthrough>,
 }
 
-/// The Service port an authority names in the current config.
-pub fn resolve_target(store: &SnapshotStore, target: &ConnectTarget) -> Option<Destination> {
-    let published = store.load();
+/// The Service port an authority names in `snapshot`.
+pub fn resolve_target(snapshot: &Snapshot, target: &ConnectTarget) -> Option<Destination> {
     match target {
-        ConnectTarget::Addr(addr) => published.snapshot.find_destination_by_addr(*addr),
-        ConnectTarget::Host { .. } => published
-            .snapshot
-            .find_destination_by_host(&target.to_string()),
+        ConnectTarget::Addr(addr) => snapshot.find_destination_by_addr(*addr),
+        ConnectTarget::Host { .. } => snapshot.find_destination_by_host(&target.to_string()),
     }
 }
 
@@ -83,32 +81,40 @@ pub fn caller_from(
     }
 }
 
-impl TunnelHandler {
-    /// Runs a tunnelled byte stream to `destination`: L7 when it carries
-    /// HTTP/1.1 or h2c on an HTTP port, L4 otherwise.
+impl<A: ServerApp + Send + Sync + 'static> TunnelHandler<A> {
+    /// Resolves `target` in the config as it is now.
+    pub fn accept(&self, target: &ConnectTarget) -> Option<ResolvedTarget> {
+        let published = self.store.load();
+        let destination = resolve_target(&published.snapshot, target)?;
+        Some(ResolvedTarget {
+            published,
+            destination,
+        })
+    }
+
+    /// Runs a tunnelled byte stream to `accepted`'s destination: L7 when it
+    /// carries HTTP/1.1 or h2c on an HTTP port, L4 otherwise.
     pub async fn serve_bytes<S>(
         &self,
         mut stream: S,
         sniffed: Sniffed,
         downstream: Downstream,
-        destination: Destination,
+        accepted: ResolvedTarget,
     ) where
         S: pingora_core::protocols::IO + SetDownstream + 'static,
     {
+        let destination = &accepted.destination;
         let http = matches!(sniffed, Sniffed::Http1 | Sniffed::H2c)
-            && !passthrough::is_tcp_port(&destination);
+            && !passthrough::is_tcp_port(destination);
         if !http {
             debug!(service = %destination.service.key, port = destination.port.number, "L4 passthrough");
             self.passthrough
-                .forward(stream, &downstream.caller, &destination)
+                .forward(stream, &downstream.caller, &accepted)
                 .await;
             return;
         }
         let h2c = sniffed == Sniffed::H2c;
-        stream.set_downstream(Downstream {
-            destination: Some(destination),
-            ..downstream
-        });
+        stream.set_downstream(downstream);
         let guard = self.tracker.track();
         let boxed: Stream = Box::new(stream);
         serve_stream(
@@ -133,24 +139,19 @@ impl SetDownstream for TunnelStream {
 }
 
 #[async_trait]
-impl ConnectHandler for TunnelHandler {
+impl<A: ServerApp + Send + Sync + 'static> ConnectHandler for TunnelHandler<A> {
+    type Accepted = ResolvedTarget;
+
     /// 200 when the authority names something we serve, else 503 (ztunnel's
     /// own answer when nothing serves a destination).
-    async fn decide(&self, req: &TunnelRequest) -> ConnectDecision {
-        match resolve_target(&self.store, &req.target) {
-            Some(_) => ConnectDecision::Accept,
-            None => {
-                debug!(target = %req.target, peer = %req.peer, "no Service for CONNECT authority");
-                ConnectDecision::Reject(StatusCode::SERVICE_UNAVAILABLE)
-            }
-        }
+    async fn decide(&self, req: &TunnelRequest) -> Result<ResolvedTarget, StatusCode> {
+        self.accept(&req.target).ok_or_else(|| {
+            debug!(target = %req.target, peer = %req.peer, "no Service for CONNECT authority");
+            StatusCode::SERVICE_UNAVAILABLE
+        })
     }
 
-    async fn serve(&self, req: TunnelRequest, mut stream: TunnelStream) {
-        // Re-resolve: the config may have changed since `decide`.
-        let Some(destination) = resolve_target(&self.store, &req.target) else {
-            return;
-        };
+    async fn serve(&self, req: TunnelRequest, accepted: ResolvedTarget, mut stream: TunnelStream) {
         let sniffed = match stream.sniff().await {
             Ok(s) => s,
             Err(e) => {
@@ -164,9 +165,9 @@ impl ConnectHandler for TunnelHandler {
         debug!(%client, target = %req.target, ?sniffed, "tunnel accepted");
         let downstream = Downstream {
             caller,
-            destination: None,
+            target: Some(req.target),
         };
-        self.serve_bytes(stream, sniffed, downstream, destination)
+        self.serve_bytes(stream, sniffed, downstream, accepted)
             .await;
     }
 }

@@ -1,0 +1,271 @@
+//! The one dialer. Every upstream connection the waypoint opens goes through
+//! [`Dialer`]: routed requests (as Pingora peers), RequestMirror copies,
+//! proxy-wasm `proxy_http_call`s and L4 passthrough. The security rule lives
+//! here and nowhere else: an endpoint captured by ambient (`in_mesh`) is
+//! reached over HBONE — an mTLS CONNECT stream with the waypoint's own
+//! identity through the endpoint's node ztunnel — and never over plain TCP
+//! while the waypoint has an identity. Everything else is plain TCP.
+//!
+//! What the dialer does not own: which endpoint to pick (the caller's
+//! endpoint set does), and what is spoken over the stream.
+
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pingora_core::upstreams::peer::HttpPeer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::hbone::{
+    Forwarded, HboneConnector, HboneError, HbonePool, OutboundHeaders, PoolConfig, TunnelStream,
+};
+use crate::identity::{Identity, IdentityStore};
+
+/// On whose behalf a connection is opened: what the destination ztunnel
+/// learns about the original caller (`forwarded`, `traceparent`).
+#[derive(Debug, Clone, Default)]
+pub struct Originator {
+    /// The original client's IP.
+    pub client_ip: Option<IpAddr>,
+    /// The caller tunnel's W3C `traceparent`, passed on for correlation.
+    pub traceparent: Option<Arc<str>>,
+}
+
+impl Originator {
+    fn headers(&self) -> OutboundHeaders {
+        OutboundHeaders {
+            baggage: None,
+            forwarded: self
+                .client_ip
+                .map(|ip| Forwarded::new(SocketAddr::new(ip, 0), None)),
+            traceparent: self.traceparent.as_deref().map(str::to_string),
+        }
+    }
+}
+
+/// Where a connection to one endpoint goes, as the dialer decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection to the endpoint itself.
+    Plain,
+    /// A CONNECT stream to the endpoint through the ztunnel at this address.
+    Hbone { ztunnel: SocketAddr },
+}
+
+/// What the dialer needs to know of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialTarget {
+    /// The endpoint's `ip:targetPort`.
+    pub addr: SocketAddr,
+    /// Captured by ambient: reach it through its node's ztunnel.
+    pub in_mesh: bool,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connect to {addr} failed: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error(transparent)]
+    Hbone(#[from] HboneError),
+}
+
+/// Opens upstream connections, plain or HBONE.
+pub struct Dialer {
+    hbone: Option<HboneDialer>,
+    connect_timeout: Duration,
+}
+
+/// Outbound HBONE: pooled mTLS h2 connections to destination ztunnels.
+struct HboneDialer {
+    pool: HbonePool,
+    store: Arc<IdentityStore>,
+    /// The destination ztunnels' HBONE port (`--hbone-upstream-port`).
+    port: u16,
+}
+
+impl Dialer {
+    /// A dialer without an identity: every endpoint is dialled plain.
+    pub fn plain(connect_timeout: Duration) -> Self {
+        Dialer {
+            hbone: None,
+            connect_timeout,
+        }
+    }
+
+    /// A dialer that reaches in-mesh endpoints over HBONE with `store`'s
+    /// identity, through ztunnels listening on `ztunnel_port`.
+    pub fn with_hbone(
+        store: Arc<IdentityStore>,
+        trust_domain: &str,
+        ztunnel_port: u16,
+        connect_timeout: Duration,
+    ) -> Self {
+        Dialer {
+            hbone: Some(HboneDialer {
+                pool: HbonePool::new(store.clone(), trust_domain, PoolConfig::default()),
+                store,
+                port: ztunnel_port,
+            }),
+            connect_timeout,
+        }
+    }
+
+    /// The waypoint's own SPIFFE identity, when it has one.
+    pub fn own_identity(&self) -> Option<Identity> {
+        self.hbone.as_ref().map(|h| h.store.identity())
+    }
+
+    /// The default connect timeout (`connect_timeout` of the settings).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Plain or HBONE for `target`: HBONE exactly when the endpoint is in
+    /// the mesh and the waypoint has an identity to tunnel with.
+    pub fn transport(&self, target: DialTarget) -> Transport {
+        match &self.hbone {
+            Some(h) if target.in_mesh => Transport::Hbone {
+                ztunnel: SocketAddr::new(target.addr.ip(), h.port),
+            },
+            _ => Transport::Plain,
+        }
+    }
+
+    /// Opens a byte stream to `target` within the connect timeout.
+    pub async fn connect(
+        &self,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+    ) -> Result<UpstreamIo, DialError> {
+        let timeout = self.connect_timeout;
+        match (self.transport(target), &self.hbone) {
+            (Transport::Hbone { ztunnel }, Some(h)) => {
+                let headers = on_behalf_of.headers();
+                let connect = h.pool.connect(ztunnel, target.addr, &headers);
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(stream) => Ok(UpstreamIo::Hbone(Box::new(stream?))),
+                    Err(_) => Err(HboneError::Timeout {
+                        ztunnel,
+                        phase: "tunnel setup",
+                        timeout,
+                    }
+                    .into()),
+                }
+            }
+            _ => {
+                let addr = target.addr;
+                match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => {
+                        // Request/response traffic: Nagle would hold small writes.
+                        let _ = tcp.set_nodelay(true);
+                        Ok(UpstreamIo::Plain(tcp))
+                    }
+                    Ok(Err(source)) => Err(DialError::Tcp { addr, source }),
+                    Err(_) => Err(DialError::Timeout { addr, timeout }),
+                }
+            }
+        }
+    }
+
+    /// Makes Pingora's connect for `peer` (to `target`) follow the same
+    /// rule: for HBONE, Pingora's L4 connect becomes a CONNECT stream on a
+    /// pooled mTLS h2 connection to the endpoint's ztunnel, bounded by
+    /// `timeout`. A plain peer is left as it is.
+    pub fn configure_peer(
+        &self,
+        peer: &mut HttpPeer,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+        timeout: Duration,
+    ) {
+        let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) else {
+            return;
+        };
+        peer.options.custom_l4 = Some(Arc::new(HboneConnector::new(
+            h.pool.clone(),
+            ztunnel,
+            target.addr,
+            on_behalf_of.headers(),
+        )));
+        // Pingora keys its pool by address, not by custom_l4: a distinct group
+        // keeps a pooled plaintext connection from ever serving an HBONE peer.
+        peer.group_key = hbone_group_key(&h.store.identity());
+        // `connection_timeout` is not applied to custom L4 connects.
+        peer.options.total_connection_timeout = Some(timeout);
+    }
+}
+
+fn hbone_group_key(identity: &Identity) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    "hbone".hash(&mut h);
+    identity.to_string().hash(&mut h);
+    h.finish() | 1
+}
+
+/// A connection the dialer opened: TCP, or a CONNECT stream through a ztunnel.
+pub enum UpstreamIo {
+    Plain(TcpStream),
+    Hbone(Box<TunnelStream>),
+}
+
+impl UpstreamIo {
+    /// Which transport this connection took.
+    pub fn is_hbone(&self) -> bool {
+        matches!(self, UpstreamIo::Hbone(_))
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Hbone(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Hbone(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Hbone(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Hbone(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
