@@ -93,6 +93,16 @@ fn masking_keeps_the_shape_and_hides_what_varies() {
 }
 
 #[test]
+fn changed_fields_are_named_by_their_path() {
+    let want = serde_json::json!({"a": [{"w": 90}, {"w": 10}], "b": [1], "c": "x"});
+    let got = serde_json::json!({"a": [{"w": 80}, {"w": 10}], "b": [1, 2], "d": true});
+    assert_eq!(
+        changed_fields(&want, &got),
+        "  a[0].w: 90 → 80\n  b: 1 entries → 2 (see the lines below)\n  c: removed (was \"x\")\n  d: added true\n"
+    );
+}
+
+#[test]
 fn the_diff_shows_changed_lines_with_context() {
     let want = "a\nb\nc\nd\ne\nf\ng\nh\n";
     let got = "a\nb\nc\nd\ne\nF\ng\nh\ni\n";
@@ -154,8 +164,12 @@ async fn check_case(name: &str) {
         )
     });
     if want != got {
+        let fields = match serde_json::from_str::<Value>(&want) {
+            Ok(old) => changed_fields(&old, &serde_json::from_str(&got).expect("rendered JSON")),
+            Err(e) => format!("(the golden file is not JSON: {e})\n"),
+        };
         panic!(
-            "{name}: /config_dump differs from {} (- golden, + now):\n{}\nIf the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff.",
+            "{name}: /config_dump differs from {}.\nChanged fields (golden → now):\n{fields}\nLines (- golden, + now):\n{}\nIf the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff.",
             golden.display(),
             line_diff(&want, &got)
         );
@@ -233,7 +247,10 @@ impl Waypoint {
 
     /// Panics with the exit status and everything the binary logged.
     fn fail(&mut self, config: &Path, why: &str) -> ! {
-        let exit = self.child.try_wait().ok().flatten();
+        // Killing a process that already exited changes nothing: wait still
+        // reports its own exit status.
+        let _ = self.child.kill();
+        let exit = self.child.wait().ok();
         panic!(
             "waypoint run --config {}: {why} an \"admin listening\" line; exit {exit:?}; stderr:\n{}",
             config.display(),
@@ -351,6 +368,70 @@ fn render(v: &Value) -> String {
 
 // ---------------------------------------------------------------------------
 // A readable diff.
+
+/// At most this many changed fields are listed.
+const MAX_FIELDS: usize = 20;
+
+/// One line per differing leaf, named by its path in the dump
+/// (`snapshot.services[0].ports[0].producerRoutes[6].backends[0].weight: 90 → 80`),
+/// so a change is located without counting lines.
+fn changed_fields(want: &Value, got: &Value) -> String {
+    let mut found = Vec::new();
+    collect_changes(want, got, String::new(), &mut found);
+    let total = found.len();
+    let mut out: String = found
+        .into_iter()
+        .take(MAX_FIELDS)
+        .map(|line| format!("  {line}\n"))
+        .collect();
+    if total > MAX_FIELDS {
+        out += &format!("  … and {} more\n", total - MAX_FIELDS);
+    }
+    out
+}
+
+fn collect_changes(want: &Value, got: &Value, path: String, out: &mut Vec<String>) {
+    let at = |path: &str| {
+        if path.is_empty() {
+            "(top)".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    match (want, got) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => collect_changes(x, y, sub, out),
+                    (Some(x), None) => out.push(format!("{sub}: removed (was {x})")),
+                    (None, Some(y)) => out.push(format!("{sub}: added {y}")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                collect_changes(x, y, format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => out.push(format!(
+            "{}: {} entries → {} (see the lines below)",
+            at(&path),
+            a.len(),
+            b.len()
+        )),
+        (x, y) if x != y => out.push(format!("{}: {x} → {y}", at(&path))),
+        _ => {}
+    }
+}
 
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
