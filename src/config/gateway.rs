@@ -283,15 +283,51 @@ pub struct HttpPathModifier {
 
 /// `backendRefs[]` of a rule.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "HttpBackendRefFields")]
 pub struct HttpBackendRef {
-    #[serde(flatten)]
+    /// The reference fields (`group`, `kind`, `name`, `namespace`, `port`).
     pub backend: BackendObjectReference,
     /// Default 1; 0 means "never chosen".
-    #[serde(default)]
     pub weight: Option<i64>,
-    #[serde(default)]
     pub filters: Vec<HttpRouteFilter>,
+}
+
+/// `backendRefs[]` as written: the reference fields sit beside `weight` and
+/// `filters`. Decoded flat rather than with `#[serde(flatten)]`, which
+/// would hide a misspelled field (`wieght: 3`) from the unknown-field
+/// warning and silently turn a canary split into an even one.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpBackendRefFields {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    weight: Option<i64>,
+    #[serde(default)]
+    filters: Vec<HttpRouteFilter>,
+}
+
+impl From<HttpBackendRefFields> for HttpBackendRef {
+    fn from(f: HttpBackendRefFields) -> Self {
+        HttpBackendRef {
+            backend: BackendObjectReference {
+                group: f.group,
+                kind: f.kind,
+                name: f.name,
+                namespace: f.namespace,
+                port: f.port,
+            },
+            weight: f.weight,
+            filters: f.filters,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -332,4 +368,39 @@ pub struct HttpRouteRetry {
     pub attempts: Option<i64>,
     #[serde(default)]
     pub backoff: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loader warns about every field serde_ignored reports; a field
+    /// hidden behind `flatten` would never be reported.
+    fn unknown_fields<T: serde::de::DeserializeOwned>(yaml: &str) -> (T, Vec<String>) {
+        let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let mut ignored = Vec::new();
+        let decoded = serde_ignored::deserialize(value, |p| ignored.push(p.to_string())).unwrap();
+        (decoded, ignored)
+    }
+
+    #[test]
+    fn a_misspelled_backend_ref_field_is_reported() {
+        let (r, ignored) =
+            unknown_fields::<HttpBackendRef>("{name: reviews-v2, port: 9080, wieght: 3}");
+        assert_eq!(ignored, vec!["wieght".to_string()]);
+        assert_eq!(r.weight, None, "the misspelled weight is not taken");
+        assert_eq!(r.backend.name, "reviews-v2");
+        assert_eq!(r.backend.port, Some(9080));
+    }
+
+    #[test]
+    fn backend_ref_fields_sit_beside_weight_and_filters() {
+        let (r, ignored) = unknown_fields::<HttpBackendRef>(
+            "{group: '', kind: Service, name: a, namespace: shop, port: 80, weight: 90, filters: []}",
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(r.weight, Some(90));
+        assert_eq!(r.backend.namespace.as_deref(), Some("shop"));
+        assert_eq!(r.backend.kind.as_deref(), Some("Service"));
+    }
 }

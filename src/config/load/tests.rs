@@ -180,7 +180,7 @@ fn parsed_objects_load_with_their_origin_in_errors() {
     assert!(
         message.starts_with("kube:HTTPRoute/shop/r: ")
             && message
-                .contains("HTTPRoute shop/r: field spec.rules[0].backendRefs[0]: invalid type"),
+                .contains("HTTPRoute shop/r: field spec.rules[0].backendRefs[0].port: invalid type"),
         "{message}"
     );
 }
