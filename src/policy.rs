@@ -15,6 +15,7 @@ pub mod pool;
 pub mod retry;
 
 // Per-request decisions that `proxy/attempts` and `proxy/admission` apply.
+pub mod admission;
 pub mod deadline;
 
 pub use fault::{Abort, FaultAction, FaultPolicy, Percentage};
