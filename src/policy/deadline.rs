@@ -130,8 +130,15 @@ mod tests {
         let ms = Duration::from_millis;
         let now = Instant::now();
         let route = Deadline::start(Some(SEC), now);
-        // (deadline, per-try, elapsed, want)
-        let rows: &[(&str, Deadline, Option<Duration>, Duration, Option<Duration>)] = &[
+        // (row, deadline, per-try, elapsed, want)
+        type Row = (
+            &'static str,
+            Deadline,
+            Option<Duration>,
+            Duration,
+            Option<Duration>,
+        );
+        let rows: &[Row] = &[
             ("neither", Deadline::NONE, None, ms(0), None),
             (
                 "per-try only",

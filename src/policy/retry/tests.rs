@@ -158,7 +158,7 @@ async fn decide_follows_retry_on_attempts_and_deadline() {
             ConnectFailure,
             0,
             Deadline::NONE,
-            MS * 0,
+            Duration::ZERO,
             Retry,
         ),
         (
@@ -174,7 +174,7 @@ async fn decide_follows_retry_on_attempts_and_deadline() {
             Status(500),
             1,
             deadline,
-            MS * 0,
+            Duration::ZERO,
             NotRetriable,
         ),
         (
@@ -182,7 +182,7 @@ async fn decide_follows_retry_on_attempts_and_deadline() {
             Reset,
             2,
             deadline,
-            MS * 0,
+            Duration::ZERO,
             NotRetriable,
         ),
         (
@@ -190,7 +190,7 @@ async fn decide_follows_retry_on_attempts_and_deadline() {
             ConnectFailure,
             2,
             Deadline::NONE,
-            MS * 0,
+            Duration::ZERO,
             GiveUp { urx: true },
         ),
         (
