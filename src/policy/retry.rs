@@ -212,8 +212,9 @@ impl RetryPolicy {
     }
 
     /// The jitter window of retry number `retry` (1-based): the base
-    /// interval doubled per retry, capped at `backoff_max`. Per Envoy: "the
-    /// back-off interval ... grows exponentially ... up to the max interval".
+    /// interval doubled per retry, capped at `backoff_max` (Envoy's fully
+    /// jittered exponential back-off; its max interval defaults to 10× the
+    /// base).
     pub fn backoff_window(&self, retry: u32) -> Duration {
         let exp = retry.saturating_sub(1).min(16);
         self.backoff_base
@@ -235,8 +236,8 @@ impl RetryPolicy {
             return RetryDecision::NotRetriable;
         }
         if retries_made >= self.attempts || deadline.expired(now) {
-            // Envoy flags URX ("upstream retry limit exceeded") only when a
-            // retry actually happened before the limit was hit.
+            // URX (upstream retry limit exceeded) only once a retry was
+            // made: a request never retried exceeded no retry limit.
             return RetryDecision::GiveUp {
                 urx: retries_made > 0,
             };
