@@ -14,6 +14,10 @@ pub mod outlier;
 pub mod pool;
 pub mod retry;
 
+// Per-request decisions that `proxy/attempts` and `proxy/admission` apply.
+pub mod admission;
+pub mod deadline;
+
 pub use fault::{Abort, FaultAction, FaultPolicy, Percentage};
 pub use hash::{request_hash, HashKey};
 pub use outlier::{OutlierDetection, OutlierDetector};

@@ -1,5 +1,7 @@
 //! Fault injection (VirtualService `fault`): delay and/or abort a share of
-//! requests after the route matched, flags DI and FI.
+//! requests after the route matched, flags DI and FI. This module draws the
+//! faults of one request (pure given the random source); applying them, in
+//! Envoy's order (delay, then abort), is [`super::admission::admit`]'s job.
 
 use std::time::Duration;
 
@@ -12,13 +14,19 @@ pub struct Percentage(pub f64);
 impl Percentage {
     /// Draws whether this request falls in the share.
     pub fn sample(self) -> bool {
+        self.sample_with(&mut rand::rng())
+    }
+
+    /// [`Self::sample`] with the random source supplied. 0 % and 100 % (and
+    /// beyond) are decided without drawing.
+    pub fn sample_with(self, rng: &mut impl Rng) -> bool {
         if self.0 >= 100.0 {
             return true;
         }
         if self.0 <= 0.0 {
             return false;
         }
-        rand::rng().random_range(0.0..100.0) < self.0
+        rng.random_range(0.0..100.0) < self.0
     }
 }
 
@@ -49,9 +57,18 @@ impl FaultPolicy {
     /// Draws this request's faults; delay and abort are drawn independently,
     /// and a delayed request may still be aborted (Envoy delays first).
     pub fn draw(&self) -> FaultAction {
+        self.draw_with(&mut rand::rng())
+    }
+
+    /// [`Self::draw`] with the random source supplied.
+    pub fn draw_with(&self, rng: &mut impl Rng) -> FaultAction {
         FaultAction {
-            delay: self.delay.and_then(|(d, p)| p.sample().then_some(d)),
-            abort: self.abort.and_then(|(a, p)| p.sample().then_some(a)),
+            delay: self
+                .delay
+                .and_then(|(d, p)| p.sample_with(rng).then_some(d)),
+            abort: self
+                .abort
+                .and_then(|(a, p)| p.sample_with(rng).then_some(a)),
         }
     }
 }
@@ -59,24 +76,100 @@ impl FaultPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const DELAY: Duration = Duration::from_millis(5);
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(0xfa017)
+    }
 
     #[test]
     fn percentages_hold_over_many_draws() {
         let policy = FaultPolicy {
-            delay: Some((Duration::from_millis(5), Percentage(30.0))),
+            delay: Some((DELAY, Percentage(30.0))),
             abort: Some((Abort::Http(503), Percentage(10.0))),
         };
+        let mut rng = rng();
         let n = 20_000;
-        let (mut delayed, mut aborted) = (0, 0);
+        let (mut delayed, mut aborted, mut both) = (0, 0, 0);
         for _ in 0..n {
-            let a = policy.draw();
+            let a = policy.draw_with(&mut rng);
             delayed += a.delay.is_some() as usize;
             aborted += a.abort.is_some() as usize;
+            both += (a.delay.is_some() && a.abort.is_some()) as usize;
         }
         let share = |k: usize| k as f64 / n as f64;
         assert!((share(delayed) - 0.30).abs() < 0.02, "{}", share(delayed));
         assert!((share(aborted) - 0.10).abs() < 0.02, "{}", share(aborted));
+        // Drawn independently: about 30 % of 10 % are both delayed and aborted.
+        assert!((share(both) - 0.03).abs() < 0.01, "{}", share(both));
+    }
+
+    #[test]
+    fn zero_and_full_shares_are_certain() {
+        let mut rng = rng();
+        for _ in 0..1000 {
+            assert!(Percentage(100.0).sample_with(&mut rng));
+            assert!(Percentage(150.0).sample_with(&mut rng));
+            assert!(!Percentage(0.0).sample_with(&mut rng));
+            assert!(!Percentage(-1.0).sample_with(&mut rng));
+        }
         assert!(Percentage(100.0).sample());
         assert!(!Percentage(0.0).sample());
+    }
+
+    #[test]
+    fn a_tiny_share_is_not_rounded_away() {
+        // Istio's percentage is a double: 0.1 % must fire now and then.
+        let mut rng = rng();
+        let hits = (0..100_000)
+            .filter(|_| Percentage(0.1).sample_with(&mut rng))
+            .count();
+        assert!((50..150).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn each_action_carries_the_configured_fault() {
+        let policy = FaultPolicy {
+            delay: Some((DELAY, Percentage(100.0))),
+            abort: Some((Abort::Grpc(14), Percentage(100.0))),
+        };
+        assert_eq!(
+            policy.draw_with(&mut rng()),
+            FaultAction {
+                delay: Some(DELAY),
+                abort: Some(Abort::Grpc(14)),
+            }
+        );
+        let delay_only = FaultPolicy {
+            delay: Some((DELAY, Percentage(100.0))),
+            abort: None,
+        };
+        assert_eq!(
+            delay_only.draw_with(&mut rng()),
+            FaultAction {
+                delay: Some(DELAY),
+                abort: None,
+            }
+        );
+        let never = FaultPolicy {
+            delay: Some((DELAY, Percentage(0.0))),
+            abort: Some((Abort::Http(503), Percentage(0.0))),
+        };
+        assert_eq!(never.draw(), FaultAction::default());
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_faults() {
+        let policy = FaultPolicy {
+            delay: Some((DELAY, Percentage(50.0))),
+            abort: Some((Abort::Http(500), Percentage(50.0))),
+        };
+        let draws = |mut rng: StdRng| -> Vec<FaultAction> {
+            (0..64).map(|_| policy.draw_with(&mut rng)).collect()
+        };
+        assert_eq!(draws(rng()), draws(rng()));
     }
 }

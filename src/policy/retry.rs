@@ -1,10 +1,17 @@
 //! Retry policy with Envoy's `retry_on` vocabulary (Istio's `retryOn`) and
-//! its backoff: exponential from a base interval (25 ms unless configured),
-//! capped at 10× the base, with full jitter.
+//! the decisions made with it: whether a failed attempt is retried
+//! (`retryOn`, attempts left, route deadline; URX when retries ran out) and
+//! how long to back off: exponential from a base interval (25 ms unless
+//! configured), capped at 10× the base, with full jitter, never past the
+//! deadline. Pure: time comes in as `now`, randomness as an `Rng`. The
+//! `maxRetries` budget is admission's ([`super::admission`]).
 
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
+
+use super::deadline::Deadline;
 
 /// Conditions that make an attempt retryable (Envoy `x-envoy-retry-on`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -190,80 +197,83 @@ impl RetryPolicy {
     /// Delay before retry number `retry` (1-based): full jitter over an
     /// exponentially growing window, capped (Envoy's algorithm).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = retry.saturating_sub(1).min(16);
-        let window = self
-            .backoff_base
-            .saturating_mul(1u32 << exp)
-            .min(self.backoff_max);
+        self.backoff_with(retry, &mut rand::rng())
+    }
+
+    /// [`Self::backoff`] with the random source supplied: uniform over
+    /// `0..=`[`Self::backoff_window`]`(retry)`.
+    pub fn backoff_with(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let window = self.backoff_window(retry);
         let nanos = window.as_nanos().min(u64::MAX as u128) as u64;
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+        Duration::from_nanos(rng.random_range(0..=nanos))
     }
+
+    /// The jitter window of retry number `retry` (1-based): the base
+    /// interval doubled per retry, capped at `backoff_max` (Envoy's fully
+    /// jittered exponential back-off; its max interval defaults to 10× the
+    /// base).
+    pub fn backoff_window(&self, retry: u32) -> Duration {
+        let exp = retry.saturating_sub(1).min(16);
+        self.backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max)
+    }
+
+    /// Whether a failed attempt is retried, `retries_made` retries (attempts
+    /// after the first) into the request. The `maxRetries` budget is not
+    /// consulted here: see [`super::admission::admit_retry`].
+    pub fn decide(
+        &self,
+        failure: AttemptFailure,
+        retries_made: u32,
+        deadline: Deadline,
+        now: Instant,
+    ) -> RetryDecision {
+        if !self.retries(failure) {
+            return RetryDecision::NotRetriable;
+        }
+        if retries_made >= self.attempts || deadline.expired(now) {
+            // URX (upstream retry limit exceeded) only once a retry was
+            // made: a request never retried exceeded no retry limit.
+            return RetryDecision::GiveUp {
+                urx: retries_made > 0,
+            };
+        }
+        RetryDecision::Retry
+    }
+
+    /// How long to wait before the next attempt, `retries_made` retries in
+    /// (counting the one about to start): `None` before the first attempt,
+    /// else a jittered backoff never running past the deadline.
+    pub fn wait_before_attempt(
+        &self,
+        retries_made: u32,
+        deadline: Deadline,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Option<Duration> {
+        if retries_made == 0 {
+            return None;
+        }
+        Some(deadline.clip(self.backoff_with(retries_made, rng), now))
+    }
+}
+
+/// What the retry policy says about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// The policy's `retryOn` does not name this failure: the error (or
+    /// response) goes to the client as it is, no flag.
+    NotRetriable,
+    /// The policy would retry, but the attempts are spent or the route
+    /// deadline has passed. `urx`: flag the response URX.
+    GiveUp { urx: bool },
+    /// Retry, subject to the destination's `maxRetries` budget.
+    Retry,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_istio_retry_on_with_bare_codes() {
-        let (on, codes) = RetryOn::parse("5xx, connect-failure,429,retriable-4xx").unwrap();
-        assert!(on.contains(RetryOn::FIVE_XX));
-        assert!(on.contains(RetryOn::CONNECT_FAILURE));
-        assert!(on.contains(RetryOn::RETRIABLE_STATUS_CODES));
-        assert_eq!(codes, vec![429]);
-        assert!(RetryOn::parse("5xx,bogus").unwrap_err().contains("bogus"));
-        assert!(RetryOn::parse("999").is_err());
-    }
-
-    #[test]
-    fn which_failures_retry() {
-        let p = |s: &str| {
-            let (retry_on, retriable_status_codes) = RetryOn::parse(s).unwrap();
-            RetryPolicy {
-                retry_on,
-                retriable_status_codes,
-                ..RetryPolicy::default()
-            }
-        };
-        use AttemptFailure::*;
-        let rows: &[(&str, AttemptFailure, bool)] = &[
-            ("5xx", Status(500), true),
-            ("5xx", Status(404), false),
-            ("5xx", ConnectFailure, true),
-            ("gateway-error", Status(503), true),
-            ("gateway-error", Status(500), false),
-            ("reset", Reset, true),
-            ("reset", Status(503), false),
-            ("connect-failure", ConnectFailure, true),
-            ("connect-failure", Reset, false),
-            ("retriable-4xx", Status(409), true),
-            ("retriable-4xx", Status(400), false),
-            ("418", Status(418), true),
-            ("418", Status(503), false),
-        ];
-        for (on, failure, want) in rows {
-            assert_eq!(p(on).retries(*failure), *want, "retryOn {on} {failure:?}");
-        }
-        // Istio's default policy.
-        let d = RetryPolicy::default();
-        assert_eq!(d.attempts, 2);
-        assert!(d.retries(ConnectFailure));
-        assert!(d.retries(Status(503)));
-        assert!(!d.retries(Status(500)));
-        assert!(!d.retries(Reset));
-    }
-
-    #[test]
-    fn backoff_is_jittered_within_an_exponential_capped_window() {
-        let p = RetryPolicy::default();
-        for retry in 1..=8 {
-            let window = (DEFAULT_BACKOFF * (1 << (retry - 1))).min(DEFAULT_BACKOFF * 10);
-            for _ in 0..50 {
-                assert!(p.backoff(retry) <= window, "retry {retry}");
-            }
-        }
-    }
-}
+mod tests;

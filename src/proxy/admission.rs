@@ -1,9 +1,13 @@
-//! Admission: the traffic policy a request meets between "route matched"
-//! and "pick an endpoint" — fault injection, the route deadline, the
-//! consistent-hash key and the connection-pool limits.
+//! Adapter between `request_filter` and [`crate::policy::admission`]: the
+//! traffic policy a request meets between "route matched" and "pick an
+//! endpoint" — fault injection, the route deadline and the connection-pool
+//! limits — plus the consistent-hash key. Reads the plan from the context,
+//! lets the policy decide, and writes flags, deadline, pool slot and hash
+//! back; refusals become [`Failure`]s here.
 
 use pingora_proxy::Session;
 
+use crate::policy::admission::{admit, Refusal};
 use crate::routing::LbChoice;
 use crate::telemetry::ResponseFlags;
 
@@ -24,45 +28,37 @@ impl Waypoint {
         let Some(plan) = ctx.plan.as_ref() else {
             return Err(Failure::Internal);
         };
-        if plan.endpoints.is_empty() {
-            return Err(Failure::NoHealthyUpstream);
-        }
         let policy = plan.policy.clone();
         let endpoints = plan.endpoints.clone();
-        if let Some(fault) = &policy.fault {
-            let action = fault.draw();
-            if let Some(delay) = action.delay {
-                ctx.flags.insert(ResponseFlags::DI);
-                tokio::time::sleep(delay).await;
+        let cluster = endpoints.cluster();
+        // Drawn before any await: the thread's random source is not `Send`.
+        let fault = policy.fault.as_ref().map(|f| f.draw()).unwrap_or_default();
+        let pool = cluster.limiter.as_ref().map(|limiter| limiter.admit());
+        let admission = admit(endpoints.len(), fault, policy.timeout, pool).await;
+
+        if admission.delayed {
+            ctx.flags.insert(ResponseFlags::DI);
+        }
+        ctx.deadline = admission.deadline.at();
+        match admission.verdict {
+            Ok(guard) => {
+                if guard.is_some() {
+                    ctx.pool_guard = guard;
+                }
             }
-            if let Some(abort) = action.abort {
-                return Err(Failure::FaultAbort(abort));
+            Err(Refusal::NoEndpoints) => return Err(Failure::NoHealthyUpstream),
+            Err(Refusal::FaultAbort(abort)) => return Err(Failure::FaultAbort(abort)),
+            Err(Refusal::DeadlineWhileQueued) => return Err(Failure::UpstreamTimeout),
+            Err(Refusal::Overflow(overflow)) => {
+                self.metrics
+                    .record_overflow(&cluster.name.to_string(), overflow.as_str());
+                return Err(Failure::Overflow);
             }
         }
-        // Envoy starts the route timeout when the router sees the request,
-        // after the fault filter's delay.
-        ctx.deadline = policy.timeout.map(|t| tokio::time::Instant::now() + t);
-        let cluster = endpoints.cluster();
         if let LbChoice::ConsistentHash(key) = &cluster.lb {
             let req = session.req_header();
             let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             ctx.hash = crate::policy::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
-        }
-        if let Some(limiter) = &cluster.limiter {
-            let admitted = match ctx.remaining() {
-                Some(left) => tokio::time::timeout(left, limiter.admit())
-                    .await
-                    .map_err(|_| Failure::UpstreamTimeout)?,
-                None => limiter.admit().await,
-            };
-            match admitted {
-                Ok(guard) => ctx.pool_guard = Some(guard),
-                Err(overflow) => {
-                    self.metrics
-                        .record_overflow(&cluster.name.to_string(), overflow.as_str());
-                    return Err(Failure::Overflow);
-                }
-            }
         }
         Ok(())
     }

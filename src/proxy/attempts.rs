@@ -1,30 +1,31 @@
-//! Retry bookkeeping across Pingora's attempt hooks: whether a failed
-//! attempt may be retried (policy, retry budget, route deadline,
-//! `maxRetries`), what the outlier detector hears about it, and the
-//! per-attempt timeouts.
+//! Adapter between Pingora's attempt hooks and the retry policy: reads the
+//! request context, asks [`crate::policy::retry`] (retry or not, backoff),
+//! [`crate::policy::admission`] (the `maxRetries` budget) and
+//! [`crate::policy::deadline`] (per-attempt timeouts), and writes the
+//! answer back (retry count, budget slot, URX, peer timeouts). Also tells
+//! the outlier detector how each attempt went. The decisions themselves
+//! are unit-tested in `policy/`; Pingora's errors are read by
+//! [`super::failure::classify`].
 
 use std::time::Duration;
 
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType};
+use pingora_error::Error;
+use tokio::time::Instant;
 
+use crate::policy::admission::{admit_retry, RetryAdmission};
+use crate::policy::deadline::Deadline;
 use crate::policy::outlier::Outcome;
 use crate::policy::retry::AttemptFailure;
 use crate::telemetry::ResponseFlags;
 
 use super::ctx::RequestCtx;
+use super::failure;
 
 /// How Pingora's error on an established upstream connection reads as an
-/// attempt failure.
+/// attempt failure (the retry half of [`failure::classify`]).
 pub fn classify(e: &Error) -> AttemptFailure {
-    use ErrorType::*;
-    match e.etype() {
-        ReadTimedout | WriteTimedout => AttemptFailure::PerTryTimeout,
-        HTTPStatus(code) => AttemptFailure::Status(*code),
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure | TLSHandshakeTimedout => AttemptFailure::ConnectFailure,
-        _ => AttemptFailure::Reset,
-    }
+    failure::classify(e).attempt
 }
 
 /// Tells the endpoint's outlier detector how the attempt went.
@@ -38,47 +39,46 @@ pub fn report(ctx: &RequestCtx, outcome: Outcome) {
 }
 
 /// Decides whether to retry after `failure`, taking a `maxRetries` slot
-/// when yes. Marks URX when the policy wanted a retry the budget refused.
+/// when yes. Marks URX when the policy wanted a retry that the attempts,
+/// the deadline or the budget refused.
 pub fn try_retry(ctx: &mut RequestCtx, failure: AttemptFailure) -> bool {
     let Some(plan) = &ctx.plan else {
         return false;
     };
-    let policy = &plan.policy.retry;
-    if !policy.retries(failure) {
-        return false;
-    }
-    if ctx.retries >= policy.attempts || ctx.expired() {
-        if ctx.retries > 0 {
-            ctx.flags.insert(ResponseFlags::URX);
+    let decision = plan
+        .policy
+        .retry
+        .decide(failure, ctx.retries, deadline(ctx), Instant::now());
+    let limiter = plan.endpoints.cluster().limiter.as_ref();
+    let admission = admit_retry(decision, || match limiter {
+        Some(limiter) => limiter.admit_retry().map(Some),
+        None => Ok(None),
+    });
+    match admission {
+        RetryAdmission::Retry(guard) => {
+            ctx.retry_guard = guard;
+            ctx.retries += 1;
+            true
         }
-        return false;
-    }
-    let guard = match &plan.endpoints.cluster().limiter {
-        Some(limiter) => match limiter.admit_retry() {
-            Ok(g) => Some(g),
-            Err(_) => {
+        RetryAdmission::NoRetry { urx } => {
+            if urx {
                 ctx.flags.insert(ResponseFlags::URX);
-                return false;
             }
-        },
-        None => None,
-    };
-    ctx.retry_guard = guard;
-    ctx.retries += 1;
-    true
+            false
+        }
+    }
 }
 
-/// Backoff before the next attempt, never past the route deadline.
+/// Backoff before the next attempt, never past the route deadline; `None`
+/// before the first attempt.
 pub fn backoff(ctx: &RequestCtx) -> Option<Duration> {
     let plan = ctx.plan.as_ref()?;
-    if ctx.retries == 0 {
-        return None;
-    }
-    let wait = plan.policy.retry.backoff(ctx.retries);
-    Some(match ctx.remaining() {
-        Some(left) => wait.min(left),
-        None => wait,
-    })
+    plan.policy.retry.wait_before_attempt(
+        ctx.retries,
+        deadline(ctx),
+        Instant::now(),
+        &mut rand::rng(),
+    )
 }
 
 /// Per-attempt timeouts: the per-try timeout and the route deadline, the
@@ -91,14 +91,12 @@ pub fn set_timeouts(peer: &mut HttpPeer, ctx: &RequestCtx, default_connect: Dura
     peer.options.connection_timeout = Some(cluster.connect_timeout.unwrap_or(default_connect));
     peer.options.idle_timeout = cluster.idle_timeout;
     let per_try = plan.policy.retry.per_try_timeout;
-    let limit = match (per_try, ctx.remaining()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if let Some(limit) = limit {
-        // A zero timeout would mean "none" to some layers: keep it positive.
-        let limit = limit.max(Duration::from_millis(1));
+    if let Some(limit) = deadline(ctx).attempt_timeout(per_try, Instant::now()) {
         peer.options.read_timeout = Some(limit);
         peer.options.write_timeout = Some(limit);
     }
+}
+
+fn deadline(ctx: &RequestCtx) -> Deadline {
+    Deadline::from(ctx.deadline)
 }

@@ -1,9 +1,12 @@
 //! Every error a client can see, mapped in one place to its status, Envoy
 //! response flag and body, following Envoy's conventions (404 NR, 500 for an
-//! invalid backend, 503 UH/UF, 504 UT, 431 for oversized headers).
+//! invalid backend, 503 UH/UF, 504 UT, 431 for oversized headers); and the
+//! one classifier of Pingora's errors ([`classify`]), which says both what
+//! the client sees and how the retry policy reads the failed attempt.
 
-use pingora_error::{Error, ErrorType};
+use pingora_error::{Error, ErrorSource, ErrorType};
 
+use crate::policy::retry::AttemptFailure;
 use crate::policy::Abort;
 use crate::telemetry::ResponseFlags;
 
@@ -102,79 +105,60 @@ impl Failure {
     }
 
     /// Classifies an error Pingora reports while proxying. `None` means the
-    /// downstream went away and there is nobody to answer.
+    /// downstream went away and there is nobody to answer. See [`classify`].
     pub fn from_proxy_error(e: &Error) -> Option<Failure> {
-        use ErrorType::*;
-        Some(match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
-            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | SocketError
-            | BindError => Failure::ConnectFailure,
-            ReadTimedout | WriteTimedout => Failure::UpstreamTimeout,
-            HTTPStatus(503) => Failure::NoHealthyUpstream,
-            HTTPStatus(504) => Failure::UpstreamTimeout,
-            InvalidHTTPHeader | H1Error | InvalidH2 | H2Error
-                if e.esource() == &pingora_error::ErrorSource::Downstream =>
-            {
-                Failure::BadRequest
-            }
-            ConnectionClosed | ReadError | WriteError | H2Error | InvalidH2 | InvalidHTTPHeader
-            | H1Error => {
-                if e.esource() == &pingora_error::ErrorSource::Downstream {
-                    return None;
-                }
-                Failure::UpstreamReset
-            }
-            _ => Failure::Internal,
-        })
+        classify(e).failure
     }
+}
+
+/// How one error Pingora reports reads to the waypoint: what the client is
+/// told and how the route's retry policy judges the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// The answer; `None` when the downstream went away and nobody is left
+    /// to answer (the proxy flags DC).
+    pub failure: Option<Failure>,
+    /// The attempt failure `retryOn` is matched against.
+    pub attempt: AttemptFailure,
+}
+
+/// The one mapping from a Pingora error (its [`ErrorType`] and, for
+/// protocol and I/O errors, its [`ErrorSource`]) to the client's answer
+/// and the retry policy's view. Pingora's own retry flag is not read: the
+/// route's policy decides retries.
+pub fn classify(e: &Error) -> Classified {
+    use AttemptFailure as A;
+    use ErrorType::*;
+    let downstream = e.esource() == &ErrorSource::Downstream;
+    let (failure, attempt) = match e.etype() {
+        // Connecting (TCP, HBONE CONNECT, TLS) failed: 503 UF, retried on
+        // `connect-failure` (Istio's default).
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+        | TLSHandshakeFailure | TLSHandshakeTimedout => {
+            (Some(Failure::ConnectFailure), A::ConnectFailure)
+        }
+        // Our own socket could not be set up: answered as a connect failure,
+        // but retried only as a reset (`reset`, `5xx`).
+        SocketError | BindError => (Some(Failure::ConnectFailure), A::Reset),
+        // The per-try (read/write) timeout fired: 504 UT.
+        ReadTimedout | WriteTimedout => (Some(Failure::UpstreamTimeout), A::PerTryTimeout),
+        // `upstream_peer`'s 503/504, and statuses raised to be retried.
+        HTTPStatus(503) => (Some(Failure::NoHealthyUpstream), A::Status(503)),
+        HTTPStatus(504) => (Some(Failure::UpstreamTimeout), A::Status(504)),
+        HTTPStatus(code) => (Some(Failure::Internal), A::Status(*code)),
+        // The client sent something that is not HTTP: 400 DPE.
+        InvalidHTTPHeader | H1Error | InvalidH2 | H2Error if downstream => {
+            (Some(Failure::BadRequest), A::Reset)
+        }
+        // The client went away.
+        ConnectionClosed | ReadError | WriteError if downstream => (None, A::Reset),
+        // The upstream closed, reset or broke HTTP before answering: 503 UC.
+        ConnectionClosed | ReadError | WriteError | H2Error | InvalidH2 | InvalidHTTPHeader
+        | H1Error => (Some(Failure::UpstreamReset), A::Reset),
+        _ => (Some(Failure::Internal), A::Reset),
+    };
+    Classified { failure, attempt }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use pingora_error::ErrorSource;
-
-    #[test]
-    fn each_failure_maps_to_envoys_status_and_flag() {
-        let rows: &[(Failure, u16, &str)] = &[
-            (Failure::UnknownDestination("x".into()), 404, "NR"),
-            (Failure::NoRoute, 404, "NR"),
-            (Failure::InvalidBackend("missing".into()), 500, "-"),
-            (Failure::NoHealthyUpstream, 503, "UH"),
-            (Failure::ConnectFailure, 503, "UF"),
-            (Failure::UpstreamTimeout, 504, "UT"),
-            (Failure::UpstreamReset, 503, "UC"),
-            (Failure::HeadersTooLarge, 431, "DPE"),
-            (Failure::BadRequest, 400, "DPE"),
-            (Failure::Internal, 500, "-"),
-            (Failure::Overflow, 503, "UO"),
-            (Failure::FaultAbort(Abort::Http(418)), 418, "FI"),
-            (Failure::FaultAbort(Abort::Grpc(14)), 200, "FI"),
-        ];
-        for (f, status, flag) in rows {
-            assert_eq!(f.status(), *status, "{f:?}");
-            assert_eq!(f.flags().to_string(), *flag, "{f:?}");
-        }
-    }
-
-    #[test]
-    fn pingora_errors_are_classified() {
-        let e = Error::new(ErrorType::ConnectRefused);
-        assert_eq!(Failure::from_proxy_error(&e), Some(Failure::ConnectFailure));
-        let mut e = Error::new(ErrorType::ReadTimedout);
-        e.esource = ErrorSource::Upstream;
-        assert_eq!(
-            Failure::from_proxy_error(&e),
-            Some(Failure::UpstreamTimeout)
-        );
-        let mut e = Error::new(ErrorType::ConnectionClosed);
-        e.esource = ErrorSource::Downstream;
-        assert_eq!(Failure::from_proxy_error(&e), None);
-        let mut e = Error::new(ErrorType::ConnectionClosed);
-        e.esource = ErrorSource::Upstream;
-        assert_eq!(Failure::from_proxy_error(&e), Some(Failure::UpstreamReset));
-        let mut e = Error::new(ErrorType::InvalidHTTPHeader);
-        e.esource = ErrorSource::Downstream;
-        assert_eq!(Failure::from_proxy_error(&e), Some(Failure::BadRequest));
-    }
-}
+mod tests;
