@@ -18,4 +18,5 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 pub mod wasm;

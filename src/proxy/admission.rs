@@ -4,8 +4,8 @@
 
 use pingora_proxy::Session;
 
-use crate::routing::LbChoice;
 use crate::telemetry::ResponseFlags;
+use crate::upstream::LbChoice;
 
 use super::ctx::RequestCtx;
 use super::failure::Failure;
@@ -46,7 +46,7 @@ impl Waypoint {
         if let LbChoice::ConsistentHash(key) = &cluster.lb {
             let req = session.req_header();
             let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            ctx.hash = crate::policy::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
+            ctx.hash = crate::upstream::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
         }
         if let Some(limiter) = &cluster.limiter {
             let admitted = match ctx.remaining() {

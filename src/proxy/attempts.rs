@@ -8,9 +8,9 @@ use std::time::Duration;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
 
-use crate::policy::outlier::Outcome;
 use crate::policy::retry::AttemptFailure;
 use crate::telemetry::ResponseFlags;
+use crate::upstream::outlier::Outcome;
 
 use super::ctx::RequestCtx;
 

@@ -1,99 +1,23 @@
-//! Endpoint sets of one Service port and how one endpoint is picked from them
-//! (least request with two random choices, round robin, random, consistent
-//! hash; outlier ejection and locality preference first: `pick`). Where endpoints
-//! come from (EndpointSlices, Pods, ServiceEntries) is `discovery`'s job.
+//! Endpoint sets of one Service port (Envoy's cluster): the ready endpoints,
+//! their cluster policy and LB state, and the guard that counts a picked
+//! endpoint's active request. How one endpoint is chosen is `pick`; where
+//! endpoints come from (EndpointSlices, Pods, ServiceEntries) is
+//! `routing::discovery`'s job.
 //!
 //! Active-request counts live in the process-wide [`LoadRegistry`], keyed by
 //! endpoint address, so a config reload does not reset least-request state.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::cluster::{ClusterPolicy, Locality, PickRequest};
-use super::LbPolicy;
-use crate::config::NamespacedName;
-use crate::policy::{ClusterName, PolicyRegistry};
-
-/// Who runs behind an endpoint, for telemetry labels (Istio's
-/// `destination_workload`, `destination_canonical_service`, …).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadInfo {
-    /// Deployment-style name: the pod name without the ReplicaSet hash and
-    /// pod suffix, or `unknown`.
-    pub name: String,
-    /// The workload's namespace, or `unknown`.
-    pub namespace: String,
-    /// `service.istio.io/canonical-name` | `app.kubernetes.io/name` | `app` | name.
-    pub canonical_service: String,
-    /// `service.istio.io/canonical-revision` | `app.kubernetes.io/version` | `version` | `latest`.
-    pub canonical_revision: String,
-}
-
-impl WorkloadInfo {
-    /// The values used when no Pod is known for an endpoint.
-    pub fn unknown() -> Self {
-        let u = || "unknown".to_string();
-        Self {
-            name: u(),
-            namespace: u(),
-            canonical_service: u(),
-            canonical_revision: u(),
-        }
-    }
-}
-
-/// One ready endpoint of a Service port.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoint {
-    /// `ip:targetPort`.
-    pub addr: SocketAddr,
-    /// The Pod behind it, when known.
-    pub pod: Option<NamespacedName>,
-    /// Telemetry identity of the workload.
-    pub workload: WorkloadInfo,
-    /// True when the Pod is captured by ambient (reach it over HBONE).
-    pub in_mesh: bool,
-    /// Pod (or WorkloadEntry) labels.
-    pub labels: BTreeMap<String, String>,
-    /// Topology zone from the EndpointSlice.
-    pub zone: Option<String>,
-    /// Region/zone for locality-aware LB: the EndpointSlice `zone` (region
-    /// unknown) or a ServiceEntry endpoint's `locality`.
-    pub locality: Option<Locality>,
-}
-
-/// Process-wide active-request counters by endpoint address, shared by every
-/// snapshot so least-request state survives reloads; and the DestinationRule
-/// runtime state (pool limiters, outlier detectors) for the same reason.
-#[derive(Debug, Default)]
-pub struct LoadRegistry {
-    counters: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
-    /// Limiters and outlier detectors by cluster name.
-    pub policies: PolicyRegistry,
-}
-
-impl LoadRegistry {
-    /// The counter for `addr`, created at zero on first use.
-    pub(crate) fn counter(&self, addr: SocketAddr) -> Arc<AtomicU64> {
-        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(addr).or_default().clone()
-    }
-
-    /// Requests currently in flight to `addr`.
-    pub fn active(&self, addr: SocketAddr) -> u64 {
-        let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&addr).map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// Forgets counters no snapshot or request holds any more.
-    pub(crate) fn prune(&self) {
-        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, c| Arc::strong_count(c) > 1);
-    }
-}
+use super::cluster::ClusterPolicy;
+use super::cluster_name::ClusterName;
+use super::endpoint::Endpoint;
+use super::lb::LbPolicy;
+use super::load_registry::LoadRegistry;
+use super::pick::{Candidates, PickRequest};
 
 /// The ready endpoints of one Service port (or one DestinationRule subset of
 /// it), immutable, with their LB state: Envoy's cluster.
@@ -209,9 +133,22 @@ impl EndpointSet {
             ..PickRequest::default()
         })
     }
-}
 
-mod pick;
+    /// Picks one endpoint for an attempt; `None` when the set is empty.
+    pub fn pick_with(&self, req: &PickRequest<'_>) -> Option<Picked> {
+        let candidates = Candidates {
+            endpoints: &self.endpoints,
+            active: &self.active,
+            cluster: &self.cluster,
+            next: &self.next,
+        };
+        let index = candidates.choose(req)?;
+        Some(Picked {
+            endpoint: self.endpoints[index].clone(),
+            guard: ActiveRequestGuard::acquire(&self.active[index]),
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,21 +3,46 @@
 //! Envoy's "panic mode" uses them all), keep the closest locality tier that
 //! still has one (when the cluster is locality-aware), avoid endpoints
 //! earlier attempts used (when another exists), then apply the LB policy.
-//! Tested through DestinationRule clusters in `istio::destination_rule`.
+//! Tested through `endpoints` and DestinationRule clusters in
+//! `routing::istio::destination_rule`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rand::Rng;
 
-use super::{ActiveRequestGuard, EndpointSet, Picked};
-use crate::policy::hash::{fnv1a, mix};
-use crate::routing::cluster::{LbChoice, PickRequest};
-use crate::routing::LbPolicy;
+use super::cluster::ClusterPolicy;
+use super::endpoint::Endpoint;
+use super::hash::{fnv1a, mix};
+use super::lb::{LbChoice, LbPolicy};
+use super::locality::Locality;
 
-impl EndpointSet {
-    /// Picks one endpoint for an attempt; `None` when the set is empty.
-    pub fn pick_with(&self, req: &PickRequest<'_>) -> Option<Picked> {
+/// What the proxy knows when it picks an endpoint for one attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickRequest<'a> {
+    /// Endpoints earlier attempts used; avoided when another is available.
+    pub avoid: &'a [SocketAddr],
+    /// The request's hash for a consistent-hash cluster
+    /// ([`crate::upstream::request_hash`]); `None` picks as a simple LB would.
+    pub hash: Option<u64>,
+    /// The waypoint's own locality (`--locality`), for locality-aware LB.
+    pub locality: Option<&'a Locality>,
+}
+
+/// An endpoint set's endpoints and LB state, borrowed for one pick.
+pub(super) struct Candidates<'a> {
+    pub endpoints: &'a [Arc<Endpoint>],
+    /// Active requests, parallel to `endpoints`.
+    pub active: &'a [Arc<AtomicU64>],
+    pub cluster: &'a ClusterPolicy,
+    /// Round-robin position.
+    pub next: &'a AtomicUsize,
+}
+
+impl Candidates<'_> {
+    /// The index of the endpoint to use; `None` when there is none.
+    pub(super) fn choose(&self, req: &PickRequest<'_>) -> Option<usize> {
         let n = self.endpoints.len();
         if n == 0 {
             return None;
@@ -73,10 +98,7 @@ impl EndpointSet {
                 LbPolicy::Random => candidates[rand::rng().random_range(0..candidates.len())],
             },
         };
-        Some(Picked {
-            endpoint: self.endpoints[index].clone(),
-            guard: ActiveRequestGuard::acquire(&self.active[index]),
-        })
+        Some(index)
     }
 
     /// Rendezvous (highest random weight) hashing: the candidate whose

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::ClusterName;
+use super::cluster_name::ClusterName;
 
 /// DestinationRule `trafficPolicy.connectionPool`, compiled. `None` = Envoy's
 /// default (effectively unlimited).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::RouteConfigError;
+use crate::routing::error::RouteConfigError;
 
 /// Parses a Gateway API duration. `0s` parses to zero; callers decide what a
 /// zero means (for HTTPRoute timeouts: disabled).

@@ -1,11 +1,9 @@
 //! Request and response header modifiers (`RequestHeaderModifier`,
-//! `ResponseHeaderModifier`): compiled once, applied through [`HeaderEdit`]
-//! so the proxy can use them on Pingora's header types.
+//! `ResponseHeaderModifier`, VirtualService `headers`): applied through
+//! [`HeaderEdit`] so the proxy can use them on Pingora's header types.
+//! Compiled by `compile::filters` and `istio::virtual_service`.
 
 use http::{HeaderName, HeaderValue};
-
-use crate::config::HttpHeaderFilter;
-use crate::routing::error::{ErrorSink, RouteConfigError};
 
 /// Header access the modifiers need; implemented for [`http::HeaderMap`] and
 /// by the proxy for Pingora's header types.
@@ -72,52 +70,4 @@ impl HeaderModifier {
             }
         }
     }
-}
-
-pub(super) fn compile_header_modifier(
-    m: &HttpHeaderFilter,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> HeaderModifier {
-    let mut out = HeaderModifier::default();
-    for (list, entries, target) in [("set", &m.set, &mut out.set), ("add", &m.add, &mut out.add)] {
-        for (i, h) in entries.iter().enumerate() {
-            let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-                sink.push(
-                    format!("{field}.{list}[{i}].name"),
-                    RouteConfigError::InvalidHeaderName(h.name.clone()),
-                );
-                continue;
-            };
-            let Ok(value) = HeaderValue::from_str(&h.value) else {
-                sink.push(
-                    format!("{field}.{list}[{i}].value"),
-                    RouteConfigError::InvalidHeaderValue(h.value.clone()),
-                );
-                continue;
-            };
-            if target.iter().any(|(n, _)| *n == name) {
-                sink.push(
-                    format!("{field}.{list}[{i}].name"),
-                    RouteConfigError::DuplicateHeader(h.name.clone()),
-                );
-                continue;
-            }
-            target.push((name, value));
-        }
-    }
-    for (i, h) in m.remove.iter().enumerate() {
-        match HeaderName::from_bytes(h.as_bytes()) {
-            Ok(name) if out.remove.contains(&name) => sink.push(
-                format!("{field}.remove[{i}]"),
-                RouteConfigError::DuplicateHeader(h.clone()),
-            ),
-            Ok(name) => out.remove.push(name),
-            Err(_) => sink.push(
-                format!("{field}.remove[{i}]"),
-                RouteConfigError::InvalidHeaderName(h.clone()),
-            ),
-        }
-    }
-    out
 }

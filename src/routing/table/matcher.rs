@@ -1,18 +1,17 @@
-//! Request matching: compiled HTTPRoute matches and the route table that
-//! orders them by Gateway API precedence once, at compile time, so a request
-//! takes the first candidate that matches.
+//! Compiled request matches (HTTPRoute `matches[]`, VirtualService
+//! `match[]`): path, header, query, method and the VirtualService-only
+//! conditions, tested against one request, and each match's precedence key.
+//! Compiling API matches into these is `compile::matches` and
+//! `istio::vs_match`; ordering candidates is `rule::RouteTable`.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::fmt;
-use std::sync::Arc;
 
-use http::{HeaderName, Method};
+use http::HeaderName;
 use regex::Regex;
 
-use super::compile::CompiledRule;
-use super::decision::RequestInfo;
-use super::error::{ErrorSink, RouteConfigError};
-use crate::config::{HttpHeaderMatch, HttpPathMatch, HttpQueryParamMatch, HttpRouteMatch};
+use crate::routing::error::RouteConfigError;
+use crate::routing::request::RequestInfo;
 
 /// A regular expression compiled for a full (anchored) match; compares and
 /// prints as the pattern the user wrote.
@@ -287,7 +286,7 @@ impl CompiledMatch {
     /// largest number of header matches; the largest number of query param
     /// matches. RegularExpression precedence is implementation-specific: like
     /// Istio we put it between Exact and Prefix.
-    fn precedence(&self) -> (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>) {
+    pub(super) fn precedence(&self) -> (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>) {
         let (kind, len) = match &self.path {
             PathMatch::Exact(_) => (0, 0),
             PathMatch::Regex(_) => (1, 0),
@@ -303,231 +302,3 @@ impl CompiledMatch {
         )
     }
 }
-
-/// One (route, rule, match) a request can take.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    pub rule: Arc<CompiledRule>,
-    pub match_index: usize,
-}
-
-impl Candidate {
-    pub(crate) fn matcher(&self) -> &CompiledMatch {
-        &self.rule.matches[self.match_index]
-    }
-
-    /// Full precedence: match specificity, then "the oldest Route based on
-    /// creation timestamp" (a missing timestamp counts as newest), then "the
-    /// Route appearing first in alphabetical order by {namespace}/{name}",
-    /// then "the FIRST matching rule (in list order)", then match order.
-    fn cmp_precedence(&self, other: &Self) -> Ordering {
-        let (a, b) = (&self.rule, &other.rule);
-        self.matcher()
-            .precedence()
-            .cmp(&other.matcher().precedence())
-            .then_with(|| match (&a.created, &b.created) {
-                // RFC 3339 in UTC as Kubernetes writes it sorts as text.
-                (Some(x), Some(y)) => x.cmp(y),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            })
-            .then_with(|| a.route.as_str().cmp(b.route.as_str()))
-            .then_with(|| a.route.rule_index().cmp(&b.route.rule_index()))
-            .then_with(|| self.match_index.cmp(&other.match_index))
-    }
-}
-
-/// The candidates of one Service port (for one audience), best first.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct RouteTable {
-    pub candidates: Vec<Candidate>,
-}
-
-impl RouteTable {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.candidates.is_empty()
-    }
-
-    pub(crate) fn sort(&mut self) {
-        self.candidates.sort_by(Candidate::cmp_precedence);
-    }
-
-    /// The highest-precedence candidate matching `req`.
-    pub(crate) fn find(&self, req: &RequestInfo<'_>) -> Option<&Candidate> {
-        let (path, query) = split_path_query(req.path_and_query);
-        self.candidates
-            .iter()
-            .find(|c| c.matcher().is_match(req, path, query))
-    }
-}
-
-/// Compiles `matches` of one rule; an empty list is one `PathPrefix /` match.
-/// `field` is the rule's path, e.g. `spec.rules[0]`.
-pub(crate) fn compile_matches(
-    matches: &[HttpRouteMatch],
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Vec<CompiledMatch> {
-    if matches.is_empty() {
-        return vec![CompiledMatch::path_only(PathMatch::Prefix("/".to_string()))];
-    }
-    let mut out = Vec::new();
-    for (i, m) in matches.iter().enumerate() {
-        let field = format!("{field}.matches[{i}]");
-        let path = compile_path(m.path.as_ref(), &format!("{field}.path"), sink);
-        let headers = compile_headers(&m.headers, &field, sink);
-        let query_params = compile_query(&m.query_params, &field, sink);
-        let method = m.method.as_deref().and_then(|method| match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
-            | "PATCH" => Method::from_bytes(method.as_bytes())
-                .ok()
-                .map(|m| ValueMatch::Exact(m.as_str().to_string())),
-            _ => {
-                sink.push(
-                    format!("{field}.method"),
-                    RouteConfigError::InvalidMethod(method.to_string()),
-                );
-                None
-            }
-        });
-        if let Some(path) = path {
-            out.push(CompiledMatch {
-                headers,
-                query_params,
-                method,
-                ..CompiledMatch::path_only(path)
-            });
-        }
-    }
-    out
-}
-
-fn compile_path(
-    path: Option<&HttpPathMatch>,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<PathMatch> {
-    let type_ = path
-        .and_then(|p| p.type_.as_deref())
-        .unwrap_or("PathPrefix");
-    let value = path
-        .and_then(|p| p.value.clone())
-        .unwrap_or_else(|| "/".to_string());
-    let absolute = |sink: &mut ErrorSink<'_>| {
-        let ok = value.starts_with('/');
-        if !ok {
-            sink.push(
-                format!("{field}.value"),
-                RouteConfigError::PathNotAbsolute {
-                    value: value.clone(),
-                },
-            );
-        }
-        ok
-    };
-    match type_ {
-        "Exact" => absolute(sink).then(|| PathMatch::Exact(value.clone())),
-        "PathPrefix" => absolute(sink).then(|| PathMatch::Prefix(value.clone())),
-        "RegularExpression" => {
-            compile_pattern(&value, &format!("{field}.value"), sink).map(PathMatch::Regex)
-        }
-        other => {
-            sink.push(
-                format!("{field}.type"),
-                RouteConfigError::UnknownType {
-                    what: "path match",
-                    value: other.to_string(),
-                    supported: "Exact, PathPrefix, RegularExpression",
-                },
-            );
-            None
-        }
-    }
-}
-
-pub(crate) fn compile_pattern(
-    value: &str,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<Pattern> {
-    Pattern::new(value).map_err(|e| sink.push(field, e)).ok()
-}
-
-fn compile_value(
-    type_: Option<&str>,
-    value: &str,
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<ValueMatch> {
-    match type_.unwrap_or("Exact") {
-        "Exact" => Some(ValueMatch::Exact(value.to_string())),
-        "RegularExpression" => {
-            compile_pattern(value, &format!("{field}.value"), sink).map(ValueMatch::Regex)
-        }
-        other => {
-            sink.push(
-                format!("{field}.type"),
-                RouteConfigError::UnknownType {
-                    what: "value match",
-                    value: other.to_string(),
-                    supported: "Exact, RegularExpression",
-                },
-            );
-            None
-        }
-    }
-}
-
-/// Per the Gateway API: "If multiple entries specify equivalent header names,
-/// only the first entry with an equivalent name MUST be considered".
-fn compile_headers(
-    headers: &[HttpHeaderMatch],
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Vec<HeaderMatch> {
-    let mut out: Vec<HeaderMatch> = Vec::new();
-    for (j, h) in headers.iter().enumerate() {
-        let field = format!("{field}.headers[{j}]");
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            sink.push(
-                format!("{field}.name"),
-                RouteConfigError::InvalidHeaderName(h.name.clone()),
-            );
-            continue;
-        };
-        let Some(value) = compile_value(h.type_.as_deref(), &h.value, &field, sink) else {
-            continue;
-        };
-        if !out.iter().any(|m| m.name == name) {
-            out.push(HeaderMatch { name, value });
-        }
-    }
-    out
-}
-
-/// Query parameter names are case-sensitive; the first entry of a name wins,
-/// as for headers.
-fn compile_query(
-    params: &[HttpQueryParamMatch],
-    field: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Vec<QueryParamMatch> {
-    let mut out: Vec<QueryParamMatch> = Vec::new();
-    for (j, q) in params.iter().enumerate() {
-        let field = format!("{field}.queryParams[{j}]");
-        let Some(value) = compile_value(q.type_.as_deref(), &q.value, &field, sink) else {
-            continue;
-        };
-        if !out.iter().any(|m| m.name == q.name) {
-            out.push(QueryParamMatch {
-                name: q.name.clone(),
-                value,
-            });
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests;

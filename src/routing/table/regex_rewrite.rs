@@ -6,7 +6,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use super::error::RouteConfigError;
+use crate::routing::error::RouteConfigError;
 
 /// A compiled regex path rewrite; compares and prints as written.
 #[derive(Clone)]

@@ -1,6 +1,7 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::*;
+use crate::upstream::endpoint::WorkloadInfo;
 
 fn ep(last: u8) -> Endpoint {
     Endpoint {
@@ -15,10 +16,7 @@ fn ep(last: u8) -> Endpoint {
 }
 
 fn set(n: u8, policy: LbPolicy, load: &LoadRegistry) -> EndpointSet {
-    let cluster = crate::routing::ClusterPolicy::plain(
-        crate::policy::ClusterName::new(8080, None, "test.svc"),
-        policy,
-    );
+    let cluster = ClusterPolicy::plain(ClusterName::new(8080, None, "test.svc"), policy);
     EndpointSet::with_cluster((1..=n).map(ep).collect(), cluster, load)
 }
 
@@ -133,5 +131,5 @@ fn registry_prunes_unused_counters() {
     let s = set(2, LbPolicy::LeastRequest, &load);
     drop(s);
     load.prune();
-    assert!(load.counters.lock().expect("not poisoned").is_empty());
+    assert_eq!(load.tracked(), 0);
 }

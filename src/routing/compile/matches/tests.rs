@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{ConfigErrors, ObjectRef, Origin};
+use crate::routing::table::matcher::{prefix_matches, split_path_query};
 use crate::routing::test_support::Req;
 
 fn compile(yaml: &str) -> (Vec<CompiledMatch>, ConfigErrors) {

@@ -194,7 +194,7 @@ fn mirror_sampling_respects_fraction() {
 fn mirror_fraction_is_sampled_per_request() {
     let snap = crate::routing::test_support::snapshot("");
     let dest = crate::routing::test_support::reviews(&snap);
-    let endpoints = Arc::new(EndpointSet::empty(crate::routing::LbPolicy::default()));
+    let endpoints = Arc::new(EndpointSet::empty(crate::upstream::LbPolicy::default()));
     let mirror = |numerator, denominator| MirrorFilter {
         target: Ok((dest.clone(), endpoints.clone())),
         numerator,
