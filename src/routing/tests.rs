@@ -10,6 +10,7 @@ use super::*;
 use crate::upstream::LoadRegistry;
 
 mod gamma;
+mod layers;
 mod validation;
 
 fn forward(d: RouteDecision) -> ForwardPlan {
