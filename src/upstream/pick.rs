@@ -32,9 +32,11 @@ pub struct PickRequest<'a> {
 
 /// An endpoint set's endpoints and LB state, borrowed for one pick.
 pub(super) struct Candidates<'a> {
+    /// The set's endpoints, in discovery order.
     pub endpoints: &'a [Arc<Endpoint>],
     /// Active requests, parallel to `endpoints`.
     pub active: &'a [Arc<AtomicU64>],
+    /// LB choice, outlier detector and locality awareness.
     pub cluster: &'a ClusterPolicy,
     /// Round-robin position.
     pub next: &'a AtomicUsize,

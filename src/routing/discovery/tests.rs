@@ -1,3 +1,5 @@
+//! Discovery: EndpointSlice and ServiceEntry endpoints with their Pod facts.
+
 use crate::routing::test_support::snapshot;
 use crate::routing::{ServiceKind, TargetPort};
 use crate::upstream::Endpoint;

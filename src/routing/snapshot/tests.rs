@@ -1,3 +1,5 @@
+//! Destination lookups: Host header forms, HBONE authorities, `host:port` splitting.
+
 use std::net::SocketAddr;
 
 use super::*;

@@ -1,3 +1,6 @@
+//! Endpoint sets: picking by policy, active-request guards, state that
+//! survives reloads.
+
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;

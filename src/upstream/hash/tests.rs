@@ -1,3 +1,5 @@
+//! Consistent-hash keys and the request hash.
+
 use super::*;
 
 fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {

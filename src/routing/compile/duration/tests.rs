@@ -1,3 +1,5 @@
+//! Gateway API duration parsing (GEP-2257).
+
 use std::time::Duration;
 
 use super::parse_duration;

@@ -1,3 +1,6 @@
+//! HTTPRoute matches: compiled from YAML, tested against requests, errors
+//! reported at their field.
+
 use std::sync::Arc;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Weighted backend choice.
+
 use super::*;
 
 fn backend(weight: u32, target: &str) -> CompiledBackend {

@@ -1,3 +1,6 @@
+//! What compiled filters compute per request: paths, redirect locations,
+//! rewrites, header edits, mirror sampling.
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::*;
