@@ -9,7 +9,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 use waypoint::config;
-use waypoint::routing::{CompileOptions, LoadRegistry, RequestInfo, RouteDecision, Snapshot};
+use waypoint::routing::{CompileOptions, RequestInfo, RouteDecision, Snapshot};
+use waypoint::upstream::LoadRegistry;
 
 const ROUTES: usize = 10;
 const RULES_PER_ROUTE: usize = 100;

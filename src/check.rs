@@ -5,10 +5,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::config;
-use crate::routing::LoadRegistry;
 use crate::settings::Settings;
 use crate::store::{build_snapshot, compile_options};
 use crate::telemetry::Metrics;
+use crate::upstream::LoadRegistry;
 use crate::wasm::{HostOptions, WasmHost};
 
 /// Loads and compiles `path`. Returns whether it is valid and the report to

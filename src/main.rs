@@ -15,8 +15,8 @@ use waypoint::kube::cli::{
 };
 use waypoint::kube::client::ClusterOptions;
 use waypoint::kube::source::KubeSourceOptions;
-use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
+use waypoint::upstream::LbPolicy;
 
 // Pingora's request path allocates per request; glibc malloc cost ~10 % of
 // CPU at saturation (perf, see BENCHMARKS.md).

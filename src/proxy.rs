@@ -28,13 +28,14 @@ use mirror::Mirrorer;
 
 use crate::inbound::tunnel::resolve_target;
 use crate::inbound::Downstream;
-use crate::policy::outlier::Outcome;
 use crate::policy::retry::AttemptFailure;
-use crate::routing::{ForwardPlan, Locality, PickRequest, RequestInfo, RouteDecision};
+use crate::routing::{ForwardPlan, RequestInfo, RouteDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
 use crate::upstream::dial::{DialTarget, Dialer};
+use crate::upstream::outlier::Outcome;
+use crate::upstream::{Locality, PickRequest};
 use crate::wasm::Verdict;
 
 /// The waypoint's proxy logic, shared by every listener.

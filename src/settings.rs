@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::identity::istio_ca::IstioCaConfig;
 use crate::kube::source::KubeSourceOptions;
-use crate::routing::LbPolicy;
+use crate::upstream::LbPolicy;
 
 /// What `waypoint run` was asked to do.
 #[derive(Debug, Clone)]

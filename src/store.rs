@@ -11,9 +11,10 @@ use arc_swap::ArcSwap;
 use tracing::{error, info};
 
 use crate::config::{self, ConfigErrors, Resources};
-use crate::routing::{CompileOptions, LoadRegistry, Snapshot};
+use crate::routing::{CompileOptions, Snapshot};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
+use crate::upstream::LoadRegistry;
 use crate::wasm::{compile_plugins, HostOptions, PluginSet, WasmHost};
 
 /// A snapshot as published: what requests see.

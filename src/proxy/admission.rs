@@ -8,8 +8,8 @@
 use pingora_proxy::Session;
 
 use crate::policy::admission::{admit, Refusal};
-use crate::routing::LbChoice;
 use crate::telemetry::ResponseFlags;
+use crate::upstream::LbChoice;
 
 use super::ctx::RequestCtx;
 use super::failure::Failure;
@@ -58,7 +58,7 @@ impl Waypoint {
         if let LbChoice::ConsistentHash(key) = &cluster.lb {
             let req = session.req_header();
             let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            ctx.hash = crate::policy::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
+            ctx.hash = crate::upstream::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
         }
         Ok(())
     }

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use crate::policy::admission::{admit_retry, RetryAdmission};
 use crate::policy::deadline::Deadline;
-use crate::policy::outlier::Outcome;
 use crate::policy::retry::AttemptFailure;
 use crate::telemetry::ResponseFlags;
+use crate::upstream::outlier::Outcome;
 
 use super::ctx::RequestCtx;
 use super::failure;

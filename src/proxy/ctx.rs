@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::policy::PoolGuard;
-use crate::routing::{Destination, ForwardPlan, Picked, RouteName};
+use crate::routing::{Destination, ForwardPlan, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
+use crate::upstream::{Picked, PoolGuard};
 use crate::wasm::HttpFilters;
 
 use super::failure::Failure;

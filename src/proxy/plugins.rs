@@ -9,9 +9,10 @@ use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use crate::routing::{Destination, Picked};
+use crate::routing::Destination;
 use crate::store::Published;
 use crate::upstream::dial::{DialTarget, Dialer, Originator};
+use crate::upstream::Picked;
 use crate::wasm::{
     exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
     HttpFilters, LocalResponse, RequestProps,

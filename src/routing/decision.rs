@@ -5,30 +5,16 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 
-use super::backend::{choose, CompiledBackend};
-use super::compile::CompiledRule;
-use super::endpoints::EndpointSet;
-use super::filters::HeaderModifier;
-use super::matching::Candidate;
-use super::route_policy::RoutePolicy;
+use super::request::RequestInfo;
+use super::route_name::RouteName;
 use super::service::Destination;
-use super::{LbPolicy, RouteName, Snapshot};
-
-/// What routing needs to know about a request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
-    /// `GET`, `POST`, …
-    pub method: &'a str,
-    /// `/path?query` as received.
-    pub path_and_query: &'a str,
-    pub headers: &'a http::HeaderMap,
-    /// `http` (mesh traffic inside HBONE is plaintext HTTP).
-    pub scheme: &'a str,
-    /// Host header (or authority) without the port.
-    pub host: &'a str,
-    /// Destination port (the Service port).
-    pub port: u16,
-}
+use super::snapshot::Snapshot;
+use super::table::backend::{choose, CompiledBackend};
+use super::table::filters::{Mirror, Rewrite};
+use super::table::headers::HeaderModifier;
+use super::table::route_policy::RoutePolicy;
+use super::table::rule::{Candidate, CompiledRule};
+use crate::upstream::{EndpointSet, LbPolicy};
 
 /// The outcome of routing one request.
 // `Forward` is the common case and is moved once into the request context;
@@ -72,22 +58,6 @@ pub struct ForwardPlan {
     /// Deadline, retries and fault injection of the matched route (Istio's
     /// defaults when no route applies).
     pub policy: Arc<RoutePolicy>,
-}
-
-/// A URLRewrite's result for one request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rewrite {
-    /// New `/path?query` (query kept), when the path is rewritten.
-    pub path_and_query: Option<String>,
-    /// New Host/`:authority` (host name only), when rewritten.
-    pub authority: Option<String>,
-}
-
-/// Where to send a copy of the request (response ignored).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mirror {
-    pub backend: Destination,
-    pub endpoints: Arc<EndpointSet>,
 }
 
 impl Snapshot {

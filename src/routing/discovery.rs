@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::cluster::Locality;
-use super::endpoints::{Endpoint, WorkloadInfo};
 use super::service::{ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
 use crate::config::{
     EndpointSlice, IntOrString, Namespace, NamespacedName, Pod, Resources, Service, ServiceEntry,
     ServicePort, Sourced,
 };
+use crate::upstream::{Endpoint, Locality, WorkloadInfo};
 
 /// EndpointSlice label naming the Service it belongs to.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

@@ -5,11 +5,12 @@
 
 use serde_json::{json, Value};
 
-use super::endpoints::Endpoint;
-use super::filters::RuleFilters;
-use super::matching::{CompiledMatch, PathMatch, RouteTable, ValueMatch};
 use super::service::{ServicePortTarget, TargetPort};
-use super::Snapshot;
+use super::snapshot::Snapshot;
+use super::table::filters::RuleFilters;
+use super::table::matcher::{CompiledMatch, HeaderMatch, PathMatch, ValueMatch};
+use super::table::rule::RouteTable;
+use crate::upstream::Endpoint;
 use policy::{dump_cluster, dump_route_policy};
 
 mod policy;
@@ -138,7 +139,8 @@ fn dump_match(m: &CompiledMatch) -> Value {
         PathMatch::RawPrefix(v) => json!({ "type": "RawPrefix", "value": v }),
         PathMatch::Any => json!({ "type": "Any" }),
     };
-    let header = |h: &super::matching::HeaderMatch| json!({ "name": h.name.as_str(), "match": dump_value(&h.value) });
+    let header =
+        |h: &HeaderMatch| json!({ "name": h.name.as_str(), "match": dump_value(&h.value) });
     let mut out = json!({
         "path": path,
         "method": m.method.as_ref().map(dump_value),

@@ -2,8 +2,8 @@
 //! compile to route candidates appended after a Service's HTTPRoute
 //! candidates; DestinationRules compile to clusters (policy per Service port
 //! and per subset). The serde types are `config::istio_traffic`; the runtime
-//! behaviour (retries, faults, limits, ejection) is `crate::policy` and the
-//! proxy.
+//! behaviour is `crate::policy` (retries, faults), `crate::upstream` (limits,
+//! ejection, LB) and the proxy.
 
 mod destination_rule;
 mod duration;

@@ -1,12 +1,11 @@
 //! Destinations: the Services and ServiceEntries a request can be addressed
-//! to, their ports, and the lookups from a Host header or an HBONE authority
-//! to a [`Destination`]. Endpoints and routes of a port live in the snapshot's
-//! port state, not here.
+//! to and their ports. The lookups from a Host header or an HBONE authority
+//! to a [`Destination`] are the snapshot's; endpoints and routes of a port
+//! live in the snapshot's port state, not here.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Snapshot;
 use crate::config::NamespacedName;
 
 /// Which API kind a destination comes from.
@@ -122,61 +121,3 @@ pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
         None => Some((authority, None)),
     }
 }
-
-impl Snapshot {
-    /// Plain listener: the destination named by a Host header. Accepted forms,
-    /// each with or without `:port`: `name` (resolved in the waypoint's
-    /// namespace), `name.ns`, `name.ns.svc`, `name.ns.svc.<cluster domain>`,
-    /// `clusterIP`, and ServiceEntry hosts. Without a port, the destination's
-    /// port 80 if it has one, else its first port. Case-insensitive; a
-    /// trailing dot is ignored.
-    pub fn find_destination_by_host(&self, host: &str) -> Option<Destination> {
-        let (name, port) = split_host_port(host.trim())?;
-        let index = match name.parse::<IpAddr>() {
-            Ok(ip) => *self.vips.get(&ip)?,
-            Err(_) => {
-                let name = name.strip_suffix('.').unwrap_or(name);
-                match self.hosts.get(name) {
-                    Some(i) => *i,
-                    None => *self.hosts.get(&name.to_ascii_lowercase())?,
-                }
-            }
-        };
-        let target = &self.targets.get(index)?.target;
-        let port = match port {
-            Some(p) => target.port(p)?,
-            None => target.default_port()?,
-        };
-        Some(Destination {
-            service: target.clone(),
-            port: port.clone(),
-        })
-    }
-
-    /// HBONE: the destination named by a CONNECT authority `VIP:port` (Service
-    /// clusterIP or ServiceEntry address) or `podIP:targetPort` (the Service
-    /// whose ready endpoint that is; the first loaded wins if several are).
-    pub fn find_destination_by_addr(&self, addr: SocketAddr) -> Option<Destination> {
-        if let Some(&index) = self.vips.get(&addr.ip()) {
-            let target = &self.targets.get(index)?.target;
-            return Some(Destination {
-                service: target.clone(),
-                port: target.port(addr.port())?.clone(),
-            });
-        }
-        let &(index, number) = self.endpoint_addrs.get(&addr)?;
-        let target = &self.targets.get(index)?.target;
-        Some(Destination {
-            service: target.clone(),
-            port: target.port(number)?.clone(),
-        })
-    }
-
-    /// Every destination, in load order (Services, then ServiceEntry hosts).
-    pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceTarget>> {
-        self.targets.iter().map(|t| &t.target)
-    }
-}
-
-#[cfg(test)]
-mod tests;

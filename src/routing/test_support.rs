@@ -1,12 +1,14 @@
-//! Shared fixtures for the routing unit tests: a small bookinfo mesh as YAML
-//! and helpers to compile it with extra objects and to build requests.
+//! Shared fixtures for the routing unit tests: a small bookinfo mesh as YAML,
+//! helpers to compile it with extra objects, to build requests and to
+//! summarise decisions.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{CompileOptions, Destination, LoadRegistry, RequestInfo, Snapshot};
+use super::{CompileOptions, Destination, RequestInfo, RouteDecision, Snapshot};
 use crate::config::{self, ConfigErrors};
+use crate::upstream::LoadRegistry;
 
 /// Namespace `bookinfo` (ambient), Services `reviews` (VIP 10.96.0.20, ports
 /// http 9080 and metrics 15090), `reviews-v1`, `reviews-v2`, `productpage`
@@ -187,4 +189,53 @@ impl Req {
             port: self.port,
         }
     }
+}
+
+/// A producer route in `bookinfo` and a consumer route from `frontend`, both
+/// on `reviews` (GAMMA).
+pub(crate) const CONSUMER_AND_PRODUCER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: frontend}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: producer, namespace: bookinfo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: consumer, namespace: frontend}
+spec:
+  parentRefs: [{group: core, kind: Service, name: reviews, namespace: bookinfo, port: 9080}]
+  rules:
+  - matches: [{path: {value: /v2}}]
+    backendRefs: [{name: reviews-v2, namespace: bookinfo, port: 9080}]
+"#;
+
+/// `ns/name#rule` of the route behind a decision, or the decision kind.
+pub(crate) fn summary(d: &RouteDecision) -> String {
+    match d {
+        RouteDecision::NoRoute => "NoRoute".to_string(),
+        RouteDecision::Redirect { route, .. } | RouteDecision::InvalidBackend { route, .. } => {
+            format!("{route}#{}", route.rule_index())
+        }
+        RouteDecision::Forward(p) => match &p.route {
+            Some(route) => format!("{route}#{}", route.rule_index()),
+            None => format!("own:{}", p.backend.service.key),
+        },
+    }
+}
+
+/// An HTTPRoute `bookinfo/<name>` on `reviews:9080` with `rules` (YAML
+/// lines), optionally with a creation timestamp.
+pub(crate) fn route_yaml(name: &str, created: Option<&str>, rules: &str) -> String {
+    let ts = created
+        .map(|t| format!("\n  creationTimestamp: \"{t}\""))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: bookinfo{ts}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules:\n{rules}\n"
+    )
 }

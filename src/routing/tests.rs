@@ -3,42 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::test_support::{opts, resources, reviews, snapshot, Req};
+use super::test_support::{
+    opts, resources, reviews, route_yaml, snapshot, summary, Req, CONSUMER_AND_PRODUCER,
+};
 use super::*;
+use crate::upstream::LoadRegistry;
 
 mod gamma;
+mod layers;
 mod validation;
-
-use gamma::CONSUMER_AND_PRODUCER;
-
-/// `ns/name#rule` of the route behind a decision, or the decision kind.
-pub(super) fn summary(d: &RouteDecision) -> String {
-    match d {
-        RouteDecision::NoRoute => "NoRoute".to_string(),
-        RouteDecision::Redirect { route, .. } | RouteDecision::InvalidBackend { route, .. } => {
-            format!("{route}#{}", route.rule_index())
-        }
-        RouteDecision::Forward(p) => match &p.route {
-            Some(route) => format!("{route}#{}", route.rule_index()),
-            None => format!("own:{}", p.backend.service.key),
-        },
-    }
-}
 
 fn forward(d: RouteDecision) -> ForwardPlan {
     match d {
         RouteDecision::Forward(p) => p,
         other => panic!("expected Forward, got {other:?}"),
     }
-}
-
-pub(super) fn route_yaml(name: &str, created: Option<&str>, rules: &str) -> String {
-    let ts = created
-        .map(|t| format!("\n  creationTimestamp: \"{t}\""))
-        .unwrap_or_default();
-    format!(
-        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: bookinfo{ts}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules:\n{rules}\n"
-    )
 }
 
 #[test]

@@ -179,8 +179,9 @@ fn parsed_objects_load_with_their_origin_in_errors() {
     let message = errors.0[0].to_string();
     assert!(
         message.starts_with("kube:HTTPRoute/shop/r: ")
-            && message
-                .contains("HTTPRoute shop/r: field spec.rules[0].backendRefs[0].port: invalid type"),
+            && message.contains(
+                "HTTPRoute shop/r: field spec.rules[0].backendRefs[0].port: invalid type"
+            ),
         "{message}"
     );
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::{CompiledRule, KeyIndex};
+use super::resolve::KeyIndex;
 use crate::config::{HttpRoute, Sourced};
 use crate::routing::discovery::key_in;
-use crate::routing::matching::{Candidate, RouteTable};
+use crate::routing::route_name::RouteKind;
 use crate::routing::service::ServiceKind;
-use crate::routing::{Attachment, RouteKind, TargetState};
+use crate::routing::snapshot::{Attachment, TargetState};
+use crate::routing::table::rule::{Candidate, CompiledRule, RouteTable};
 
 /// Attaches every route's rules to the Service ports its `parentRefs` name
 /// and sorts each table by precedence. Returns the sorted attachments.
@@ -22,7 +23,7 @@ use crate::routing::{Attachment, RouteKind, TargetState};
 /// neither means every port. Istio also accepts `networking.istio.io`
 /// ServiceEntry parents. Other parents (Gateways) are not ours. A parent that
 /// does not exist is a warning, not an error: Gateway API reports it in status.
-pub(super) fn attach(
+pub(crate) fn attach(
     routes: &[Sourced<HttpRoute>],
     compiled: &[Vec<Arc<CompiledRule>>],
     by_key: &KeyIndex,

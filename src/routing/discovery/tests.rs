@@ -1,5 +1,8 @@
+//! Discovery: EndpointSlice and ServiceEntry endpoints with their Pod facts.
+
 use crate::routing::test_support::snapshot;
-use crate::routing::{Endpoint, ServiceKind, TargetPort};
+use crate::routing::{ServiceKind, TargetPort};
+use crate::upstream::Endpoint;
 
 fn endpoints(host: &str) -> Vec<Endpoint> {
     let snap = snapshot("");

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::policy::{Abort, HashKey};
-use crate::routing::cluster::{ClusterPolicy, LbChoice};
-use crate::routing::route_policy::RoutePolicy;
+use crate::policy::Abort;
+use crate::routing::table::route_policy::RoutePolicy;
+use crate::upstream::{ClusterPolicy, HashKey, LbChoice};
 
 fn dur(d: Option<std::time::Duration>) -> Value {
     d.map_or(Value::Null, |d| json!(format!("{d:?}")))

@@ -1,3 +1,5 @@
+//! `/config_dump`: routes listed in precedence order.
+
 use serde_json::json;
 
 use crate::routing::test_support::snapshot;

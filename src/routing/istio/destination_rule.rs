@@ -24,11 +24,12 @@ use super::traffic_policy::{compile_settings, Settings};
 use crate::config::{
     ConfigErrors, DestinationRule, ObjectRef, PortTrafficPolicy, Resources, Sourced, TrafficPolicy,
 };
-use crate::policy::{ClusterName, PolicyRegistry};
-use crate::routing::cluster::ClusterPolicy;
-use crate::routing::endpoints::{Endpoint, EndpointSet, LoadRegistry};
 use crate::routing::error::ErrorSink;
-use crate::routing::{CompileOptions, TargetState};
+use crate::routing::options::CompileOptions;
+use crate::routing::snapshot::TargetState;
+use crate::upstream::{
+    ClusterName, ClusterPolicy, Endpoint, EndpointSet, LoadRegistry, PolicyRegistry,
+};
 
 /// One level (top or subset): its own settings and per-port overrides.
 struct Level {

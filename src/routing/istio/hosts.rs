@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::routing::TargetState;
+use crate::routing::snapshot::TargetState;
 
 /// Lower-case FQDN (Service) or host (ServiceEntry) → target index.
 pub(crate) struct HostIndex<'a> {

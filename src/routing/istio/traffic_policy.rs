@@ -12,10 +12,8 @@ use tracing::warn;
 use super::duration::{parse_istio_duration, parse_positive};
 use super::error::IstioConfigError;
 use crate::config::{ConnectionPoolSettings, LoadBalancerSettings, OutlierDetectionSettings};
-use crate::policy::{ConnectionPool, HashKey, OutlierDetection};
-use crate::routing::cluster::LbChoice;
 use crate::routing::error::{ErrorSink, RouteConfigError};
-use crate::routing::LbPolicy;
+use crate::upstream::{ConnectionPool, HashKey, LbChoice, LbPolicy, OutlierDetection};
 
 /// A compiled `loadBalancer`.
 #[derive(Debug, Clone, PartialEq)]

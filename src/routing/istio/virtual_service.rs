@@ -25,17 +25,17 @@ use crate::config::{
     ConfigErrors, Destination as VsDestination, HeaderOperations, Headers, NamespacedName,
     ObjectRef, Resources, Sourced, VirtualService, VsHttpRoute,
 };
-use crate::routing::backend::{total_weight, BackendTarget, CompiledBackend};
-use crate::routing::compile::CompiledRule;
 use crate::routing::error::{ErrorSink, RouteConfigError};
-use crate::routing::filters::{
-    DerivePort, HeaderModifier, MirrorFilter, PathModifier, RedirectFilter, RuleFilters,
-    UrlRewriteFilter,
-};
-use crate::routing::matching::Candidate;
-use crate::routing::regex_rewrite::RegexRewrite;
+use crate::routing::route_name::{RouteKind, RouteName};
 use crate::routing::service::Destination;
-use crate::routing::{Attachment, RouteKind, RouteName, TargetState};
+use crate::routing::snapshot::{Attachment, TargetState};
+use crate::routing::table::backend::{total_weight, BackendTarget, CompiledBackend};
+use crate::routing::table::filters::{
+    DerivePort, MirrorFilter, PathModifier, RedirectFilter, RuleFilters, UrlRewriteFilter,
+};
+use crate::routing::table::headers::HeaderModifier;
+use crate::routing::table::regex_rewrite::RegexRewrite;
+use crate::routing::table::rule::{Candidate, CompiledRule};
 
 /// One VirtualService, compiled for every request port of its hosts.
 pub(crate) struct CompiledVs {

@@ -12,9 +12,10 @@ use http::HeaderName;
 
 use super::error::IstioConfigError;
 use crate::config::{HttpMatchRequest, StringMatch};
+use crate::routing::compile::matches::compile_pattern;
 use crate::routing::error::{ErrorSink, RouteConfigError};
-use crate::routing::matching::{
-    compile_pattern, CompiledMatch, HeaderMatch, PathMatch, QueryParamMatch, ValueMatch,
+use crate::routing::table::matcher::{
+    CompiledMatch, HeaderMatch, PathMatch, QueryParamMatch, ValueMatch,
 };
 
 /// The matches of `http[i]` (`field` = `spec.http[i]`). Returns `None` when

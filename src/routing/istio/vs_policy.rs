@@ -12,7 +12,7 @@ use super::error::IstioConfigError;
 use crate::config::{HttpFaultInjection, HttpRetry, Percent, VsHttpRoute};
 use crate::policy::{Abort, FaultPolicy, Percentage, RetryOn, RetryPolicy};
 use crate::routing::error::ErrorSink;
-use crate::routing::route_policy::RoutePolicy;
+use crate::routing::table::route_policy::RoutePolicy;
 
 /// The policy of `http[i]` at `field` (`spec.http[i]`).
 pub(super) fn compile_vs_policy(

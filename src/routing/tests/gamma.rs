@@ -2,30 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::summary;
-use crate::routing::test_support::{reviews, snapshot, Req};
-
-pub(super) const CONSUMER_AND_PRODUCER: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: frontend}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: producer, namespace: bookinfo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: reviews}]
-  rules: [{backendRefs: [{name: reviews-v1, port: 9080}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: consumer, namespace: frontend}
-spec:
-  parentRefs: [{group: core, kind: Service, name: reviews, namespace: bookinfo, port: 9080}]
-  rules:
-  - matches: [{path: {value: /v2}}]
-    backendRefs: [{name: reviews-v2, namespace: bookinfo, port: 9080}]
-"#;
+use crate::routing::test_support::{reviews, snapshot, summary, Req, CONSUMER_AND_PRODUCER};
 
 #[test]
 fn gamma_consumer_routes_replace_producer_routes_for_their_namespace() {

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::route_yaml;
-use crate::routing::test_support::compile_errors;
+use crate::routing::test_support::{compile_errors, route_yaml};
 
 #[test]
 fn validation_reports_every_error_with_its_field_path() {

@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::policy::outlier::Outcome;
-use crate::policy::{request_hash, HashKey};
 use crate::routing::test_support::{compile_errors, reviews, snapshot};
-use crate::routing::{EndpointSet, LbChoice, LbPolicy, Locality, PickRequest, Snapshot};
+use crate::routing::Snapshot;
+use crate::upstream::outlier::Outcome;
+use crate::upstream::{
+    request_hash, EndpointSet, HashKey, LbChoice, LbPolicy, Locality, PickRequest,
+};
 
 fn dr(name: &str, body: &str) -> String {
     format!(

@@ -1,0 +1,161 @@
+//! Compilation: resources → [`Snapshot`], in phases. Builds destinations
+//! and endpoint sets (`discovery`), applies DestinationRules (`istio`),
+//! builds the host/VIP/endpoint indexes, validates and compiles every
+//! HTTPRoute (`compile`) and VirtualService (`istio`), then attaches rules to
+//! Service ports and sorts each port's route table by precedence. This is the
+//! only file that knows the order; the compilers never call back into it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::compile::{attach, compile_route, KeyIndex, Resolver};
+use super::discovery::{self, PodIndex};
+use super::istio::{
+    apply_destination_rules, attach_virtual_services, compile_virtual_services, HostIndex,
+};
+use super::options::CompileOptions;
+use super::service::ServiceKind;
+use super::snapshot::{PortState, Snapshot, TargetState};
+use super::table::rule::{CompiledRule, RouteTable};
+use crate::config::{self, ConfigErrors, NamespacedName, Resources};
+use crate::upstream::{ClusterName, ClusterPolicy, EndpointSet, LoadRegistry};
+
+impl Snapshot {
+    /// Validates and compiles `resources`. Every invalid HTTPRoute field is
+    /// reported (not just the first); references to missing Services are
+    /// warnings, since Gateway API reports them in route status instead.
+    pub fn compile(
+        resources: Arc<config::Resources>,
+        opts: &CompileOptions,
+        load: &LoadRegistry,
+    ) -> Result<Snapshot, config::ConfigErrors> {
+        compile(resources, opts, load)
+    }
+}
+
+fn compile(
+    resources: Arc<Resources>,
+    opts: &CompileOptions,
+    load: &LoadRegistry,
+) -> Result<Snapshot, ConfigErrors> {
+    // Phase 1: destinations and their endpoints.
+    let pods = PodIndex::new(&resources);
+    let mut discovered = discovery::services(&resources, &pods, &opts.cluster_domain);
+    discovered.extend(discovery::service_entries(&resources));
+    let mut targets = Vec::with_capacity(discovered.len());
+    for (index, d) in discovered.into_iter().enumerate() {
+        let mut target = d.target;
+        target.index = index;
+        let ports = d
+            .endpoints
+            .into_iter()
+            .zip(&target.ports)
+            .map(|(eps, port)| {
+                let name = ClusterName::new(port.number, None, &target.hostname);
+                let cluster = ClusterPolicy::plain(name, opts.lb);
+                PortState {
+                    endpoints: Arc::new(EndpointSet::with_cluster(eps, cluster, load)),
+                    subsets: BTreeMap::new(),
+                    producer: RouteTable::default(),
+                    consumers: BTreeMap::new(),
+                }
+            })
+            .collect();
+        targets.push(TargetState {
+            target: Arc::new(target),
+            ports,
+        });
+    }
+
+    // Phase 1b: DestinationRules give ports their cluster policy and add
+    // subsets (before anything resolves a backend to an endpoint set).
+    let mut errors = ConfigErrors::default();
+    let istio_hosts = HostIndex::new(&targets, &opts.cluster_domain);
+    apply_destination_rules(
+        &resources,
+        &istio_hosts,
+        &mut targets,
+        opts,
+        load,
+        &mut errors,
+    );
+    load.prune();
+
+    // Phase 2: lookup indexes.
+    let mut by_key: KeyIndex = HashMap::new();
+    let mut hosts = HashMap::new();
+    let mut vips = HashMap::new();
+    let mut endpoint_addrs = HashMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        let target = &t.target;
+        by_key
+            .entry((target.kind, target.key.clone()))
+            .or_default()
+            .push(i);
+        for name in host_names(target.kind, &target.key, &target.hostname, opts) {
+            hosts.entry(name).or_insert(i);
+        }
+        for ip in &target.addresses {
+            vips.entry(*ip).or_insert(i);
+        }
+        for (port, state) in target.ports.iter().zip(&t.ports) {
+            for ep in state.endpoints.endpoints() {
+                endpoint_addrs.entry(ep.addr).or_insert((i, port.number));
+            }
+        }
+    }
+
+    // Phase 3: validate and compile every route; collect all errors.
+    let resolver = Resolver {
+        targets: &targets,
+        by_key: &by_key,
+    };
+    let compiled: Vec<Vec<Arc<CompiledRule>>> = resources
+        .http_routes
+        .iter()
+        .map(|route| compile_route(route, &resolver, &mut errors))
+        .collect();
+    let virtual_services =
+        compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Phase 4: attach to Service ports, sort by precedence, then append the
+    // VirtualService rules in their own order.
+    let mut attachments = attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
+    Ok(Snapshot {
+        resources,
+        opts: opts.clone(),
+        targets,
+        hosts,
+        vips,
+        endpoint_addrs,
+        attachments,
+    })
+}
+
+/// Every name a Host header may use for a destination (lower case).
+fn host_names(
+    kind: ServiceKind,
+    key: &NamespacedName,
+    hostname: &str,
+    opts: &CompileOptions,
+) -> Vec<String> {
+    match kind {
+        ServiceKind::ServiceEntry => vec![hostname.to_ascii_lowercase()],
+        ServiceKind::Service => {
+            let (name, ns) = (&key.name, &key.namespace);
+            let mut names = vec![
+                hostname.to_ascii_lowercase(),
+                format!("{name}.{ns}.svc"),
+                format!("{name}.{ns}"),
+            ];
+            if *ns == opts.namespace {
+                names.push(name.clone());
+            }
+            names
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The compiled, immutable routing state the request path reads: every
+//! destination with, per port, its endpoint sets and attached route tables,
+//! plus the indexes that find a destination from a Host header or an HBONE
+//! authority. Built by `build` (`Snapshot::compile`); routed by `decision`
+//! (`Snapshot::route`); rendered by `dump`. This file holds only the data and
+//! its lookups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::options::CompileOptions;
+use super::route_name::RouteKind;
+use super::service::{split_host_port, Destination, ServiceTarget};
+use super::table::rule::RouteTable;
+use crate::config::{self, NamespacedName};
+use crate::upstream::EndpointSet;
+
+/// One HTTPRoute or VirtualService attached to one Service port (for
+/// `waypoint check`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attachment {
+    /// HTTPRoute or VirtualService.
+    pub kind: RouteKind,
+    /// The route object.
+    pub route: NamespacedName,
+    /// The parent Service (or ServiceEntry).
+    pub service: NamespacedName,
+    /// The Service port the route applies to.
+    pub port: u16,
+    /// True for a consumer route (route namespace ≠ Service namespace).
+    pub consumer: bool,
+}
+
+/// The compiled, immutable routing state the request path reads. Built once
+/// per config load by [`Snapshot::compile`]; compare two snapshots with `==`
+/// to detect a reload that changed nothing.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub(super) resources: Arc<config::Resources>,
+    pub(super) opts: CompileOptions,
+    pub(super) targets: Vec<TargetState>,
+    /// Lower-case host name (every accepted form) → index into `targets`.
+    pub(super) hosts: HashMap<String, usize>,
+    /// Service VIP / ServiceEntry address → index into `targets`.
+    pub(super) vips: HashMap<IpAddr, usize>,
+    /// Endpoint `ip:targetPort` → (target index, Service port number).
+    pub(super) endpoint_addrs: HashMap<SocketAddr, (usize, u16)>,
+    pub(super) attachments: Vec<Attachment>,
+}
+
+/// A destination and everything compiled for each of its ports.
+#[derive(Debug, PartialEq)]
+pub(crate) struct TargetState {
+    pub target: Arc<ServiceTarget>,
+    /// Parallel to `target.ports`.
+    pub ports: Vec<PortState>,
+}
+
+/// Endpoints and attached routes of one Service port.
+#[derive(Debug, PartialEq)]
+pub(crate) struct PortState {
+    pub endpoints: Arc<EndpointSet>,
+    /// DestinationRule subsets by name, each its own cluster.
+    pub subsets: BTreeMap<String, Arc<EndpointSet>>,
+    /// Routes in the Service's own namespace, in precedence order.
+    pub producer: RouteTable,
+    /// Consumer routes by the route's namespace, in precedence order.
+    pub consumers: BTreeMap<String, RouteTable>,
+}
+
+impl Snapshot {
+    /// The resources this snapshot was compiled from.
+    pub fn resources(&self) -> &config::Resources {
+        &self.resources
+    }
+
+    /// The options this snapshot was compiled with.
+    pub fn options(&self) -> &CompileOptions {
+        &self.opts
+    }
+
+    /// Which HTTPRoute attaches to which Service port, sorted; then which
+    /// VirtualService, in merge order.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.attachments.clone()
+    }
+
+    /// The ready endpoints of `dest`'s Service port (L4 passthrough uses the
+    /// Service's own endpoints: HTTPRoutes do not apply to TCP).
+    pub fn endpoints(&self, dest: &Destination) -> Option<Arc<EndpointSet>> {
+        self.port_state(dest).map(|s| s.endpoints.clone())
+    }
+
+    /// The state of `dest`'s port in this snapshot. A destination resolved
+    /// from an older snapshot is looked up by identity.
+    pub(crate) fn port_state(&self, dest: &Destination) -> Option<&PortState> {
+        let svc = &dest.service;
+        let state = match self.targets.get(svc.index) {
+            Some(t) if Arc::ptr_eq(&t.target, svc) || t.target.same_identity(svc) => t,
+            _ => self.targets.iter().find(|t| t.target.same_identity(svc))?,
+        };
+        let i = state
+            .target
+            .ports
+            .iter()
+            .position(|p| p.number == dest.port.number)?;
+        state.ports.get(i)
+    }
+
+    /// Plain listener: the destination named by a Host header. Accepted forms,
+    /// each with or without `:port`: `name` (resolved in the waypoint's
+    /// namespace), `name.ns`, `name.ns.svc`, `name.ns.svc.<cluster domain>`,
+    /// `clusterIP`, and ServiceEntry hosts. Without a port, the destination's
+    /// port 80 if it has one, else its first port. Case-insensitive; a
+    /// trailing dot is ignored.
+    pub fn find_destination_by_host(&self, host: &str) -> Option<Destination> {
+        let (name, port) = split_host_port(host.trim())?;
+        let index = match name.parse::<IpAddr>() {
+            Ok(ip) => *self.vips.get(&ip)?,
+            Err(_) => {
+                let name = name.strip_suffix('.').unwrap_or(name);
+                match self.hosts.get(name) {
+                    Some(i) => *i,
+                    None => *self.hosts.get(&name.to_ascii_lowercase())?,
+                }
+            }
+        };
+        let target = &self.targets.get(index)?.target;
+        let port = match port {
+            Some(p) => target.port(p)?,
+            None => target.default_port()?,
+        };
+        Some(Destination {
+            service: target.clone(),
+            port: port.clone(),
+        })
+    }
+
+    /// HBONE: the destination named by a CONNECT authority `VIP:port` (Service
+    /// clusterIP or ServiceEntry address) or `podIP:targetPort` (the Service
+    /// whose ready endpoint that is; the first loaded wins if several are).
+    pub fn find_destination_by_addr(&self, addr: SocketAddr) -> Option<Destination> {
+        if let Some(&index) = self.vips.get(&addr.ip()) {
+            let target = &self.targets.get(index)?.target;
+            return Some(Destination {
+                service: target.clone(),
+                port: target.port(addr.port())?.clone(),
+            });
+        }
+        let &(index, number) = self.endpoint_addrs.get(&addr)?;
+        let target = &self.targets.get(index)?.target;
+        Some(Destination {
+            service: target.clone(),
+            port: target.port(number)?.clone(),
+        })
+    }
+
+    /// Every destination, in load order (Services, then ServiceEntry hosts).
+    pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceTarget>> {
+        self.targets.iter().map(|t| &t.target)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! One ready endpoint of a Service port and the facts about the workload
+//! behind it (telemetry names, ambient membership, labels, locality). Where
+//! these come from (EndpointSlices, Pods, ServiceEntries) is
+//! `routing::discovery`; how one is picked is `endpoints` and `pick`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::locality::Locality;
+use crate::config::NamespacedName;
+
+/// Who runs behind an endpoint, for telemetry labels (Istio's
+/// `destination_workload`, `destination_canonical_service`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadInfo {
+    /// Deployment-style name: the pod name without the ReplicaSet hash and
+    /// pod suffix, or `unknown`.
+    pub name: String,
+    /// The workload's namespace, or `unknown`.
+    pub namespace: String,
+    /// `service.istio.io/canonical-name` | `app.kubernetes.io/name` | `app` | name.
+    pub canonical_service: String,
+    /// `service.istio.io/canonical-revision` | `app.kubernetes.io/version` | `version` | `latest`.
+    pub canonical_revision: String,
+}
+
+impl WorkloadInfo {
+    /// The values used when no Pod is known for an endpoint.
+    pub fn unknown() -> Self {
+        let u = || "unknown".to_string();
+        Self {
+            name: u(),
+            namespace: u(),
+            canonical_service: u(),
+            canonical_revision: u(),
+        }
+    }
+}
+
+/// One ready endpoint of a Service port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// `ip:targetPort`.
+    pub addr: SocketAddr,
+    /// The Pod behind it, when known.
+    pub pod: Option<NamespacedName>,
+    /// Telemetry identity of the workload.
+    pub workload: WorkloadInfo,
+    /// True when the Pod is captured by ambient (reach it over HBONE).
+    pub in_mesh: bool,
+    /// Pod (or WorkloadEntry) labels.
+    pub labels: BTreeMap<String, String>,
+    /// Topology zone from the EndpointSlice.
+    pub zone: Option<String>,
+    /// Region/zone for locality-aware LB: the EndpointSlice `zone` (region
+    /// unknown) or a ServiceEntry endpoint's `locality`.
+    pub locality: Option<Locality>,
+}
