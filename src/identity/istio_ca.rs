@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-pub use client::{CaClient, IssuedCertificate};
+pub use client::{CaClient, IssuedCertificate, Validity};
 pub use config::{
     CaAddress, IstioCaConfig, DEFAULT_CERT_LIFETIME, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT,
     DEFAULT_TOKEN,
@@ -30,7 +30,7 @@ pub use messages::{
     IstioCertificateRequest, IstioCertificateResponse, CREATE_CERTIFICATE_PATH,
     ISTIO_CERTIFICATE_SERVICE,
 };
-pub use renewal::{renewal_delay, retry_delay, CertRenewer, Validity};
+pub use renewal::{renewal_delay, retry_delay, CertRenewer};
 
 use super::cert_dir::CertDir;
 use super::store::IdentityStore;

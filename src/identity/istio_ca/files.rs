@@ -59,7 +59,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::time::SystemTime;
 
-    use super::super::renewal::Validity;
+    use super::super::client::Validity;
     use super::*;
 
     fn issued() -> IssuedCertificate {

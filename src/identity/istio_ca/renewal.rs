@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::super::store::IdentityStore;
-use super::client::CaClient;
+use super::client::{CaClient, Validity};
 use super::error::CaError;
 
 /// Fraction of the lifetime after which a certificate is renewed.
@@ -27,15 +27,6 @@ const MIN_RENEW_DELAY: Duration = Duration::from_secs(1);
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// A certificate's validity period (notBefore, notAfter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// Start of validity.
-    pub not_before: SystemTime,
-    /// End of validity.
-    pub not_after: SystemTime,
-}
 
 /// How long to wait at `now` before renewing a certificate valid for `validity`.
 ///
