@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::objects::{find_kind, ApiFailure, ObjectKey, ObjectStore, ResourceType, WriteScope};
 
+mod api_path;
 mod requests;
 mod watch_stream;
 

@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::requests::{as_served, query_param, ApiPath};
+use super::api_path::{as_served, query_param, ApiPath};
 use super::{Body, Shared};
 use crate::kube::testing::objects::ApiFailure;
 use crate::kube::testing::selectors::Selector;
