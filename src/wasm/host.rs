@@ -11,9 +11,9 @@ use tokio::sync::Notify;
 use wasmtime::{Caller, Memory, ResourceLimiter, StoreLimits, TypedFunc};
 
 use super::abi::{HeaderList, Status};
-use super::filter::{LocalResponse, RequestProps};
 use super::http_call::{HttpCallRequest, HttpCallResponse, HttpCaller};
-use super::plugin::PluginEnv;
+use super::plugin_env::PluginEnv;
+use super::request::{LocalResponse, RequestProps};
 
 /// Store data of one plugin instance.
 pub(crate) struct HostState {

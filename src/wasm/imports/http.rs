@@ -11,7 +11,7 @@ use crate::wasm::abi::{
     deserialize_pairs, serialize_pairs, HeaderList, MapType, Status, STREAM_HTTP_REQUEST,
     STREAM_HTTP_RESPONSE,
 };
-use crate::wasm::filter::LocalResponse;
+use crate::wasm::request::LocalResponse;
 use crate::wasm::host::{copy_out, read_bytes, read_string, write_u32, HostState, PendingHttpCall};
 use crate::wasm::http_call::HttpCallRequest;
 
