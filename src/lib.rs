@@ -6,11 +6,11 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod echo;
 pub mod hbone;
 pub mod identity;
-pub mod kube;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
@@ -18,4 +18,6 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_helpers;
 pub mod wasm;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::identity::istio_ca::IstioCaConfig;
-use crate::kube::source::KubeSourceOptions;
+use crate::config::source::kube::KubeSourceOptions;
 use crate::routing::LbPolicy;
 
 /// What `waypoint run` was asked to do.

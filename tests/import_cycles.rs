@@ -577,7 +577,8 @@ fn tokenize(text: &str) -> Vec<String> {
         } else if c == '\'' {
             // A char literal ('a', '\n', '\u{1F600}') or a lifetime ('a, 'static).
             if at(i + 1) == '\\' {
-                i += 2;
+                // Skip the quote, the backslash and the escaped character ('\'' included).
+                i += 3;
                 while i < chars.len() && chars[i] != '\'' {
                     i += 1;
                 }
@@ -727,7 +728,7 @@ mod reader {
         let text = r####"
             //! See crate::a::B.
             /* use crate::c::D; /* nested crate::e */ */
-            pub(crate) fn f() -> &'static str { let _c = '"'; let _q = b'\''; "crate::g::H" }
+            pub(crate) fn f() -> &'static str { let _c = '"'; let _e = '\''; let _q = b'\''; "crate::g::H" }
             const R: &str = r#"use crate::i::J;"#;
             macro_rules! m { () => { $crate::k::L } }
         "####;

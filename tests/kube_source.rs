@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use waypoint::kube::client::ClusterOptions;
-use waypoint::kube::source::KubeSourceOptions;
-use waypoint::kube::testing::{FakeApiServer, FaultRule};
+use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::KubeSourceOptions;
+use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 use waypoint::server::Running;
 use waypoint::settings::Settings;
 

@@ -3,7 +3,8 @@
 //! Owns HTTP/2 flow control (capacity is released as the reader consumes bytes, and writes
 //! wait for send capacity), half-close (END_STREAM on shutdown, EOF on the peer's
 //! END_STREAM), END_STREAM on drop, and a replay buffer for peeking. The Pingora trait
-//! impls live in `pingora_io.rs`; the protocol sniffing in `sniff.rs`.
+//! impls live in `pingora_io.rs`, the metadata they report in `stream_meta.rs`, and the
+//! protocol sniffing in `sniff.rs`.
 
 use std::any::Any;
 use std::fmt;

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::api_path::{as_served, query_param, ApiPath};
 use super::{Body, Shared};
-use crate::kube::testing::objects::ApiFailure;
-use crate::kube::testing::selectors::Selector;
+use super::objects::ApiFailure;
+use super::selectors::Selector;
 
 pub(super) fn start_watch(shared: Arc<Shared>, api: ApiPath, query: &str) -> Response<Body> {
     let selector = Selector::parse(

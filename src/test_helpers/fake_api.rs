@@ -4,6 +4,9 @@
 //! subresource, `Status` failures (404, 403, 409, 410). Tests drive it
 //! directly (seed objects, inject failures, drop watches, compact history)
 //! and point real clients at it through a kubeconfig.
+//!
+//! Owns the server and the test-facing API; the object store is `objects.rs`, selectors
+//! `selectors.rs`, and serving requests `requests.rs` and `watch_stream.rs`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,11 +25,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::objects::{find_kind, ApiFailure, ObjectKey, ObjectStore, ResourceType, WriteScope};
-
 mod api_path;
+mod objects;
 mod requests;
+mod selectors;
 mod watch_stream;
+
+#[cfg(test)]
+mod tests;
+
+use objects::{find_kind, ApiFailure, ObjectKey, ObjectStore, WriteScope};
+pub use objects::{ResourceType, RESOURCE_TYPES};
 
 type Body = BoxBody<Bytes, Infallible>;
 

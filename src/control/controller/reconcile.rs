@@ -28,7 +28,7 @@ use super::gateway_api::{
 };
 use super::metrics::ControllerMetrics;
 use super::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
-use crate::kube::client::{describe, KubeError};
+use crate::config::source::kube::client::{describe, KubeError};
 
 /// How often a settled object is looked at again, to repair drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(600);

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::identity::istio_ca::CaAddress;
-use crate::kube::client::{Cluster, ClusterOptions, KubeError};
+use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
 pub use desired::PodTemplateOptions;
 use gateway_api::{Gateway, GatewayClass};
 pub use metrics::ControllerMetrics;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::kube::testing::objects::{find_type, ResourceType};
+use super::objects::{find_type, ResourceType};
 
 /// What a request path names.
 pub(super) struct ApiPath {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::api_path::{as_served, parse_path, query_param, ApiPath};
 use super::{Body, RecordedRequest, Shared};
-use crate::kube::testing::objects::{merge, rv_of, ApiFailure, ObjectKey, WriteScope};
-use crate::kube::testing::selectors::Selector;
+use super::objects::{merge, rv_of, ApiFailure, ObjectKey, WriteScope};
+use super::selectors::Selector;
 
 pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
