@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use waypoint::identity::istio_ca::{
-    CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
-};
+use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::KubeSourceOptions;
 use waypoint::control::cli::{
     WaypointApplyArgs, WaypointDeleteArgs, WaypointGenerateArgs, WaypointListArgs,
     WaypointStatusArgs,
 };
-use waypoint::config::source::kube::client::ClusterOptions;
-use waypoint::config::source::kube::KubeSourceOptions;
+use waypoint::identity::istio_ca::{
+    CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
+};
 use waypoint::routing::LbPolicy;
 use waypoint::settings::Settings;
 

@@ -14,13 +14,13 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::config::source::kube::client::{Cluster, KubeError};
+use crate::config::source::kube::{self as kube_source, KubeSource, KubeWatch};
 use crate::config::watch::ConfigWatcher;
 use crate::config::ConfigErrors;
 use crate::hbone::InboundConfig;
 use crate::identity::istio_ca::{self, CaClient, CaError, CertRenewer};
 use crate::identity::{CertDir, CertWatcher, IdentityError, IdentityStore};
-use crate::config::source::kube::client::{Cluster, KubeError};
-use crate::config::source::kube::{self as kube_source, KubeSource, KubeWatch};
 use crate::proxy::listener::{self, ConnectionTracker, Proxies};
 use crate::proxy::outbound::HboneUpstream;
 use crate::proxy::passthrough::Passthrough;

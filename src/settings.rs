@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::istio_ca::IstioCaConfig;
 use crate::config::source::kube::KubeSourceOptions;
+use crate::identity::istio_ca::IstioCaConfig;
 use crate::routing::LbPolicy;
 
 /// What `waypoint run` was asked to do.

@@ -59,7 +59,11 @@ fn src_has_no_import_cycles() {
 
     let mut report = String::new();
     for cycle in &found {
-        let tag = if known.contains(cycle) { " (known)" } else { "" };
+        let tag = if known.contains(cycle) {
+            " (known)"
+        } else {
+            ""
+        };
         let _ = writeln!(report, "  {cycle}{tag}");
     }
     if !found.is_empty() {
@@ -409,7 +413,10 @@ fn is_ident(t: &str) -> bool {
 }
 
 fn is_attr(toks: &[String], i: usize, pattern: &[&str]) -> bool {
-    pattern.iter().enumerate().all(|(k, p)| tok(toks, i + k) == *p)
+    pattern
+        .iter()
+        .enumerate()
+        .all(|(k, p)| tok(toks, i + k) == *p)
 }
 
 /// Skips the item after a `#[cfg(test)]` (further attributes included) and returns the
@@ -695,13 +702,15 @@ mod reader {
 
     #[test]
     fn use_crate_super_and_self() {
-        let text = "use crate::a::B;\nuse super::c::D as E;\npub(crate) use self::f::*;\nuse std::io;";
+        let text =
+            "use crate::a::B;\nuse super::c::D as E;\npub(crate) use self::f::*;\nuse std::io;";
         assert_eq!(paths("x::y", text), ["a::B", "x::c::D", "x::y::f"]);
     }
 
     #[test]
     fn grouped_use_over_several_lines() {
-        let text = "use crate::{\n    a::B,\n    c::{d, e::{self, F}},\n};\nuse super::{self as p, g};";
+        let text =
+            "use crate::{\n    a::B,\n    c::{d, e::{self, F}},\n};\nuse super::{self as p, g};";
         assert_eq!(
             paths("x::y", text),
             ["a::B", "c::d", "c::e", "c::e::F", "x", "x::g"]
@@ -756,11 +765,23 @@ mod reader {
             ("lib.rs", "pub mod foo; pub mod bar;"),
             ("foo.rs", "mod inner; pub use inner::Bar;"),
             ("foo/inner.rs", "pub struct Bar;"),
-            ("bar.rs", "use crate::foo::Bar; fn f() { crate::foo::inner::g(); }"),
+            (
+                "bar.rs",
+                "use crate::foo::Bar; fn f() { crate::foo::inner::g(); }",
+            ),
         ]);
-        assert_eq!(g.arrows["bar.rs"], ["foo.rs", "foo/inner.rs"].map(String::from).into());
-        assert!(g.arrows["lib.rs"].is_empty(), "mod declarations are not arrows");
-        assert!(g.arrows["foo.rs"].is_empty(), "uniform paths are not arrows");
+        assert_eq!(
+            g.arrows["bar.rs"],
+            ["foo.rs", "foo/inner.rs"].map(String::from).into()
+        );
+        assert!(
+            g.arrows["lib.rs"].is_empty(),
+            "mod declarations are not arrows"
+        );
+        assert!(
+            g.arrows["foo.rs"].is_empty(),
+            "uniform paths are not arrows"
+        );
     }
 
     #[test]
@@ -772,7 +793,10 @@ mod reader {
             ("d.rs", "use crate::a::W;"),
         ]);
         let cycles: Vec<String> = g.cycles().iter().map(|c| format_cycle(c)).collect();
-        assert_eq!(cycles, ["a.rs -> b.rs -> a.rs", "a.rs -> b.rs -> c.rs -> a.rs"]);
+        assert_eq!(
+            cycles,
+            ["a.rs -> b.rs -> a.rs", "a.rs -> b.rs -> c.rs -> a.rs"]
+        );
     }
 
     #[test]

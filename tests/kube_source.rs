@@ -13,9 +13,9 @@ use common::*;
 use serde_json::{json, Value};
 use waypoint::config::source::kube::client::ClusterOptions;
 use waypoint::config::source::kube::KubeSourceOptions;
-use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 use waypoint::server::Running;
 use waypoint::settings::Settings;
+use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 
 const NS: &str = "shop";
 

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::identity::istio_ca::CaAddress;
 use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
+use crate::identity::istio_ca::CaAddress;
 pub use desired::PodTemplateOptions;
 use gateway_api::{Gateway, GatewayClass};
 pub use metrics::ControllerMetrics;

@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::api_path::{as_served, query_param, ApiPath};
-use super::{Body, Shared};
 use super::objects::ApiFailure;
 use super::selectors::Selector;
+use super::{Body, Shared};
 
 pub(super) fn start_watch(shared: Arc<Shared>, api: ApiPath, query: &str) -> Response<Body> {
     let selector = Selector::parse(
