@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use super::super::store::IdentityStore;
 use super::client::{CaClient, Validity};
 use super::error::CaError;
+use super::files::provision;
 
 /// Fraction of the lifetime after which a certificate is renewed.
 pub const RENEW_AT: f64 = 0.8;
@@ -97,7 +98,7 @@ async fn renew_loop(client: CaClient, store: Arc<IdentityStore>, mut current: Va
 
 /// One renewal: a new certificate into the directory, then the store reloaded from it.
 async fn renew_once(client: &CaClient, store: &IdentityStore) -> Result<Validity, CaError> {
-    let validity = super::provision(client, store.cert_dir()).await?;
+    let validity = provision(client, store.cert_dir()).await?;
     store.reload()?;
     Ok(validity)
 }
