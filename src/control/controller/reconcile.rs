@@ -27,7 +27,7 @@ use super::gateway_api::{
     GatewayStatusAddress,
 };
 use super::metrics::ControllerMetrics;
-use super::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
+use super::names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
 use crate::config::source::kube::client::{describe, KubeError};
 
 /// How often a settled object is looked at again, to repair drift nobody told us about.
