@@ -175,6 +175,17 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Unwraps a host-call step (the helpers below return `wasmtime::Result<Result<T, Status>>`): a trap propagates, a status returns to the guest.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e? {
+            Ok(v) => v,
+            Err(s) => return Ok(i32::from(s)),
+        }
+    };
+}
+pub(crate) use tri;
+
 /// The guest's linear memory, or a trap: a module without an exported
 /// `memory` cannot exchange data with us.
 fn memory(caller: &Caller<'_, HostState>) -> wasmtime::Result<Memory> {
