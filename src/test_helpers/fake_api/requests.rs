@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::api_path::{as_served, parse_path, query_param, ApiPath};
 use super::objects::{merge, rv_of, ApiFailure, ObjectKey, WriteScope};
 use super::selectors::Selector;
-use super::{Body, RecordedRequest, Shared};
+use super::shared::{Body, RecordedRequest, Shared};
 
 pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();

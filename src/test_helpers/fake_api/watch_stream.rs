@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::api_path::{as_served, query_param, ApiPath};
 use super::objects::ApiFailure;
 use super::selectors::Selector;
-use super::{Body, Shared};
+use super::shared::{Body, Shared};
 
 pub(super) fn start_watch(shared: Arc<Shared>, api: ApiPath, query: &str) -> Response<Body> {
     let selector = Selector::parse(
