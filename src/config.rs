@@ -1,6 +1,6 @@
 //! Configuration as Kubernetes objects: serde types that mirror the API field
-//! for field, loading them from YAML files, and errors that say where a bad
-//! field is. This module knows nothing of routing: `routing` compiles the
+//! for field, loading them from YAML files, where they come from ([`source`]:
+//! files or the API server), and errors that say where a bad field is. This module knows nothing of routing: `routing` compiles the
 //! loaded [`Resources`] into the immutable snapshot the request path reads.
 
 mod core;
@@ -11,6 +11,7 @@ mod istio;
 mod istio_traffic;
 pub mod load;
 mod meta;
+pub mod source;
 pub mod watch;
 
 use std::sync::Arc;

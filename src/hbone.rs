@@ -20,6 +20,7 @@ pub mod proxy_protocol;
 mod request;
 mod sniff;
 mod stream;
+mod stream_meta;
 mod target;
 
 #[cfg(any(test, feature = "testing"))]

@@ -6,12 +6,12 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod echo;
 pub mod hbone;
 pub mod identity;
 pub mod inbound;
-pub mod kube;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
@@ -19,5 +19,7 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_helpers;
 pub mod upstream;
 pub mod wasm;

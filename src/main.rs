@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use waypoint::identity::istio_ca::{
-    CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
-};
-use waypoint::kube::cli::{
+use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::KubeSourceOptions;
+use waypoint::control::cli::{
     WaypointApplyArgs, WaypointDeleteArgs, WaypointGenerateArgs, WaypointListArgs,
     WaypointStatusArgs,
 };
-use waypoint::kube::client::ClusterOptions;
-use waypoint::kube::source::KubeSourceOptions;
+use waypoint::identity::istio_ca::{
+    CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
+};
 use waypoint::settings::Settings;
 use waypoint::upstream::LbPolicy;
 
@@ -68,7 +68,7 @@ enum Command {
     Status(WaypointStatusArgs),
     /// Run the controller of the pingora-waypoint GatewayClass (one Deployment,
     /// Service and ServiceAccount per Gateway).
-    Controller(waypoint::kube::controller::ControllerArgs),
+    Controller(waypoint::control::controller::ControllerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,28 +180,28 @@ fn main() -> ExitCode {
 }
 
 fn waypoint_generate(args: WaypointGenerateArgs) -> ExitCode {
-    kube_cli(waypoint::kube::cli::generate(args))
+    kube_cli(waypoint::control::cli::generate(args))
 }
 
 fn waypoint_apply(args: WaypointApplyArgs) -> ExitCode {
-    kube_cli(waypoint::kube::cli::apply(args))
+    kube_cli(waypoint::control::cli::apply(args))
 }
 
 fn waypoint_list(args: WaypointListArgs) -> ExitCode {
-    kube_cli(waypoint::kube::cli::list(args))
+    kube_cli(waypoint::control::cli::list(args))
 }
 
 fn waypoint_delete(args: WaypointDeleteArgs) -> ExitCode {
-    kube_cli(waypoint::kube::cli::delete(args))
+    kube_cli(waypoint::control::cli::delete(args))
 }
 
 fn waypoint_status(args: WaypointStatusArgs) -> ExitCode {
-    kube_cli(waypoint::kube::cli::status(args))
+    kube_cli(waypoint::control::cli::status(args))
 }
 
 /// Runs one of the istioctl-style commands; a failure is one `error:` line, exit 1.
 fn kube_cli(
-    command: impl std::future::Future<Output = Result<(), waypoint::kube::cli::CliError>>,
+    command: impl std::future::Future<Output = Result<(), waypoint::control::cli::CliError>>,
 ) -> ExitCode {
     match runtime(1).block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -212,8 +212,8 @@ fn kube_cli(
     }
 }
 
-fn controller(args: waypoint::kube::controller::ControllerArgs) -> ExitCode {
-    match runtime(2).block_on(waypoint::kube::controller::main(args)) {
+fn controller(args: waypoint::control::controller::ControllerArgs) -> ExitCode {
+    match runtime(2).block_on(waypoint::control::controller::main(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("waypoint controller: {e}");

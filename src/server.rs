@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::config::source::kube::client::{Cluster, KubeError};
+use crate::config::source::kube::{self as kube_source, KubeSource, KubeWatch};
 use crate::config::watch::ConfigWatcher;
 use crate::config::ConfigErrors;
 use crate::hbone::InboundConfig;
@@ -23,8 +25,6 @@ use crate::inbound::listener::{self, ConnectionTracker, Proxies};
 use crate::inbound::passthrough::Passthrough;
 use crate::inbound::proxy_protocol;
 use crate::inbound::tunnel::TunnelHandler;
-use crate::kube::client::{Cluster, KubeError};
-use crate::kube::source::{self as kube_source, KubeSource, KubeWatch};
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::source::kube::KubeSourceOptions;
 use crate::identity::istio_ca::IstioCaConfig;
-use crate::kube::source::KubeSourceOptions;
 use crate::upstream::LbPolicy;
 
 /// What `waypoint run` was asked to do.

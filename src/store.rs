@@ -2,15 +2,18 @@
 //! served, with its generation. Reloads parse, validate and compile off the
 //! request path and publish with a single store; a bad config never replaces
 //! a good one.
+//!
+//! Where the objects come from is the config layer's ([`ConfigSource`]); this module only
+//! asks its source again on every reload.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
-use crate::config::{self, ConfigErrors, Resources};
+use crate::config::source::{ConfigSource, FileSource, Reload};
+use crate::config::ConfigErrors;
 use crate::routing::{CompileOptions, Snapshot};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
@@ -33,45 +36,6 @@ pub struct Published {
 pub struct RejectedConfig {
     pub at: SystemTime,
     pub errors: ConfigErrors,
-}
-
-/// Where the store gets its objects: YAML files (`--config`) or the
-/// Kubernetes API (`--kube`). Every reload asks the source again.
-pub trait ConfigSource: Send + Sync {
-    /// The objects as they are now. Blocking: called from a blocking thread.
-    fn load(&self, default_namespace: &str) -> Result<Resources, ConfigErrors>;
-    /// Directory that relative WasmPlugin `url`s resolve against when the
-    /// defining file's own directory is unknown.
-    fn base_dir(&self) -> PathBuf;
-    /// What `/config_dump` shows under `source`.
-    fn describe(&self) -> serde_json::Value;
-}
-
-/// A file or directory of multi-document YAML (`waypoint run --config`).
-#[derive(Debug, Clone)]
-pub struct FileSource {
-    pub path: PathBuf,
-}
-
-impl ConfigSource for FileSource {
-    fn load(&self, default_namespace: &str) -> Result<Resources, ConfigErrors> {
-        config::load_path(&self.path, default_namespace)
-    }
-
-    fn base_dir(&self) -> PathBuf {
-        if self.path.is_dir() {
-            self.path.clone()
-        } else {
-            self.path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        }
-    }
-
-    fn describe(&self) -> serde_json::Value {
-        serde_json::json!({"type": "file", "path": self.path.display().to_string()})
-    }
 }
 
 /// Holds the served snapshot and the reload bookkeeping.
@@ -252,5 +216,12 @@ impl SnapshotStore {
                 Err(errors)
             }
         }
+    }
+}
+
+/// The `--kube` source's watches call this after each settled burst of changes.
+impl Reload for SnapshotStore {
+    fn reload(&self) -> Result<u64, ConfigErrors> {
+        SnapshotStore::reload(self)
     }
 }

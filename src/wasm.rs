@@ -31,21 +31,24 @@ mod instance;
 mod load;
 mod metrics;
 mod plugin;
+mod plugin_env;
 mod plugin_set;
 mod properties;
+mod request;
 mod shared;
 mod wasi;
 
 pub use error::WasmError;
-pub use filter::{HeaderAccess, HttpFilters, LocalResponse, RequestLine, RequestProps, Verdict};
+pub use filter::{HeaderAccess, HttpFilters, RequestLine, Verdict};
 #[cfg(any(test, feature = "testing"))]
 pub use http_call::HyperHttpCaller;
 pub use http_call::{
     exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
 };
 pub use metrics::{FailureReason, WasmMetrics};
-pub use plugin::HostOptions;
+pub use plugin_env::HostOptions;
 pub use plugin_set::{compile_plugins, Plugin, PluginSet, WasmHost};
+pub use request::{LocalResponse, RequestProps};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod test_support;

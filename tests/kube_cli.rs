@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::bounded;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use waypoint::kube::testing::{FakeApiServer, FaultRule};
+use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 
 const BIN: &str = env!("CARGO_BIN_EXE_waypoint");
 const GW: &str = "gateway.networking.k8s.io/v1";

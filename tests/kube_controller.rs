@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use waypoint::kube::client::{Cluster, ClusterOptions};
-use waypoint::kube::controller::{self, ControllerOptions, PodTemplateOptions};
-use waypoint::kube::testing::{FakeApiServer, FaultRule};
+use waypoint::config::source::kube::client::{Cluster, ClusterOptions};
+use waypoint::control::controller::{self, ControllerOptions, PodTemplateOptions};
+use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 
 use common::TestClient;
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use waypoint::kube::client::ClusterOptions;
-use waypoint::kube::source::KubeSourceOptions;
-use waypoint::kube::testing::{FakeApiServer, FaultRule};
+use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::KubeSourceOptions;
 use waypoint::server::Running;
 use waypoint::settings::Settings;
+use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 
 const NS: &str = "shop";
 

@@ -9,50 +9,20 @@
 //! - `GetProxyDigest`: `user_data` set with `set_user_data` (none otherwise).
 //! - `UniqueID`: a process-wide counter, in a range file descriptors do not reach.
 
-use std::any::Any;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::virt::{VirtualSockOpt, VirtualSocket};
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
 };
-use pingora_http::ResponseHeader;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use super::sniff::H2_PREFACE;
 use super::stream::TunnelStream;
-
-static NEXT_ID: AtomicU32 = AtomicU32::new(0);
-
-/// Ids live in `[2^30, 2^31)`, far above any file descriptor, so they never collide with
-/// real sockets' ids; the counter wraps within that range.
-pub(crate) fn next_stream_id() -> i32 {
-    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed) & 0x3FFF_FFFF;
-    (0x4000_0000 | n) as i32
-}
-
-pub(crate) fn proxy_digest_with(data: Box<dyn Any + Send + Sync>) -> Arc<ProxyDigest> {
-    let response = ResponseHeader::build(200, None).expect("200 is a valid status");
-    Arc::new(ProxyDigest::new(Box::new(response), Some(data)))
-}
-
-pub(crate) fn socket_digest(
-    peer: std::net::SocketAddr,
-    local: Option<std::net::SocketAddr>,
-) -> Arc<SocketDigest> {
-    // No file descriptor backs a tunnel stream; -1 makes fd-based queries fail softly.
-    let digest = SocketDigest::from_raw_fd(-1);
-    let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
-    let _ = digest.local_addr.set(local.map(PingoraAddr::Inet));
-    let _ = digest.original_dst.set(local.map(PingoraAddr::Inet));
-    Arc::new(digest)
-}
 
 #[async_trait]
 impl Shutdown for TunnelStream {

@@ -3,21 +3,20 @@
 //! Owns HTTP/2 flow control (capacity is released as the reader consumes bytes, and writes
 //! wait for send capacity), half-close (END_STREAM on shutdown, EOF on the peer's
 //! END_STREAM), END_STREAM on drop, and a replay buffer for peeking. The Pingora trait
-//! impls live in `pingora_io.rs`; the protocol sniffing in `sniff.rs`.
+//! impls live in `pingora_io.rs`, the metadata they report in `stream_meta.rs`, and the
+//! protocol sniffing in `sniff.rs`.
 
 use std::any::Any;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
-use pingora_core::protocols::raw_connect::ProxyDigest;
-use pingora_core::protocols::SocketDigest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::stream_meta::{self, StreamMeta};
 
 /// Largest chunk handed to h2 per write; h2 splits it into frames of the peer's
 /// `max_frame_size`. Bounds how much send capacity one write reserves.
@@ -44,14 +43,6 @@ pub struct TunnelStream {
     _guard: Option<Box<dyn Send + Sync>>,
 }
 
-/// What Pingora asks of a downstream connection besides bytes.
-pub(crate) struct StreamMeta {
-    pub(crate) id: i32,
-    pub(crate) established: SystemTime,
-    pub(crate) socket_digest: Option<Arc<SocketDigest>>,
-    pub(crate) proxy_digest: Option<Arc<ProxyDigest>>,
-}
-
 impl TunnelStream {
     pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
         TunnelStream {
@@ -60,12 +51,7 @@ impl TunnelStream {
             buffered: Bytes::new(),
             recv_eof: false,
             end_sent: false,
-            meta: StreamMeta {
-                id: super::pingora_io::next_stream_id(),
-                established: SystemTime::now(),
-                socket_digest: None,
-                proxy_digest: None,
-            },
+            meta: StreamMeta::new(),
             _guard: None,
         }
     }
@@ -83,7 +69,7 @@ impl TunnelStream {
     /// Attaches caller data that Pingora exposes as `ProxyDigest::user_data`
     /// (`session.digest()` → `proxy_digest` → `user_data`); downcast it there.
     pub fn set_user_data(&mut self, data: Box<dyn Any + Send + Sync>) {
-        self.meta.proxy_digest = Some(super::pingora_io::proxy_digest_with(data));
+        self.meta.proxy_digest = Some(stream_meta::proxy_digest_with(data));
     }
 
     /// Sets what Pingora reports as the connection's peer (`session.client_addr()`) and
@@ -94,7 +80,7 @@ impl TunnelStream {
         peer: std::net::SocketAddr,
         local: Option<std::net::SocketAddr>,
     ) {
-        self.meta.socket_digest = Some(super::pingora_io::socket_digest(peer, local));
+        self.meta.socket_digest = Some(stream_meta::socket_digest(peer, local));
     }
 
     /// Buffers received bytes until `want` are available, the peer ends the stream, or

@@ -18,44 +18,25 @@ mod renewal;
 
 use std::sync::Arc;
 
-use tracing::info;
-
-pub use client::{CaClient, IssuedCertificate};
+pub use client::{CaClient, IssuedCertificate, Validity};
 pub use config::{
     CaAddress, IstioCaConfig, DEFAULT_CERT_LIFETIME, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT,
     DEFAULT_TOKEN,
 };
 pub use error::CaError;
+pub use files::provision;
 pub use messages::{
     IstioCertificateRequest, IstioCertificateResponse, CREATE_CERTIFICATE_PATH,
     ISTIO_CERTIFICATE_SERVICE,
 };
-pub use renewal::{renewal_delay, retry_delay, CertRenewer, Validity};
+pub use renewal::{renewal_delay, retry_delay, CertRenewer};
 
-use super::cert_dir::CertDir;
 use super::store::IdentityStore;
 
 /// Istio's default directory for workload certificates in a pod
 /// (`/var/run/secrets/workload-spiffe-credentials`); used with `--ca-address` when no
 /// `--cert-dir` is given.
 pub const DEFAULT_CA_CERT_DIR: &str = "/var/run/secrets/workload-spiffe-credentials";
-
-/// Requests a certificate and writes `cert-chain.pem`, `key.pem` and `root-cert.pem` into
-/// `dir` (created if missing). Returns the new leaf's validity, from which the renewal is
-/// scheduled.
-pub async fn provision(client: &CaClient, dir: &CertDir) -> Result<Validity, CaError> {
-    let issued = client.fetch_certificate().await?;
-    let root_pem = client.read_root_pem()?;
-    files::write_cert_dir(dir, &issued, &root_pem)?;
-    info!(
-        ca = %client.address(),
-        identity = %client.identity(),
-        serial = %hex(&issued.serial),
-        dir = %dir.path().display(),
-        "certificate issued by Istio's CA"
-    );
-    Ok(issued.validity)
-}
 
 impl IdentityStore {
     /// Starts renewing this store's certificate from Istio's CA; `current` is the validity of
@@ -65,9 +46,4 @@ impl IdentityStore {
     pub fn renew_from_ca(self: &Arc<Self>, client: CaClient, current: Validity) -> CertRenewer {
         renewal::spawn(client, self.clone(), current)
     }
-}
-
-/// Lower-case hex of a serial number, as `openssl x509 -serial` would show it.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,7 +10,6 @@ use super::*;
 use crate::upstream::LoadRegistry;
 
 mod gamma;
-mod layers;
 mod validation;
 
 fn forward(d: RouteDecision) -> ForwardPlan {

@@ -20,90 +20,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue};
 use tokio::sync::Notify;
 
 pub use headers::HeaderAccess;
 
-use super::abi::{HeaderList, ACTION_CONTINUE};
+use super::abi::ACTION_CONTINUE;
 use super::host::{CallOutcome, Exchange, PendingHttpCall};
 use super::http_call::HttpCaller;
 use super::instance::HttpCallback;
 use super::plugin_set::Plugin;
-use crate::config::NamespacedName;
-
-/// What the proxy knows about a request when its chain starts; read by
-/// `proxy_get_property`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestProps {
-    /// `x-request-id`.
-    pub request_id: String,
-    pub method: String,
-    /// `http` or `https`.
-    pub scheme: String,
-    /// Host (and port) the client asked for.
-    pub authority: String,
-    /// Path and query.
-    pub path: String,
-    /// `HTTP/1.1`, `HTTP/2`.
-    pub protocol: String,
-    /// The client's address.
-    pub source: Option<SocketAddr>,
-    /// The caller's SPIFFE id (`spiffe://td/ns/NS/sa/SA`) when it came over mTLS.
-    pub source_principal: Option<String>,
-    /// The original destination (Service VIP or pod) and port.
-    pub destination: Option<SocketAddr>,
-    pub destination_service: Option<NamespacedName>,
-}
-
-/// A response a plugin produced instead of the upstream's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LocalResponse {
-    pub status: u16,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
-    /// The plugin's "details" string (Envoy's response code details).
-    pub details: String,
-}
-
-impl LocalResponse {
-    pub(crate) fn from_guest(
-        status: u16,
-        headers: HeaderList,
-        body: Bytes,
-        details: String,
-    ) -> Self {
-        let headers = headers
-            .into_iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::from_bytes(k.as_bytes()).ok()?,
-                    HeaderValue::from_bytes(&v).ok()?,
-                ))
-            })
-            .collect();
-        Self {
-            status,
-            headers,
-            body,
-            details,
-        }
-    }
-
-    /// FAIL_CLOSE's answer: Istio returns 500 when a fail-closed plugin
-    /// cannot run.
-    fn plugin_failed(plugin: &str) -> Self {
-        Self {
-            status: 500,
-            headers: vec![(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain"),
-            )],
-            body: Bytes::from(format!("wasm plugin {plugin} failed\n")),
-            details: "wasm_fail_close".into(),
-        }
-    }
-}
+use super::request::{LocalResponse, RequestProps};
 
 /// What the proxy does after a phase.
 #[derive(Debug, Clone, PartialEq)]

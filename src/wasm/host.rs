@@ -11,9 +11,9 @@ use tokio::sync::Notify;
 use wasmtime::{Caller, Memory, ResourceLimiter, StoreLimits, TypedFunc};
 
 use super::abi::{HeaderList, Status};
-use super::filter::{LocalResponse, RequestProps};
 use super::http_call::{HttpCallRequest, HttpCallResponse, HttpCaller};
-use super::plugin::PluginEnv;
+use super::plugin_env::PluginEnv;
+use super::request::{LocalResponse, RequestProps};
 
 /// Store data of one plugin instance.
 pub(crate) struct HostState {
@@ -174,6 +174,17 @@ impl ResourceLimiter for Limiter {
         self.inner.memories()
     }
 }
+
+/// Unwraps a host-call step (the helpers below return `wasmtime::Result<Result<T, Status>>`): a trap propagates, a status returns to the guest.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e? {
+            Ok(v) => v,
+            Err(s) => return Ok(i32::from(s)),
+        }
+    };
+}
+pub(crate) use tri;
 
 /// The guest's linear memory, or a trap: a module without an exported
 /// `memory` cannot exchange data with us.

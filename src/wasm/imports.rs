@@ -15,19 +15,8 @@ use wasmtime::{Caller, Linker};
 
 use super::abi::{log_level_name, BufferType, Status};
 use super::host::{
-    copy_out, read_bytes, read_string, splice, window, write_bytes, write_u32, HostState,
+    copy_out, read_bytes, read_string, splice, tri, window, write_bytes, write_u32, HostState,
 };
-
-/// Unwraps a host-call step: a trap propagates, a status returns to the guest.
-macro_rules! tri {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(s) => return Ok(i32::from(s)),
-        }
-    };
-}
-pub(crate) use tri;
 
 /// A linker plus the names it defines, so a missing import can be named.
 pub(crate) struct HostLinker {

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{InstancePre, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::abi::ACTION_CONTINUE;
 use super::engine::{engine, ticks};
 use super::host::{CallOutcome, Exchange, HostState};
 use super::http_call::HttpCallResponse;
 use super::metrics::FailureReason;
-use super::plugin::PluginCore;
+use super::plugin_env::{HostOptions, PluginEnv};
 
 /// A failed callback: the instance must be discarded.
 #[derive(Debug, Clone)]
@@ -80,23 +80,29 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Instantiates, runs `_initialize`/`_start`, creates the root context
-    /// and calls `proxy_on_vm_start` and `proxy_on_configure`, as Envoy does
-    /// for each worker's VM.
-    pub(crate) fn start(core: &PluginCore, slot: usize) -> Result<Instance, Fault> {
-        let env = Arc::clone(&core.env);
+    /// Instantiates `pre` as instance `slot` of the plugin `env`, runs
+    /// `_initialize`/`_start`, creates the root context `root` and calls
+    /// `proxy_on_vm_start` and `proxy_on_configure`, as Envoy does for each
+    /// worker's VM.
+    pub(crate) fn start(
+        env: &Arc<PluginEnv>,
+        pre: &InstancePre<HostState>,
+        options: &HostOptions,
+        slot: usize,
+        root: u32,
+    ) -> Result<Instance, Fault> {
+        let env = Arc::clone(env);
         let mut store = Store::new(
             engine(),
-            HostState::new(env.clone(), slot, core.options.memory_limit),
+            HostState::new(env.clone(), slot, options.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        let deadline = ticks(core.options.callback_timeout);
+        let deadline = ticks(options.callback_timeout);
         // Module start-up may do real work (static initialisers, parsing the
         // configuration): give it ten callbacks' worth of time.
         store.set_epoch_deadline(deadline * 10);
-        let instance = core
-            .pre
+        let instance = pre
             .instantiate(&mut store)
             .map_err(|e| fault(&store, e, "instantiate"))?;
         let exports = Exports::find(&instance, &mut store).map_err(|message| Fault {
@@ -122,7 +128,6 @@ impl Instance {
         } else if let Some(f) = this.exports.start.clone() {
             this.invoke_slow(&f, (), "_start")?;
         }
-        let root = core.next_context_id();
         this.root_id = root;
         this.store.data_mut().root_context_id = root;
         this.store.data_mut().live_contexts.insert(root);

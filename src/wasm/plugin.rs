@@ -10,7 +10,6 @@
 //! as many instances as worker threads, contention stays low. Instances are
 //! never created per request: only at load, and again after one failed.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -20,85 +19,8 @@ use wasmtime::InstancePre;
 
 use super::host::HostState;
 use super::instance::{Fault, Instance};
-use super::metrics::{FailureReason, WasmMetrics};
-
-/// Settings every plugin of a host shares.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostOptions {
-    /// Instances per plugin; requests are spread over them. Default: the
-    /// number of CPUs (Pingora's worker threads), at most 8.
-    pub instances_per_plugin: usize,
-    /// Linear-memory cap per instance, bytes. Default 64 MiB.
-    pub memory_limit: usize,
-    /// Longest a single callback may run before it is trapped. Default 500 ms.
-    pub callback_timeout: Duration,
-    /// `node.metadata.*` properties (Istio's NAMESPACE, WORKLOAD_NAME,
-    /// CLUSTER_ID, MESH_ID, …).
-    pub node_metadata: BTreeMap<String, String>,
-}
-
-impl Default for HostOptions {
-    fn default() -> Self {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        Self {
-            instances_per_plugin: cpus.clamp(1, 8),
-            memory_limit: 64 << 20,
-            callback_timeout: Duration::from_millis(500),
-            node_metadata: BTreeMap::new(),
-        }
-    }
-}
-
-/// Messages to a plugin's service thread.
-#[derive(Debug)]
-pub(crate) enum ServiceEvent {
-    /// An instance (re)started; read its tick period.
-    Reschedule {
-        slot: usize,
-    },
-    QueueReady {
-        slot: usize,
-        context_id: u32,
-        queue_id: u32,
-    },
-    Stop,
-}
-
-/// What host calls need to know about the plugin they run in.
-pub(crate) struct PluginEnv {
-    /// `namespace.name` of the WasmPlugin: Istio's `plugin_name`, and the
-    /// name in logs and metrics.
-    pub(crate) name: String,
-    /// `pluginName`: the root id the SDKs dispatch on.
-    pub(crate) root_id: String,
-    /// Shared data and queues are keyed by this.
-    pub(crate) vm_id: String,
-    pub(crate) plugin_config: Vec<u8>,
-    pub(crate) vm_config: Vec<u8>,
-    /// `vmConfig.env`, resolved.
-    pub(crate) env: Vec<(String, String)>,
-    pub(crate) node_metadata: Arc<BTreeMap<String, String>>,
-    pub(crate) metrics: Arc<WasmMetrics>,
-    pub(crate) events: Sender<ServiceEvent>,
-}
-
-impl Default for PluginEnv {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            root_id: String::new(),
-            vm_id: String::new(),
-            plugin_config: Vec::new(),
-            vm_config: Vec::new(),
-            env: Vec::new(),
-            node_metadata: Arc::default(),
-            metrics: Arc::new(WasmMetrics::new(&prometheus::Registry::new())),
-            events: std::sync::mpsc::channel().0,
-        }
-    }
-}
+use super::metrics::FailureReason;
+use super::plugin_env::{HostOptions, PluginEnv, ServiceEvent};
 
 struct Slot {
     instance: Option<Instance>,
@@ -137,7 +59,14 @@ impl PluginCore {
     ) -> Result<R, Fault> {
         let mut guard = self.slots[slot].lock().unwrap_or_else(|e| e.into_inner());
         if guard.instance.is_none() {
-            let instance = Instance::start(self, slot).inspect_err(|fault| self.report(fault))?;
+            let instance = Instance::start(
+                &self.env,
+                &self.pre,
+                &self.options,
+                slot,
+                self.next_context_id(),
+            )
+            .inspect_err(|fault| self.report(fault))?;
             guard.instance = Some(instance);
             guard.generation += 1;
             let _ = self.env.events.send(ServiceEvent::Reschedule { slot });

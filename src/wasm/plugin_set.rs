@@ -12,7 +12,8 @@ use prometheus::Registry;
 use super::error::WasmError;
 use super::load::{compile, read_checked, resolve_url, Compiled};
 use super::metrics::WasmMetrics;
-use super::plugin::{HostOptions, PluginEnv, PluginRuntime};
+use super::plugin::PluginRuntime;
+use super::plugin_env::{HostOptions, PluginEnv};
 use crate::config::{
     ConfigError, ConfigErrors, EnvValueSource, FailStrategy, Location, NamespacedName, ObjectRef,
     PluginPhase, PluginType, Resources, Sourced, WasmPlugin, WorkloadMode,

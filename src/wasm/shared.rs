@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, OnceLock};
 
 use super::abi::Status;
-use super::plugin::ServiceEvent;
+use super::plugin_env::ServiceEvent;
 
 /// (vm_id, key) → (value, CAS version).
 type Entries = HashMap<(String, String), (Vec<u8>, u32)>;

@@ -4,7 +4,7 @@
 //! Each call opens its own connection. Calls are rare (once per certificate lifetime, plus
 //! retries), and a new connection picks up a rotated root from the ConfigMap mount.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::uri::PathAndQuery;
 use rustls::pki_types::pem::PemObject;
@@ -20,7 +20,6 @@ use super::config::{CaAddress, IstioCaConfig};
 use super::csr;
 use super::error::{chain, hint_for, CaError};
 use super::messages::{IstioCertificateRequest, IstioCertificateResponse, CREATE_CERTIFICATE_PATH};
-use super::renewal::Validity;
 
 /// TCP + TLS connect timeout to the CA.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +31,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct CaClient {
     config: IstioCaConfig,
     identity: Identity,
+}
+
+/// A certificate's validity period (notBefore, notAfter); renewal is scheduled from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
 }
 
 /// A certificate issued by the CA, with the key it was requested for.

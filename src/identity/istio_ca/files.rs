@@ -1,4 +1,5 @@
-//! Writing an issued certificate into the certificate directory under Istio's names.
+//! Writing an issued certificate into the certificate directory under Istio's names, and
+//! [`provision`]: request one and write it (at startup and on every renewal).
 //!
 //! Each file is written to a temporary name in the same directory and renamed over the old
 //! one, so a reader sees either the old or the new file, never half of one. The key is
@@ -9,9 +10,28 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use tracing::info;
+
 use super::super::cert_dir::CertDir;
-use super::client::IssuedCertificate;
+use super::client::{CaClient, IssuedCertificate, Validity};
 use super::error::CaError;
+
+/// Requests a certificate and writes `cert-chain.pem`, `key.pem` and `root-cert.pem` into
+/// `dir` (created if missing). Returns the new leaf's validity, from which the renewal is
+/// scheduled.
+pub async fn provision(client: &CaClient, dir: &CertDir) -> Result<Validity, CaError> {
+    let issued = client.fetch_certificate().await?;
+    let root_pem = client.read_root_pem()?;
+    write_cert_dir(dir, &issued, &root_pem)?;
+    info!(
+        ca = %client.address(),
+        identity = %client.identity(),
+        serial = %hex(&issued.serial),
+        dir = %dir.path().display(),
+        "certificate issued by Istio's CA"
+    );
+    Ok(issued.validity)
+}
 
 /// Writes `key.pem`, `cert-chain.pem` (leaf and intermediates) and `root-cert.pem` (the
 /// mesh roots) into `dir`, creating the directory if needed.
@@ -54,12 +74,16 @@ fn write_atomically(file: &Path, content: &[u8], mode: u32) -> Result<(), CaErro
     std::fs::rename(&tmp, file).map_err(err)
 }
 
+/// Lower-case hex of a serial number, as `openssl x509 -serial` would show it.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::time::SystemTime;
 
-    use super::super::renewal::Validity;
     use super::*;
 
     fn issued() -> IssuedCertificate {

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::super::store::IdentityStore;
-use super::client::CaClient;
+use super::client::{CaClient, Validity};
 use super::error::CaError;
+use super::files::provision;
 
 /// Fraction of the lifetime after which a certificate is renewed.
 pub const RENEW_AT: f64 = 0.8;
@@ -27,15 +28,6 @@ const MIN_RENEW_DELAY: Duration = Duration::from_secs(1);
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// A certificate's validity period (notBefore, notAfter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// Start of validity.
-    pub not_before: SystemTime,
-    /// End of validity.
-    pub not_after: SystemTime,
-}
 
 /// How long to wait at `now` before renewing a certificate valid for `validity`.
 ///
@@ -106,7 +98,7 @@ async fn renew_loop(client: CaClient, store: Arc<IdentityStore>, mut current: Va
 
 /// One renewal: a new certificate into the directory, then the store reloaded from it.
 async fn renew_once(client: &CaClient, store: &IdentityStore) -> Result<Validity, CaError> {
-    let validity = super::provision(client, store.cert_dir()).await?;
+    let validity = provision(client, store.cert_dir()).await?;
     store.reload()?;
     Ok(validity)
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::{append, HttpFilters, LocalResponse, Step, StreamState, Verdict};
+use super::{append, HttpFilters, Step, StreamState, Verdict};
 use crate::wasm::abi::{BufferType, ACTION_CONTINUE};
 use crate::wasm::host::{CallOutcome, Exchange};
 use crate::wasm::http_call::{HttpCallRequest, HttpCallResponse};
 use crate::wasm::instance::{Fault, HttpCallback, Instance};
 use crate::wasm::metrics::FailureReason;
+use crate::wasm::request::LocalResponse;
 
 /// Any non-zero action means "stop iteration"; used to keep a stream's
 /// waiter registered while it delivers an HTTP call response.

@@ -6,14 +6,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 
-use super::tri;
 use crate::wasm::abi::{
     deserialize_pairs, serialize_pairs, HeaderList, MapType, Status, STREAM_HTTP_REQUEST,
     STREAM_HTTP_RESPONSE,
 };
-use crate::wasm::filter::LocalResponse;
-use crate::wasm::host::{copy_out, read_bytes, read_string, write_u32, HostState, PendingHttpCall};
+use crate::wasm::host::{
+    copy_out, read_bytes, read_string, tri, write_u32, HostState, PendingHttpCall,
+};
 use crate::wasm::http_call::HttpCallRequest;
+use crate::wasm::request::LocalResponse;
 
 /// The map a host call addresses, if this callback has it.
 fn map(st: &HostState, t: MapType) -> Option<&HeaderList> {

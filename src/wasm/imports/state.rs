@@ -3,9 +3,10 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::tri;
 use crate::wasm::abi::{MetricType, Status};
-use crate::wasm::host::{copy_out, read_bytes, read_string, write_bytes, write_u32, HostState};
+use crate::wasm::host::{
+    copy_out, read_bytes, read_string, tri, write_bytes, write_u32, HostState,
+};
 use crate::wasm::{properties, shared};
 
 pub(super) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

@@ -5,8 +5,8 @@
 //! file; `main.rs` only parses and runs them. This module owns what they
 //! share: the cluster flags, the namespace rules, the error type, and the
 //! reads every command makes (the namespace, our Gateways). Building the
-//! Gateway object is `kube::gateway`'s job; connecting and turning client
-//! errors into one line is `kube::client`'s.
+//! Gateway object is `control::gateway`'s job; connecting and turning client
+//! errors into one line is `config::source::kube::client`'s.
 
 use std::path::PathBuf;
 
@@ -16,8 +16,8 @@ use kube::api::{Api, ListParams};
 use thiserror::Error;
 use tracing::debug;
 
-use super::client::{Cluster, ClusterOptions, KubeError};
 use super::gateway::{Gateway, GatewayError, WAYPOINT_CLASS};
+use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
 
 mod apply;
 mod delete;

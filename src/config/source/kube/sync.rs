@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::client::describe;
 use super::{KubeSource, WatchedKind};
-use crate::kube::client::describe;
-use crate::store::SnapshotStore;
+use crate::config::source::Reload;
 
 /// Quiet period after the last change before rebuilding the config.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -38,14 +38,14 @@ impl Drop for KubeWatch {
 }
 
 /// Starts watching every kind through `client` (`url` names the API server in
-/// logs) into `source`, reloading `store` after each settled burst of
-/// changes once every kind has synced. `on_first_snapshot` runs once, after
-/// the first reload that succeeds on fully synced objects.
-pub fn start(
+/// logs) into `source`, reloading `store` (the snapshot store) after each
+/// settled burst of changes once every kind has synced. `on_first_snapshot`
+/// runs once, after the first reload that succeeds on fully synced objects.
+pub fn start<R: Reload>(
     client: kube::Client,
     url: String,
     source: Arc<KubeSource>,
-    store: Arc<SnapshotStore>,
+    store: Arc<R>,
     on_first_snapshot: impl FnOnce() + Send + 'static,
 ) -> KubeWatch {
     let changed = Arc::new(Notify::new());
@@ -133,9 +133,9 @@ fn describe_watch_error(url: &str, error: watcher::Error) -> String {
     }
 }
 
-async fn rebuild_loop(
+async fn rebuild_loop<R: Reload>(
     source: Arc<KubeSource>,
-    store: Arc<SnapshotStore>,
+    store: Arc<R>,
     changed: Arc<Notify>,
     on_first_snapshot: impl FnOnce() + Send + 'static,
 ) {

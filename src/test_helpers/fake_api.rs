@@ -4,16 +4,17 @@
 //! subresource, `Status` failures (404, 403, 409, 410). Tests drive it
 //! directly (seed objects, inject failures, drop watches, compact history)
 //! and point real clients at it through a kubeconfig.
+//!
+//! Owns the server and the test-facing API; the object store is `objects.rs`, selectors
+//! `selectors.rs`, the state they share `shared.rs`, and serving requests `requests.rs`
+//! and `watch_stream.rs`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::Method;
-use http_body_util::combinators::BoxBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -22,102 +23,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::objects::{find_kind, ApiFailure, ObjectKey, ObjectStore, ResourceType, WriteScope};
-
+mod api_path;
+mod objects;
 mod requests;
+mod selectors;
+mod shared;
 mod watch_stream;
 
-type Body = BoxBody<Bytes, Infallible>;
+#[cfg(test)]
+mod tests;
 
-/// One request the fake answered, for assertions on how clients talk.
-#[derive(Debug, Clone)]
-pub struct RecordedRequest {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
-    pub content_type: Option<String>,
-}
-
-/// Answers matching requests with a failure instead of serving them.
-#[derive(Debug, Clone)]
-pub struct FaultRule {
-    method: Option<Method>,
-    path_contains: String,
-    code: u16,
-    remaining: Option<usize>,
-}
-
-impl FaultRule {
-    /// Every request whose path contains `path_contains`.
-    pub fn new(path_contains: impl Into<String>, code: u16) -> Self {
-        Self {
-            method: None,
-            path_contains: path_contains.into(),
-            code,
-            remaining: None,
-        }
-    }
-
-    pub fn method(mut self, method: Method) -> Self {
-        self.method = Some(method);
-        self
-    }
-
-    /// Only the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Self {
-        self.remaining = Some(n);
-        self
-    }
-
-    fn failure(&self) -> ApiFailure {
-        let (reason, message) = match self.code {
-            401 => ("Unauthorized", "Unauthorized".to_string()),
-            403 => (
-                "Forbidden",
-                format!("forbidden: injected for {}", self.path_contains),
-            ),
-            404 => (
-                "NotFound",
-                "the server could not find the requested resource".into(),
-            ),
-            410 => ("Expired", "too old resource version".into()),
-            500 => ("InternalError", "injected internal error".into()),
-            _ => ("ServiceUnavailable", "injected failure".into()),
-        };
-        ApiFailure {
-            code: self.code,
-            reason,
-            message,
-        }
-    }
-}
-
-struct State {
-    store: ObjectStore,
-    faults: Vec<FaultRule>,
-    requests: Vec<RecordedRequest>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// Bumped after every write, so watches wake and read the event log.
-    changed: watch::Sender<u64>,
-    /// Bumped by `drop_watches`: every open watch stream ends.
-    drop_generation: watch::Sender<u64>,
-    open_watches: AtomicUsize,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .expect("fake API state lock is never poisoned: no panics while held")
-    }
-
-    fn notify(&self) {
-        self.changed.send_modify(|n| *n += 1);
-    }
-}
+use objects::{find_kind, ObjectKey, ObjectStore, WriteScope};
+pub use objects::{ResourceType, RESOURCE_TYPES};
+pub use shared::{FaultRule, RecordedRequest};
+use shared::{Shared, State};
 
 /// The running fake; stops when dropped.
 pub struct FakeApiServer {

@@ -3,6 +3,9 @@
 //! The kubeconfig is found the way kubectl and istioctl find it: an explicit
 //! path, else `KUBECONFIG`, else `~/.kube/config`, else the in-cluster
 //! service account.
+//!
+//! Used by the `--kube` source and by the control plane (`control::cli`,
+//! `control::controller`), which sit above the config layer.
 
 use std::path::PathBuf;
 

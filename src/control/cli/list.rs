@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{table, CliError, ClusterArgs, Session};
-use crate::kube::gateway::{Gateway, CONDITION_PROGRAMMED};
+use crate::control::gateway::{Gateway, CONDITION_PROGRAMMED};
 
 /// `waypoint list [-n NS] [-A]`.
 #[derive(Args, Debug, Clone)]

@@ -1,14 +1,14 @@
 //! `waypoint run --kube`: the config comes from the API server instead of
 //! files. Watches the kinds in [`WatchedKind::ALL`], keeps their objects in
 //! per-kind maps, picks the ones relevant to this waypoint and hands them to
-//! the same loader and compiler the file source uses
-//! ([`crate::store::ConfigSource`]), so validation and the all-or-nothing hot
-//! swap are the same.
+//! the same loader and compiler the file source uses (as a [`ConfigSource`]),
+//! so validation and the all-or-nothing hot swap are the same.
 //!
-//! What this module does not own: the snapshot store (it asks it to reload),
-//! readiness (it reports the first good snapshot), and connecting to the
-//! cluster ([`super::client`]).
+//! What this module does not own: the snapshot store (it asks it to reload
+//! through [`Reload`](super::Reload)) and readiness (it reports the first good snapshot).
+//! Connecting to the cluster is [`client`]'s, shared with the control plane.
 
+pub mod client;
 mod kinds;
 mod objects;
 mod relevance;
@@ -20,11 +20,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::json;
 
+use super::ConfigSource;
 use crate::config::{self, ConfigErrors, Resources};
-use crate::store::ConfigSource;
 use crate::telemetry::access_log::format_start_time;
 
-use super::client::ClusterOptions;
+use client::ClusterOptions;
 pub use kinds::WatchedKind;
 use objects::ObjectMap;
 pub use relevance::{USE_WAYPOINT, USE_WAYPOINT_NAMESPACE};

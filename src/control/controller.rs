@@ -12,6 +12,7 @@
 pub mod desired;
 pub mod gateway_api;
 mod metrics;
+mod names;
 mod reconcile;
 
 use std::future::Future;
@@ -35,20 +36,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
 use crate::identity::istio_ca::CaAddress;
-use crate::kube::client::{Cluster, ClusterOptions, KubeError};
 pub use desired::PodTemplateOptions;
 use gateway_api::{Gateway, GatewayClass};
 pub use metrics::ControllerMetrics;
 use metrics::Endpoint;
+pub use names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
 use reconcile::{Context, ReconcileError};
 
-/// `spec.controllerName` of the GatewayClasses this controller serves.
-pub const CONTROLLER_NAME: &str = "waypoint.pingora.dev/controller";
-/// Field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "waypoint-controller";
-/// Finalizer on Gateways: removes the cluster-scoped ClusterRoleBinding.
-pub const FINALIZER: &str = "waypoint.pingora.dev/cleanup";
 pub const DEFAULT_CLASS: &str = "pingora-waypoint";
 
 /// `waypoint controller` flags.

@@ -4,8 +4,8 @@ use clap::Args;
 use tracing::debug;
 
 use super::{CliError, ClusterArgs};
-use crate::kube::client::Cluster;
-use crate::kube::gateway::{
+use crate::config::source::kube::client::Cluster;
+use crate::control::gateway::{
     build_waypoint, to_yaml, Gateway, TrafficType, WaypointSpec, DEFAULT_WAYPOINT_NAME,
 };
 

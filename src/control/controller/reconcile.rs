@@ -27,8 +27,8 @@ use super::gateway_api::{
     GatewayStatusAddress,
 };
 use super::metrics::ControllerMetrics;
-use super::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
-use crate::kube::client::{describe, KubeError};
+use super::names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
+use crate::config::source::kube::client::{describe, KubeError};
 
 /// How often a settled object is looked at again, to repair drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(600);

@@ -13,10 +13,10 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::requests::{as_served, query_param, ApiPath};
-use super::{Body, Shared};
-use crate::kube::testing::objects::ApiFailure;
-use crate::kube::testing::selectors::Selector;
+use super::api_path::{as_served, query_param, ApiPath};
+use super::objects::ApiFailure;
+use super::selectors::Selector;
+use super::shared::{Body, Shared};
 
 pub(super) fn start_watch(shared: Arc<Shared>, api: ApiPath, query: &str) -> Response<Body> {
     let selector = Selector::parse(

@@ -208,7 +208,7 @@ fn annotations_turn_on_autoscaler_and_budget_and_override_resources() {
 fn infrastructure_annotations_count_too_and_bad_values_are_named() {
     let mut gw = gateway(json!({}));
     gw.spec.infrastructure = Some(
-        crate::kube::controller::gateway_api::GatewayInfrastructure {
+        crate::control::controller::gateway_api::GatewayInfrastructure {
             labels: [("team".to_string(), "shop".to_string())].into(),
             annotations: [(annotations::REPLICAS.to_string(), "3".to_string())].into(),
         },

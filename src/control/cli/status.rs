@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{table, CliError, ClusterArgs, Session};
-use crate::kube::gateway::{Condition, Gateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED};
+use crate::control::gateway::{Condition, Gateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED};
 
 /// `waypoint status [-n NS] [--name NAME]`.
 #[derive(Args, Debug, Clone)]

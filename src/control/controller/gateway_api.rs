@@ -1,6 +1,6 @@
 //! The controller's slice of the Gateway API: GatewayClass
 //! (`gateway.networking.k8s.io/v1`) and the condition bookkeeping; the Gateway
-//! itself is the one mirror in `kube::gateway`, shared with the CLI. Fields
+//! itself is the one mirror in `control::gateway`, shared with the CLI. Fields
 //! the controller does not use are ignored on read; status is written as a
 //! whole document through the status subresource, so nothing is lost by not
 //! modelling them.
@@ -12,7 +12,7 @@ use k8s_openapi::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
 
 // One Gateway mirror serves the CLI and the controller.
-pub use crate::kube::gateway::{
+pub use crate::control::gateway::{
     Condition, Gateway, GatewayInfrastructure, GatewayStatus, GatewayStatusAddress,
 };
 

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::generate::WaypointArgs;
 use super::{CliError, ClusterArgs, Session, FIELD_MANAGER};
-use crate::kube::gateway::{
+use crate::control::gateway::{
     Gateway, CONDITION_PROGRAMMED, LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT,
 };
 
@@ -157,7 +157,7 @@ fn describe_progress(gateway: Option<&Gateway>) -> String {
 #[cfg(test)]
 mod tests {
     use super::describe_progress;
-    use crate::kube::gateway::{build_waypoint, Condition, GatewayStatus, WaypointSpec};
+    use crate::control::gateway::{build_waypoint, Condition, GatewayStatus, WaypointSpec};
 
     #[test]
     fn timeout_message_says_what_the_status_lacks() {
