@@ -3,6 +3,7 @@
 //! The request path and module map are described in `design.md`; `main.rs`
 //! only parses the command line and calls into these modules.
 
+pub mod addr;
 pub mod admin;
 pub mod check;
 pub mod config;

@@ -28,7 +28,7 @@ use mirror::Mirrorer;
 
 use crate::inbound::tunnel::resolve_target;
 use crate::inbound::Downstream;
-use crate::policy::retry::AttemptFailure;
+use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::routing::{ForwardPlan, RequestInfo, RouteDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
@@ -91,9 +91,9 @@ impl Waypoint {
         for (name, value) in failure.extra_headers() {
             resp.insert_header(name, value)?;
         }
-        ctx.flags.insert(failure.flags());
-        ctx.local_status = Some(failure.status());
-        ctx.failure = Some(failure);
+        ctx.reply.flags.insert(failure.flags());
+        ctx.reply.local_status = Some(failure.status());
+        ctx.reply.failure = Some(failure);
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
@@ -114,7 +114,7 @@ impl Waypoint {
         for m in response_headers {
             m.apply(&mut resp);
         }
-        ctx.local_status = Some(status);
+        ctx.reply.local_status = Some(status);
         session.write_response_header(Box::new(resp), true).await?;
         Ok(true)
     }
@@ -189,7 +189,7 @@ impl ProxyHttp for Waypoint {
                 }
             },
         };
-        ctx.destination = Some(destination.clone());
+        ctx.routed.destination = Some(destination.clone());
 
         // proxy-wasm plugins see (and may edit or answer) the request before routing.
         if let Some(mut filters) =
@@ -200,7 +200,7 @@ impl ProxyHttp for Waypoint {
                 .on_request_headers(session.req_header_mut(), end_of_stream)
                 .await;
             plugins::apply_request_line(&filters, session.req_header_mut());
-            ctx.wasm = Some(filters);
+            ctx.wasm.filters = Some(filters);
             match verdict {
                 Verdict::Continue => {}
                 Verdict::Respond(local) => return plugins::respond(session, ctx, local).await,
@@ -213,15 +213,13 @@ impl ProxyHttp for Waypoint {
             }
         }
 
-        let host = host_header
-            .rsplit_once(':')
-            .map_or(host_header.as_str(), |(h, _)| h);
+        let (host, _) = headers::split_port(&host_header);
         let info = request_info(session, host, destination.port.number);
         let decision = snapshot.route(&destination, &info, ctx.caller.namespace.as_deref());
         match decision {
             RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
             RouteDecision::InvalidBackend { route, reason } => {
-                ctx.route = Some(route);
+                ctx.routed.route = Some(route);
                 self.answer(session, ctx, Failure::InvalidBackend(reason))
                     .await
             }
@@ -231,13 +229,13 @@ impl ProxyHttp for Waypoint {
                 location,
                 response_headers,
             } => {
-                ctx.route = Some(route);
+                ctx.routed.route = Some(route);
                 self.redirect(session, ctx, status, &location, &response_headers)
                     .await
             }
             RouteDecision::Forward(plan) => {
-                ctx.route = plan.route.clone();
-                ctx.plan = Some(plan);
+                ctx.routed.route = plan.route.clone();
+                ctx.routed.plan = Some(plan);
                 match self.admit(session, ctx).await {
                     Ok(()) => Ok(false),
                     Err(failure) => self.answer(session, ctx, failure).await,
@@ -257,23 +255,23 @@ impl ProxyHttp for Waypoint {
         if let Some(wait) = attempts::backoff(ctx) {
             tokio::time::sleep(wait).await;
         }
-        if ctx.expired() {
-            ctx.failure = Some(Failure::UpstreamTimeout);
+        if ctx.attempts.expired() {
+            ctx.reply.failure = Some(Failure::UpstreamTimeout);
             return Err(Error::explain(ErrorType::HTTPStatus(504), "route timeout"));
         }
-        let plan = ctx.plan.as_ref().ok_or_else(|| {
+        let plan = ctx.routed.plan.as_ref().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
                 "BUG: upstream_peer without a plan",
             )
         })?;
         let pick = PickRequest {
-            avoid: &ctx.tried,
-            hash: ctx.hash,
+            avoid: &ctx.attempts.tried,
+            hash: ctx.attempts.hash,
             locality: self.locality.as_ref(),
         };
         let Some(picked) = plan.endpoints.pick_with(&pick) else {
-            ctx.failure = Some(Failure::NoHealthyUpstream);
+            ctx.reply.failure = Some(Failure::NoHealthyUpstream);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no healthy upstream",
@@ -296,12 +294,12 @@ impl ProxyHttp for Waypoint {
         if h2c {
             peer.options.set_http_version(2, 2);
         }
-        if let Some(filters) = ctx.wasm.as_mut() {
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.set_upstream(addr);
         }
-        ctx.tried.push(addr);
-        ctx.attempts += 1;
-        ctx.picked = Some(picked);
+        ctx.attempts.tried.push(addr);
+        ctx.attempts.made += 1;
+        ctx.attempts.picked = Some(picked);
         Ok(Box::new(peer))
     }
 
@@ -315,7 +313,7 @@ impl ProxyHttp for Waypoint {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.flags.insert(ResponseFlags::UF);
+        ctx.reply.flags.insert(ResponseFlags::UF);
         attempts::report(ctx, Outcome::LocalFailure);
         let retry = attempts::try_retry(ctx, AttemptFailure::ConnectFailure);
         e.set_retry(retry);
@@ -334,7 +332,7 @@ impl ProxyHttp for Waypoint {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let failure = match ctx.retry_status.take() {
+        let failure = match ctx.attempts.retry_status.take() {
             Some(code) => AttemptFailure::Status(code),
             None => {
                 attempts::report(ctx, Outcome::LocalFailure);
@@ -359,24 +357,20 @@ impl ProxyHttp for Waypoint {
     ) -> Result<()> {
         let code = upstream_response.status.as_u16();
         attempts::report(ctx, Outcome::Status(code));
-        let wants_retry = ctx
-            .plan
-            .as_ref()
-            .is_some_and(|p| p.policy.retry.retries(AttemptFailure::Status(code)));
-        if !wants_retry {
-            return Ok(());
+        match attempts::decide_on_status(ctx, code) {
+            RetryDecision::Retry => {
+                ctx.attempts.retry_status = Some(code);
+                let mut e =
+                    Error::explain(ErrorType::HTTPStatus(code), "retriable upstream status");
+                e.set_retry(true);
+                Err(e)
+            }
+            RetryDecision::GiveUp { urx: true } => {
+                ctx.reply.flags.insert(ResponseFlags::URX);
+                Ok(())
+            }
+            RetryDecision::GiveUp { urx: false } | RetryDecision::NotRetriable => Ok(()),
         }
-        let plan_attempts = ctx.plan.as_ref().map_or(0, |p| p.policy.retry.attempts);
-        if ctx.retries < plan_attempts && !ctx.expired() {
-            ctx.retry_status = Some(code);
-            let mut e = Error::explain(ErrorType::HTTPStatus(code), "retriable upstream status");
-            e.set_retry(true);
-            return Err(e);
-        }
-        if ctx.retries > 0 {
-            ctx.flags.insert(ResponseFlags::URX);
-        }
-        Ok(())
     }
 
     /// Applies the route's request filters on the way out: forwarding
@@ -397,7 +391,7 @@ impl ProxyHttp for Waypoint {
         if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
             headers::add_client_cert(upstream, own, peer);
         }
-        let Some(plan) = ctx.plan.as_ref() else {
+        let Some(plan) = ctx.routed.plan.as_ref() else {
             return Ok(());
         };
         for m in &plan.request_headers {
@@ -418,7 +412,7 @@ impl ProxyHttp for Waypoint {
                 upstream.insert_header(http::header::HOST, authority.as_str())?;
             }
         }
-        if ctx.attempts == 1 && !plan.mirrors.is_empty() {
+        if ctx.attempts.made == 1 && !plan.mirrors.is_empty() {
             self.mirrorer
                 .send(&plan.mirrors, upstream, &ctx.caller.originator());
         }
@@ -433,12 +427,12 @@ impl ProxyHttp for Waypoint {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(plan) = ctx.plan.as_ref() {
+        if let Some(plan) = ctx.routed.plan.as_ref() {
             for m in &plan.response_headers {
                 m.apply(upstream_response);
             }
         }
-        if let Some(filters) = ctx.wasm.as_mut() {
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
             let status = upstream_response.status.as_u16();
             match filters
                 .on_response_headers(status, upstream_response, false)
@@ -468,7 +462,7 @@ impl ProxyHttp for Waypoint {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if let Some(local) = ctx.wasm_local.take() {
+        if let Some(local) = ctx.wasm.local.take() {
             let status = local.status;
             session.as_downstream_mut().set_keepalive(None);
             let _ = plugins::respond(session, ctx, local).await;
@@ -477,7 +471,11 @@ impl ProxyHttp for Waypoint {
                 can_reuse_downstream: false,
             };
         }
-        let failure = ctx.failure.clone().or_else(|| Failure::from_proxy_error(e));
+        let failure = ctx
+            .reply
+            .failure
+            .clone()
+            .or_else(|| Failure::from_proxy_error(e));
         let error_code = match failure {
             Some(failure) => {
                 let status = failure.status();
@@ -487,12 +485,12 @@ impl ProxyHttp for Waypoint {
                     session.as_downstream_mut().set_keepalive(None);
                     let _ = self.answer(session, ctx, failure).await;
                 } else {
-                    ctx.flags.insert(failure.flags());
+                    ctx.reply.flags.insert(failure.flags());
                 }
                 status
             }
             None => {
-                ctx.flags.insert(ResponseFlags::DC);
+                ctx.reply.flags.insert(ResponseFlags::DC);
                 0
             }
         };
@@ -510,14 +508,14 @@ impl ProxyHttp for Waypoint {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(filters) = ctx.wasm.as_mut() else {
+        let Some(filters) = ctx.wasm.filters.as_mut() else {
             return Ok(());
         };
         match filters.on_request_body(body, end_of_stream).await {
             Verdict::Continue => Ok(()),
             Verdict::Respond(local) => {
                 let status = local.status;
-                ctx.wasm_local = Some(local);
+                ctx.wasm.local = Some(local);
                 Err(Error::explain(
                     ErrorType::HTTPStatus(status),
                     "wasm plugin answered",
@@ -539,11 +537,11 @@ impl ProxyHttp for Waypoint {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if ctx.wasm_body.is_some() {
+        if ctx.wasm.body.is_some() {
             plugins::substitute_body(ctx, body);
             return Ok(None);
         }
-        if let Some(filters) = ctx.wasm.as_mut() {
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
             // Headers are gone by now: a late local response can only end the stream.
             if let Verdict::Reset = filters.on_response_body(body, end_of_stream) {
                 return Err(Error::explain(
@@ -557,7 +555,7 @@ impl ProxyHttp for Waypoint {
 
     /// Records metrics and writes the access log once the request is over.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(filters) = ctx.wasm.as_mut() {
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.on_log();
         }
         observe::record(session, ctx, &self.metrics, self.settings.access_log);

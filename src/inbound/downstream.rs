@@ -8,11 +8,11 @@
 //! The tunnel's target stays an authority, not a resolved Service: each
 //! request resolves it in the one snapshot it is served with.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use pingora_proxy::Session;
 
+use crate::addr::ClientIp;
 use crate::hbone::ConnectTarget;
 use crate::identity::Identity;
 use crate::routing::Destination;
@@ -45,7 +45,7 @@ impl Downstream {
                     client_ip: session
                         .client_addr()
                         .and_then(|a| a.as_inet())
-                        .map(|a| a.ip()),
+                        .map(|a| ClientIp(a.ip())),
                     ..Default::default()
                 },
                 target: None,
@@ -71,7 +71,7 @@ pub struct Caller {
     /// True when the caller was authenticated by mTLS (HBONE).
     pub mutual_tls: bool,
     /// Original client IP when a tunnel told us (`forwarded: for=`), else the peer address.
-    pub client_ip: Option<IpAddr>,
+    pub client_ip: Option<ClientIp>,
     /// The caller's SPIFFE identity (HBONE client certificate or PROXY TLV).
     pub identity: Option<Identity>,
     /// W3C `traceparent` of the tunnel, for logs.

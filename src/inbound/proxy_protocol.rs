@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::addr::ClientIp;
 use crate::hbone::proxy_protocol::read_proxy_v2;
 use crate::hbone::{Baggage, ConnectTarget, Sniffed};
 
@@ -73,7 +74,7 @@ pub async fn run_proxy_protocol<A: ServerApp + Send + Sync + 'static>(
             let caller = caller_from(
                 header.peer_identity.as_ref(),
                 &Baggage::default(),
-                Some(header.source.ip()),
+                Some(ClientIp(header.source.ip())),
             );
             let downstream = Downstream {
                 caller,

@@ -14,6 +14,7 @@ use pingora_core::protocols::Stream;
 use tokio::sync::watch;
 use tracing::debug;
 
+use crate::addr::ClientIp;
 use crate::hbone::{Baggage, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream};
 use crate::identity::Identity;
 use crate::routing::{Destination, Snapshot};
@@ -46,7 +47,7 @@ pub fn resolve_target(snapshot: &Snapshot, target: &ConnectTarget) -> Option<Des
 pub fn caller_from(
     identity: Option<&Identity>,
     baggage: &Baggage,
-    client_ip: Option<std::net::IpAddr>,
+    client_ip: Option<ClientIp>,
 ) -> Caller {
     let mut labels = PeerLabels::default();
     let set = |slot: &mut Arc<str>, v: Option<&str>| {
@@ -159,7 +160,11 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectHandler for TunnelHandler<A> {
                 return;
             }
         };
-        let mut caller = caller_from(Some(&req.peer), &req.baggage, Some(req.client_addr().ip()));
+        let mut caller = caller_from(
+            Some(&req.peer),
+            &req.baggage,
+            Some(ClientIp(req.client_addr().ip())),
+        );
         caller.traceparent = req.traceparent.as_deref().map(Arc::from);
         let client: SocketAddr = req.client_addr();
         debug!(%client, target = %req.target, ?sniffed, "tunnel accepted");

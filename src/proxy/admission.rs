@@ -25,7 +25,7 @@ impl Waypoint {
         session: &Session,
         ctx: &mut RequestCtx,
     ) -> std::result::Result<(), Failure> {
-        let Some(plan) = ctx.plan.as_ref() else {
+        let Some(plan) = ctx.routed.plan.as_ref() else {
             return Err(Failure::Internal);
         };
         let policy = plan.policy.clone();
@@ -37,13 +37,13 @@ impl Waypoint {
         let admission = admit(endpoints.len(), fault, policy.timeout, pool).await;
 
         if admission.delayed {
-            ctx.flags.insert(ResponseFlags::DI);
+            ctx.reply.flags.insert(ResponseFlags::DI);
         }
-        ctx.deadline = admission.deadline.at();
+        ctx.attempts.deadline = admission.deadline;
         match admission.verdict {
             Ok(guard) => {
                 if guard.is_some() {
-                    ctx.pool_guard = guard;
+                    ctx.attempts.pool_guard = guard;
                 }
             }
             Err(Refusal::NoEndpoints) => return Err(Failure::NoHealthyUpstream),
@@ -58,7 +58,8 @@ impl Waypoint {
         if let LbChoice::ConsistentHash(key) = &cluster.lb {
             let req = session.req_header();
             let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            ctx.hash = crate::upstream::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
+            ctx.attempts.hash =
+                crate::upstream::request_hash(key, &req.headers, pq, ctx.caller.client_ip);
         }
         Ok(())
     }

@@ -14,8 +14,7 @@ use pingora_error::Error;
 use tokio::time::Instant;
 
 use crate::policy::admission::{admit_retry, RetryAdmission};
-use crate::policy::deadline::Deadline;
-use crate::policy::retry::AttemptFailure;
+use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::telemetry::ResponseFlags;
 use crate::upstream::outlier::Outcome;
 
@@ -30,7 +29,7 @@ pub fn classify(e: &Error) -> AttemptFailure {
 
 /// Tells the endpoint's outlier detector how the attempt went.
 pub fn report(ctx: &RequestCtx, outcome: Outcome) {
-    let (Some(plan), Some(picked)) = (&ctx.plan, &ctx.picked) else {
+    let (Some(plan), Some(picked)) = (&ctx.routed.plan, &ctx.attempts.picked) else {
         return;
     };
     if let Some(detector) = &plan.endpoints.cluster().outlier {
@@ -42,13 +41,15 @@ pub fn report(ctx: &RequestCtx, outcome: Outcome) {
 /// when yes. Marks URX when the policy wanted a retry that the attempts,
 /// the deadline or the budget refused.
 pub fn try_retry(ctx: &mut RequestCtx, failure: AttemptFailure) -> bool {
-    let Some(plan) = &ctx.plan else {
+    let Some(plan) = &ctx.routed.plan else {
         return false;
     };
-    let decision = plan
-        .policy
-        .retry
-        .decide(failure, ctx.retries, deadline(ctx), Instant::now());
+    let decision = plan.policy.retry.decide(
+        failure,
+        ctx.attempts.retries,
+        ctx.attempts.deadline,
+        Instant::now(),
+    );
     let limiter = plan.endpoints.cluster().limiter.as_ref();
     let admission = admit_retry(decision, || match limiter {
         Some(limiter) => limiter.admit_retry().map(Some),
@@ -56,26 +57,40 @@ pub fn try_retry(ctx: &mut RequestCtx, failure: AttemptFailure) -> bool {
     });
     match admission {
         RetryAdmission::Retry(guard) => {
-            ctx.retry_guard = guard;
-            ctx.retries += 1;
+            ctx.attempts.retry_guard = guard;
+            ctx.attempts.retries += 1;
             true
         }
         RetryAdmission::NoRetry { urx } => {
             if urx {
-                ctx.flags.insert(ResponseFlags::URX);
+                ctx.reply.flags.insert(ResponseFlags::URX);
             }
             false
         }
     }
 }
 
+/// What the retry policy says of an upstream response with status `code`
+/// (the `maxRetries` budget is taken later, in `error_while_proxy`).
+pub fn decide_on_status(ctx: &RequestCtx, code: u16) -> RetryDecision {
+    let Some(plan) = &ctx.routed.plan else {
+        return RetryDecision::NotRetriable;
+    };
+    plan.policy.retry.decide(
+        AttemptFailure::Status(code),
+        ctx.attempts.retries,
+        ctx.attempts.deadline,
+        Instant::now(),
+    )
+}
+
 /// Backoff before the next attempt, never past the route deadline; `None`
 /// before the first attempt.
 pub fn backoff(ctx: &RequestCtx) -> Option<Duration> {
-    let plan = ctx.plan.as_ref()?;
+    let plan = ctx.routed.plan.as_ref()?;
     plan.policy.retry.wait_before_attempt(
-        ctx.retries,
-        deadline(ctx),
+        ctx.attempts.retries,
+        ctx.attempts.deadline,
         Instant::now(),
         &mut rand::rng(),
     )
@@ -84,19 +99,19 @@ pub fn backoff(ctx: &RequestCtx) -> Option<Duration> {
 /// Per-attempt timeouts: the per-try timeout and the route deadline, the
 /// tighter one wins. Pingora applies them to each upstream read and write.
 pub fn set_timeouts(peer: &mut HttpPeer, ctx: &RequestCtx, default_connect: Duration) {
-    let Some(plan) = &ctx.plan else {
+    let Some(plan) = &ctx.routed.plan else {
         return;
     };
     let cluster = plan.endpoints.cluster();
     peer.options.connection_timeout = Some(cluster.connect_timeout.unwrap_or(default_connect));
     peer.options.idle_timeout = cluster.idle_timeout;
     let per_try = plan.policy.retry.per_try_timeout;
-    if let Some(limit) = deadline(ctx).attempt_timeout(per_try, Instant::now()) {
+    if let Some(limit) = ctx
+        .attempts
+        .deadline
+        .attempt_timeout(per_try, Instant::now())
+    {
         peer.options.read_timeout = Some(limit);
         peer.options.write_timeout = Some(limit);
     }
-}
-
-fn deadline(ctx: &RequestCtx) -> Deadline {
-    Deadline::from(ctx.deadline)
 }

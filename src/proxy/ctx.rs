@@ -1,73 +1,101 @@
-//! Per-request state carried through the Pingora phases. The snapshot is
-//! loaded once, so every phase of a request sees the same config.
+//! Per-request state carried through the Pingora phases, grouped by what
+//! each phase needs: where the request goes ([`Routed`]), how its upstream
+//! attempts went ([`Attempts`]), what the client is told ([`Reply`]) and the
+//! proxy-wasm chain ([`WasmState`]). The snapshot is loaded once, in
+//! `request_filter`, so every phase of a request sees the same config.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::inbound::Caller;
+use crate::policy::deadline::Deadline;
 use crate::routing::{Destination, ForwardPlan, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{Picked, PoolGuard};
-use crate::wasm::HttpFilters;
+use crate::wasm::{HttpFilters, LocalResponse};
 
 use super::failure::Failure;
-use crate::inbound::Caller;
 
 /// The request context (`ProxyHttp::CTX`).
 pub struct RequestCtx {
+    /// When the request arrived: monotonic for durations, wall clock for logs.
     pub started: tokio::time::Instant,
     pub start_time: SystemTime,
-    /// The config this request is served with.
+    /// The config this request is served with, from its first phase to its last.
     pub published: Option<Arc<Published>>,
     pub caller: Caller,
     pub request_id: String,
+    pub routed: Routed,
+    pub attempts: Attempts,
+    pub reply: Reply,
+    pub wasm: WasmState,
+}
+
+/// Where routing sent the request.
+#[derive(Default)]
+pub struct Routed {
+    /// The Service port the request is for.
     pub destination: Option<Destination>,
+    /// The HTTPRoute or VirtualService rule that matched.
     pub route: Option<RouteName>,
+    /// What to forward to, when the request is proxied.
     pub plan: Option<ForwardPlan>,
+}
+
+/// The upstream attempts: the endpoint of the current one, the policy state
+/// that spans them (deadline, retry budget) and the pool slot they share.
+#[derive(Default)]
+pub struct Attempts {
     /// The endpoint of the current attempt (its guard counts it as active).
     pub picked: Option<Picked>,
-    /// Endpoints already tried, avoided on retry when others exist.
+    /// Endpoint addresses already tried, avoided on retry when others exist.
     pub tried: Vec<SocketAddr>,
     /// Upstream connection attempts made.
-    pub attempts: u32,
-    pub flags: ResponseFlags,
-    /// Set when the waypoint answered by itself.
-    pub failure: Option<Failure>,
-    /// Status of a response the waypoint wrote itself (redirects, errors).
-    pub local_status: Option<u16>,
+    pub made: u32,
+    /// Retries made so far (attempts after the first).
+    pub retries: u32,
+    /// Set by `upstream_response_filter` when it turns a retriable status
+    /// into an error, so `error_while_proxy` keeps the retry.
+    pub retry_status: Option<u16>,
     /// The route deadline (`timeout`): bounds every attempt and backoff.
-    pub deadline: Option<tokio::time::Instant>,
+    pub deadline: Deadline,
     /// Consistent-hash key of this request, when the cluster hashes.
     pub hash: Option<u64>,
     /// Connection-pool slot held for the request's lifetime.
     pub pool_guard: Option<PoolGuard>,
     /// Slot under `maxRetries` held while a retry is in flight.
     pub retry_guard: Option<PoolGuard>,
-    /// Retries made so far (attempts after the first).
-    pub retries: u32,
-    /// Set by `upstream_response_filter` when it turns a retriable status
-    /// into an error, so `error_while_proxy` keeps the retry.
-    pub retry_status: Option<u16>,
-    /// The request's proxy-wasm filter chain, when plugins apply.
-    pub wasm: Option<HttpFilters>,
-    /// A plugin's local response that replaces the upstream's body.
-    pub wasm_body: Option<bytes::Bytes>,
-    /// A plugin's local response decided in a body phase, written by `fail_to_proxy`.
-    pub wasm_local: Option<crate::wasm::LocalResponse>,
 }
 
-impl RequestCtx {
-    /// Time left before the route deadline; `None` = no deadline.
-    pub fn remaining(&self) -> Option<std::time::Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
-    }
-
+impl Attempts {
     /// True once the route deadline has passed.
     pub fn expired(&self) -> bool {
-        self.remaining().is_some_and(|r| r.is_zero())
+        self.deadline.expired(tokio::time::Instant::now())
     }
+}
+
+/// What the client is told, as far as the waypoint decided it.
+#[derive(Default)]
+pub struct Reply {
+    /// Envoy's response flags for metrics and the access log.
+    pub flags: ResponseFlags,
+    /// Set when the waypoint answered by itself.
+    pub failure: Option<Failure>,
+    /// Status of a response the waypoint wrote itself (redirects, errors).
+    pub local_status: Option<u16>,
+}
+
+/// The request's proxy-wasm chain and the local responses it produced.
+#[derive(Default)]
+pub struct WasmState {
+    /// The filter chain, when plugins apply.
+    pub filters: Option<HttpFilters>,
+    /// A plugin's local response that replaces the upstream's body.
+    pub body: Option<bytes::Bytes>,
+    /// A plugin's local response decided in a body phase, written by `fail_to_proxy`.
+    pub local: Option<LocalResponse>,
 }
 
 impl Default for RequestCtx {
@@ -78,24 +106,10 @@ impl Default for RequestCtx {
             published: None,
             caller: Caller::default(),
             request_id: String::new(),
-            destination: None,
-            route: None,
-            plan: None,
-            picked: None,
-            tried: Vec::new(),
-            attempts: 0,
-            flags: ResponseFlags::NONE,
-            failure: None,
-            local_status: None,
-            deadline: None,
-            hash: None,
-            pool_guard: None,
-            retry_guard: None,
-            retries: 0,
-            retry_status: None,
-            wasm: None,
-            wasm_body: None,
-            wasm_local: None,
+            routed: Routed::default(),
+            attempts: Attempts::default(),
+            reply: Reply::default(),
+            wasm: WasmState::default(),
         }
     }
 }

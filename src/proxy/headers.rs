@@ -1,6 +1,7 @@
 //! Header plumbing between Pingora's header types and routing's
 //! [`HeaderEdit`], plus the forwarding headers every proxied request gets.
 
+use crate::addr::ClientIp;
 use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -55,7 +56,7 @@ pingora_header_access!(ResponseHeader);
 /// `x-request-id` when absent, as Envoy does at the edge of the mesh.
 pub fn add_forwarding_headers(
     req: &mut RequestHeader,
-    client_ip: Option<std::net::IpAddr>,
+    client_ip: Option<ClientIp>,
     request_id: &str,
 ) {
     if let Some(ip) = client_ip {
@@ -105,6 +106,17 @@ pub fn host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// A Host value split into its name and numeric port (`reviews:9080` →
+/// (`reviews`, `Some("9080")`)); a value without a numeric port is all name.
+pub fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (name, Some(port))
+        }
+        _ => (host, None),
+    }
+}
+
 /// Bytes in the request's header block, as sent on HTTP/1.1.
 pub fn header_block_len(req: &RequestHeader) -> usize {
     let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
@@ -124,12 +136,26 @@ mod tests {
     fn forwarding_headers_are_added_once() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-forwarded-for", "10.0.0.1").unwrap();
-        add_forwarding_headers(&mut req, Some([127, 0, 0, 9].into()), "id-1");
+        add_forwarding_headers(&mut req, Some(ClientIp([127, 0, 0, 9].into())), "id-1");
         assert_eq!(req.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(req.headers["x-forwarded-proto"], "http");
         assert_eq!(req.headers["x-request-id"], "id-1");
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-request-id", "keep").unwrap();
         assert_eq!(request_id(&req), "keep");
+    }
+
+    #[test]
+    fn host_ports_split_only_when_numeric() {
+        let rows = [
+            ("reviews:9080", ("reviews", Some("9080"))),
+            ("reviews", ("reviews", None)),
+            ("reviews:", ("reviews:", None)),
+            ("reviews:http", ("reviews:http", None)),
+            ("[fd00::1]:80", ("[fd00::1]", Some("80"))),
+        ];
+        for (host, want) in rows {
+            assert_eq!(split_port(host), want, "{host}");
+        }
     }
 }

@@ -112,11 +112,9 @@ fn shadow_copy(
         builder = builder.header(name, value);
     }
     let host = super::headers::host(req).unwrap_or("");
-    let shadow = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-            format!("{h}-shadow:{port}")
-        }
-        _ => format!("{host}-shadow"),
+    let shadow = match super::headers::split_port(host) {
+        (name, Some(port)) => format!("{name}-shadow:{port}"),
+        (name, None) => format!("{name}-shadow"),
     };
     builder = builder.header(http::header::HOST, shadow);
     builder.body(Empty::new()).ok()

@@ -15,7 +15,7 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
-        .or(ctx.local_status)
+        .or(ctx.reply.local_status)
         .unwrap_or(0);
     let labels = labels(ctx, status);
     let duration = ctx.started.elapsed();
@@ -30,13 +30,13 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
         response_bytes,
     );
     if access_log {
-        let cluster = ctx.plan.as_ref().map(|p| {
+        let cluster = ctx.routed.plan.as_ref().map(|p| {
             format!(
                 "outbound|{}||{}",
                 p.backend.port.number, p.backend.service.hostname
             )
         });
-        let route = ctx.route.as_ref().map(|r| r.to_string());
+        let route = ctx.routed.route.as_ref().map(|r| r.to_string());
         AccessLogEntry {
             start_time: format_start_time(ctx.start_time),
             method: req.method.as_str(),
@@ -47,11 +47,15 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
                 "HTTP/1.1"
             },
             response_code: status,
-            response_flags: ctx.flags,
+            response_flags: ctx.reply.flags,
             bytes_received: session.body_bytes_read() as u64,
             bytes_sent: response_bytes,
             duration: duration.as_millis() as u64,
-            upstream_host: ctx.picked.as_ref().map(|p| p.endpoint.addr.to_string()),
+            upstream_host: ctx
+                .attempts
+                .picked
+                .as_ref()
+                .map(|p| p.endpoint.addr.to_string()),
             upstream_cluster: cluster.as_deref(),
             x_request_id: Some(ctx.request_id.as_str()),
             authority: super::headers::host(req),
@@ -70,22 +74,23 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
     let mut labels = RequestLabels {
         source: ctx.caller.labels.clone(),
         response_code: status,
-        response_flags: ctx.flags,
+        response_flags: ctx.reply.flags,
         connection_security_policy: ctx.caller.security_policy(),
         ..Default::default()
     };
     // The Service actually chosen (backendRef) wins over the one addressed.
     let service = ctx
+        .routed
         .plan
         .as_ref()
         .map(|p| &p.backend)
-        .or(ctx.destination.as_ref());
+        .or(ctx.routed.destination.as_ref());
     if let Some(dest) = service {
         labels.destination_service = Arc::from(dest.service.hostname.as_str());
         labels.destination_service_name = Arc::from(dest.service.key.name.as_str());
         labels.destination_service_namespace = Arc::from(dest.service.key.namespace.as_str());
     }
-    if let Some(picked) = &ctx.picked {
+    if let Some(picked) = &ctx.attempts.picked {
         let w = &picked.endpoint.workload;
         labels.destination = PeerLabels {
             workload: Arc::from(w.name.as_str()),

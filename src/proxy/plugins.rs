@@ -109,7 +109,7 @@ pub fn start(
         .into(),
         source: ctx.caller.client_ip.map(|ip| {
             SocketAddr::new(
-                ip,
+                ip.ip(),
                 session
                     .client_addr()
                     .and_then(|a| a.as_inet())
@@ -162,7 +162,7 @@ pub async fn respond(
         resp.append_header(name, value)?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, local.body.len().to_string())?;
-    ctx.local_status = Some(local.status);
+    ctx.reply.local_status = Some(local.status);
     let empty = local.body.is_empty();
     session.write_response_header(Box::new(resp), empty).await?;
     if !empty {
@@ -180,13 +180,13 @@ pub fn replace_response(resp: &mut ResponseHeader, ctx: &mut RequestCtx, local: 
     }
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, local.body.len().to_string());
     resp.remove_header(&http::header::TRANSFER_ENCODING);
-    ctx.wasm_body = Some(local.body);
+    ctx.wasm.body = Some(local.body);
 }
 
 /// Body chunk substitution for [`replace_response`]: the local body once,
 /// then nothing.
 pub fn substitute_body(ctx: &mut RequestCtx, body: &mut Option<Bytes>) {
-    if let Some(local) = ctx.wasm_body.as_mut() {
+    if let Some(local) = ctx.wasm.body.as_mut() {
         *body = Some(std::mem::take(local));
     }
 }

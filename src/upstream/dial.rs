@@ -11,7 +11,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,6 +21,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::addr::ClientIp;
 use crate::hbone::{
     Forwarded, HboneConnector, HboneError, HbonePool, OutboundHeaders, PoolConfig, TunnelStream,
 };
@@ -31,7 +32,7 @@ use crate::identity::{Identity, IdentityStore};
 #[derive(Debug, Clone, Default)]
 pub struct Originator {
     /// The original client's IP.
-    pub client_ip: Option<IpAddr>,
+    pub client_ip: Option<ClientIp>,
     /// The caller tunnel's W3C `traceparent`, passed on for correlation.
     pub traceparent: Option<Arc<str>>,
 }
@@ -42,7 +43,7 @@ impl Originator {
             baggage: None,
             forwarded: self
                 .client_ip
-                .map(|ip| Forwarded::new(SocketAddr::new(ip, 0), None)),
+                .map(|ip| Forwarded::new(SocketAddr::new(ip.ip(), 0), None)),
             traceparent: self.traceparent.as_deref().map(str::to_string),
         }
     }

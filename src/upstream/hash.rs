@@ -4,6 +4,8 @@
 //! hashing), so a fixed FNV-1a is enough; it is not a security boundary.
 
 use std::net::IpAddr;
+
+use crate::addr::ClientIp;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -32,7 +34,7 @@ pub fn request_hash(
     key: &HashKey,
     headers: &http::HeaderMap,
     path_and_query: &str,
-    client_ip: Option<IpAddr>,
+    client_ip: Option<ClientIp>,
 ) -> Option<u64> {
     match key {
         HashKey::Header(name) => {
@@ -56,7 +58,7 @@ pub fn request_hash(
                 let (k, v) = pair.trim().split_once('=')?;
                 (k == name).then(|| fnv1a(v.as_bytes()))
             }),
-        HashKey::SourceIp => client_ip.map(|ip| match ip {
+        HashKey::SourceIp => client_ip.map(|ip| match ip.ip() {
             IpAddr::V4(v4) => fnv1a(&v4.octets()),
             IpAddr::V6(v6) => fnv1a(&v6.octets()),
         }),
