@@ -1,7 +1,8 @@
 //! waypoint: a Pingora-based L7 waypoint proxy for Istio-ambient-style meshes.
 //!
-//! The request path and module map are described in `design.md`; `main.rs`
-//! only parses the command line and calls into these modules.
+//! The layers, the request path and the module map are described in
+//! `ARCHITECTURE.md`; `main.rs` only parses the command line and calls into
+//! these modules.
 
 pub mod addr;
 pub mod admin;

@@ -1,5 +1,5 @@
-//! The Pingora `ProxyHttp` implementation: the request path of `design.md`,
-//! phase by phase. Each phase loads what it needs from the request context
+//! The Pingora `ProxyHttp` implementation: the request path of
+//! `ARCHITECTURE.md`, phase by phase. Each phase loads what it needs from the request context
 //! and calls one function per concern (routing, telemetry, …); the logic
 //! lives in those modules.
 
