@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::service::{ServicePortTarget, TargetPort};
 use super::snapshot::Snapshot;
-use super::table::filters::RuleFilters;
+use super::table::filters::{PathModifier, RuleFilters};
+use super::table::headers::HeaderModifier;
 use super::table::matcher::{CompiledMatch, HeaderMatch, PathMatch, ValueMatch};
 use super::table::rule::RouteTable;
 use crate::upstream::Endpoint;
@@ -102,6 +103,7 @@ fn dump_table(table: &RouteTable) -> Value {
                     Ok((dest, eps)) => json!({
                         "weight": b.weight,
                         "backend": dest.authority(),
+                        "cluster": eps.cluster().name.to_string(),
                         "endpoints": eps.len(),
                         "filters": dump_filters(&b.filters),
                     }),
@@ -171,24 +173,68 @@ fn dump_match(m: &CompiledMatch) -> Value {
     out
 }
 
-fn dump_filters(f: &RuleFilters) -> Vec<&'static str> {
+/// Each filter with what it does, so a golden diff shows a changed header
+/// value, redirect target or mirror share, not just the filter's name.
+fn dump_filters(f: &RuleFilters) -> Vec<Value> {
     let mut out = Vec::new();
-    if !f.request_headers.is_empty() {
-        out.push("RequestHeaderModifier");
+    for m in &f.request_headers {
+        out.push(dump_header_modifier("RequestHeaderModifier", m));
     }
-    if !f.response_headers.is_empty() {
-        out.push("ResponseHeaderModifier");
+    for m in &f.response_headers {
+        out.push(dump_header_modifier("ResponseHeaderModifier", m));
     }
-    if f.redirect.is_some() {
-        out.push("RequestRedirect");
+    if let Some(r) = &f.redirect {
+        out.push(json!({
+            "type": "RequestRedirect",
+            "scheme": r.scheme,
+            "hostname": r.hostname,
+            "port": r.port,
+            "path": r.path.as_ref().map(dump_path_modifier),
+            "statusCode": r.status,
+        }));
     }
-    if f.rewrite.is_some() {
-        out.push("URLRewrite");
+    if let Some(r) = &f.rewrite {
+        out.push(json!({
+            "type": "URLRewrite",
+            "hostname": r.hostname,
+            "path": r.path.as_ref().map(dump_path_modifier),
+        }));
     }
-    if !f.mirrors.is_empty() {
-        out.push("RequestMirror");
+    for m in &f.mirrors {
+        let backend = match &m.target {
+            Ok((dest, _)) => json!(dest.authority()),
+            Err(reason) => json!({ "invalid": reason }),
+        };
+        out.push(json!({
+            "type": "RequestMirror",
+            "backend": backend,
+            "fraction": format!("{}/{}", m.numerator, m.denominator),
+        }));
     }
     out
+}
+
+fn dump_header_modifier(kind: &str, m: &HeaderModifier) -> Value {
+    let pairs = |v: &[(http::HeaderName, http::HeaderValue)]| -> Vec<Value> {
+        v.iter()
+            .map(|(k, v)| json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+            .collect()
+    };
+    json!({
+        "type": kind,
+        "set": pairs(&m.set),
+        "add": pairs(&m.add),
+        "remove": m.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+fn dump_path_modifier(p: &PathModifier) -> Value {
+    match p {
+        PathModifier::ReplaceFullPath(v) => json!({ "replaceFullPath": v }),
+        PathModifier::ReplacePrefixMatch(v) => json!({ "replacePrefixMatch": v }),
+        PathModifier::ReplaceRawPrefix(v) => json!({ "replaceRawPrefix": v }),
+        PathModifier::RegexReplace(r) => json!({ "regexRewrite": format!("{r:?}") }),
+    }
 }
 
 #[cfg(test)]
