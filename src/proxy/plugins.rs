@@ -14,7 +14,7 @@ use crate::store::Published;
 use crate::upstream::dial::{DialTarget, Dialer, Originator};
 use crate::upstream::Picked;
 use crate::wasm::{
-    exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
+    call_over, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
     HttpFilters, LocalResponse, RequestProps,
 };
 
@@ -55,24 +55,16 @@ impl HttpCaller for SnapshotHttpCaller {
     }
 
     async fn call(&self, request: HttpCallRequest) -> Result<HttpCallResponse, HttpCallError> {
-        let cluster = request.cluster.clone();
         let (target, _picked) = self
-            .target(&cluster)
-            .ok_or_else(|| HttpCallError::UnknownCluster(cluster.clone()))?;
-        let timeout = request.timeout;
-        let call = async {
-            let io = self
-                .dialer
+            .target(&request.cluster)
+            .ok_or_else(|| HttpCallError::UnknownCluster(request.cluster.clone()))?;
+        let connect = async {
+            self.dialer
                 .connect(target, &self.on_behalf_of)
                 .await
-                .map_err(|e| e.to_string())?;
-            exchange(io, request).await
+                .map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
-            Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
-        }
+        call_over(connect, request).await
     }
 }
 

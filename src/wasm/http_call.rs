@@ -119,22 +119,35 @@ impl HttpCaller for HyperHttpCaller {
     }
 
     async fn call(&self, request: HttpCallRequest) -> Result<HttpCallResponse, HttpCallError> {
-        let cluster = request.cluster.clone();
         let addr = self
-            .address(&cluster)
-            .ok_or_else(|| HttpCallError::UnknownCluster(cluster.clone()))?;
-        let timeout = request.timeout;
-        let call = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
+            .address(&request.cluster)
+            .ok_or_else(|| HttpCallError::UnknownCluster(request.cluster.clone()))?;
+        let connect = async move {
+            tokio::net::TcpStream::connect(addr)
                 .await
-                .map_err(|e| e.to_string())?;
-            exchange(tcp, request).await
+                .map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
-            Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
-        }
+        call_over(connect, request).await
+    }
+}
+
+/// Opens a connection with `connect`, then sends `request` over it, all
+/// within the plugin's timeout; failures become [`HttpCallError`]s.
+pub async fn call_over<IO, C>(
+    connect: C,
+    request: HttpCallRequest,
+) -> Result<HttpCallResponse, HttpCallError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    C: std::future::Future<Output = Result<IO, String>>,
+{
+    let cluster = request.cluster.clone();
+    let timeout = request.timeout;
+    let call = async { exchange(connect.await?, request).await };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(reason)) => Err(HttpCallError::Failed { cluster, reason }),
+        Err(_) => Err(HttpCallError::Timeout { cluster, timeout }),
     }
 }
 
