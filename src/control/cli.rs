@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use thiserror::Error;
 use tracing::debug;
 
-use super::gateway::{Gateway, GatewayError, WAYPOINT_CLASS};
+use super::gateway::{GatewayError, WaypointGateway, WAYPOINT_CLASS};
 use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
 
 mod apply;
@@ -111,7 +111,7 @@ impl Session {
         Ok(Session { cluster, namespace })
     }
 
-    fn gateways(&self) -> Api<Gateway> {
+    fn gateways(&self) -> Api<WaypointGateway> {
         Api::namespaced(self.cluster.client.clone(), &self.namespace)
     }
 
@@ -141,7 +141,7 @@ impl Session {
     }
 
     /// One of our waypoints by name: missing or of another class is an error.
-    async fn fetch_waypoint(&self, name: &str) -> Result<Gateway, CliError> {
+    async fn fetch_waypoint(&self, name: &str) -> Result<WaypointGateway, CliError> {
         let gateway =
             self.gateways()
                 .get(name)
@@ -165,7 +165,7 @@ impl Session {
 
     /// Our waypoints in the namespace, or in every namespace, sorted by
     /// namespace then name.
-    async fn list_waypoints(&self, all_namespaces: bool) -> Result<Vec<Gateway>, CliError> {
+    async fn list_waypoints(&self, all_namespaces: bool) -> Result<Vec<WaypointGateway>, CliError> {
         let api = if all_namespaces {
             Api::all(self.cluster.client.clone())
         } else {
@@ -175,10 +175,10 @@ impl Session {
             .list(&ListParams::default())
             .await
             .map_err(|e| self.gateway_error(e))?;
-        let mut waypoints: Vec<Gateway> = list
+        let mut waypoints: Vec<WaypointGateway> = list
             .items
             .into_iter()
-            .filter(Gateway::is_waypoint)
+            .filter(WaypointGateway::is_waypoint)
             .collect();
         waypoints.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
         Ok(waypoints)

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
 use crate::identity::istio_ca::CaAddress;
 pub use desired::PodTemplateOptions;
-use gateway_api::{Gateway, GatewayClass};
+use gateway_api::{GatewayClass, WaypointGateway};
 pub use metrics::ControllerMetrics;
 use metrics::Endpoint;
 pub use names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
@@ -229,7 +229,7 @@ async fn run_controllers(
     };
     let config = watcher::Config::default();
     let classes: Api<GatewayClass> = Api::all(client.clone());
-    let gateways: Api<Gateway> = Api::all(client.clone());
+    let gateways: Api<WaypointGateway> = Api::all(client.clone());
 
     let class_controller = Controller::new(classes.clone(), config.clone());
     let class_store = class_controller.store();

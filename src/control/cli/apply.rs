@@ -15,7 +15,7 @@ use serde_json::json;
 use super::generate::WaypointArgs;
 use super::{CliError, ClusterArgs, Session, FIELD_MANAGER};
 use crate::control::gateway::{
-    Gateway, CONDITION_PROGRAMMED, LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT,
+    WaypointGateway, CONDITION_PROGRAMMED, LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT,
 };
 
 /// How often `--wait` reads the Gateway's status.
@@ -111,7 +111,7 @@ pub async fn apply(args: WaypointApplyArgs) -> Result<(), CliError> {
 /// `timeout` passes; the timeout error quotes the last status seen.
 async fn wait_programmed(session: &Session, name: &str, timeout: Duration) -> Result<(), CliError> {
     let api = session.gateways();
-    let mut last: Option<Gateway> = None;
+    let mut last: Option<WaypointGateway> = None;
     let polled = tokio::time::timeout(timeout, async {
         let mut tick = tokio::time::interval(WAIT_POLL);
         loop {
@@ -136,7 +136,7 @@ async fn wait_programmed(session: &Session, name: &str, timeout: Duration) -> Re
 }
 
 /// The Programmed condition in words, for the timeout message.
-fn describe_progress(gateway: Option<&Gateway>) -> String {
+fn describe_progress(gateway: Option<&WaypointGateway>) -> String {
     let Some(gateway) = gateway else {
         return "the API server did not answer in time".to_string();
     };

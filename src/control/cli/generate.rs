@@ -6,7 +6,7 @@ use tracing::debug;
 use super::{CliError, ClusterArgs};
 use crate::config::source::kube::client::Cluster;
 use crate::control::gateway::{
-    build_waypoint, to_yaml, Gateway, TrafficType, WaypointSpec, DEFAULT_WAYPOINT_NAME,
+    build_waypoint, to_yaml, TrafficType, WaypointGateway, WaypointSpec, DEFAULT_WAYPOINT_NAME,
 };
 
 /// The waypoint to generate or apply (shared by `generate` and `apply`).
@@ -28,7 +28,7 @@ pub struct WaypointArgs {
 
 impl WaypointArgs {
     /// The Gateway for `namespace` (resolved by the caller).
-    pub(super) fn build(&self, namespace: &str) -> Result<Gateway, CliError> {
+    pub(super) fn build(&self, namespace: &str) -> Result<WaypointGateway, CliError> {
         Ok(build_waypoint(&WaypointSpec {
             name: self.name.clone(),
             namespace: namespace.to_string(),

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{table, CliError, ClusterArgs, Session};
-use crate::control::gateway::{Gateway, CONDITION_PROGRAMMED};
+use crate::control::gateway::{WaypointGateway, CONDITION_PROGRAMMED};
 
 /// `waypoint list [-n NS] [-A]`.
 #[derive(Args, Debug, Clone)]
@@ -30,7 +30,7 @@ pub async fn list(args: WaypointListArgs) -> Result<(), CliError> {
 }
 
 /// The table, or "No waypoints found." (istioctl's words).
-pub(super) fn render(waypoints: &[Gateway], all_namespaces: bool) -> String {
+pub(super) fn render(waypoints: &[WaypointGateway], all_namespaces: bool) -> String {
     if waypoints.is_empty() {
         return "No waypoints found.\n".to_string();
     }

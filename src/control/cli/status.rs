@@ -3,7 +3,9 @@
 use clap::Args;
 
 use super::{table, CliError, ClusterArgs, Session};
-use crate::control::gateway::{Condition, Gateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED};
+use crate::control::gateway::{
+    Condition, WaypointGateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED,
+};
 
 /// `waypoint status [-n NS] [--name NAME]`.
 #[derive(Args, Debug, Clone)]
@@ -32,7 +34,7 @@ pub async fn status(args: WaypointStatusArgs) -> Result<(), CliError> {
 
 /// NAME STATUS TYPE REASON ADDRESSES MESSAGE; a waypoint without status gets
 /// one row saying so.
-pub(super) fn render(waypoints: &[Gateway]) -> String {
+pub(super) fn render(waypoints: &[WaypointGateway]) -> String {
     if waypoints.is_empty() {
         return "No waypoints found.\n".to_string();
     }
@@ -72,7 +74,7 @@ pub(super) fn render(waypoints: &[Gateway]) -> String {
     )
 }
 
-fn addresses(gw: &Gateway) -> String {
+fn addresses(gw: &WaypointGateway) -> String {
     let values: Vec<&str> = gw
         .status
         .iter()
