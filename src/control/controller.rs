@@ -41,7 +41,7 @@ use crate::identity::istio_ca::CaAddress;
 pub use desired::PodTemplateOptions;
 use gateway_api::{GatewayClass, WaypointGateway};
 pub use metrics::ControllerMetrics;
-use metrics::Endpoint;
+use metrics::ServedPath;
 pub use names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
 use reconcile::{Context, ReconcileError};
 
@@ -167,13 +167,13 @@ pub async fn start(
     let servers = vec![
         tokio::spawn(metrics::serve(
             health,
-            Endpoint::Health,
+            ServedPath::Health,
             metrics.clone(),
             stop_rx.clone(),
         )),
         tokio::spawn(metrics::serve(
             metrics_listener,
-            Endpoint::Metrics,
+            ServedPath::Metrics,
             metrics.clone(),
             stop_rx.clone(),
         )),
