@@ -410,7 +410,7 @@ impl RuleCtx<'_> {
     ) -> Vec<MirrorFilter> {
         let mut out = Vec::new();
         let mut push = |d: &VsDestination,
-                        pct: Option<crate::policy::Percentage>,
+                        pct: Option<crate::policy::SamplePercent>,
                         at: &str,
                         sink: &mut ErrorSink<'_>| {
             let target = self.resolve(d, at, port, sink);
