@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{table, CliError, ClusterArgs, Session};
+use super::{table, ApiServerArgs, CliError, Session};
 use crate::control::gateway::{WaypointGateway, CONDITION_PROGRAMMED};
 
 /// `waypoint list [-n NS] [-A]`.
@@ -15,12 +15,12 @@ pub struct WaypointListArgs {
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Prints NAME REVISION TRAFFIC TYPE PROGRAMMED (NAMESPACE first with -A).
 pub async fn list(args: WaypointListArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.namespace.as_deref()).await?;
     if !args.all_namespaces {
         session.ensure_namespace().await?;
     }

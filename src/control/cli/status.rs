@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{table, CliError, ClusterArgs, Session};
+use super::{table, ApiServerArgs, CliError, Session};
 use crate::control::gateway::{
     Condition, WaypointGateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED,
 };
@@ -17,12 +17,12 @@ pub struct WaypointStatusArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Prints one row per condition of each waypoint, Accepted and Programmed first.
 pub async fn status(args: WaypointStatusArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.namespace.as_deref()).await?;
     session.ensure_namespace().await?;
     let waypoints = match &args.name {
         Some(name) => vec![session.fetch_waypoint(name).await?],
