@@ -150,8 +150,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     for (listener, endpoint) in [
-        (metrics_listener, admin::SingleEndpoint::Metrics),
-        (health_listener, admin::SingleEndpoint::Health),
+        (metrics_listener, admin::ServedPath::Metrics),
+        (health_listener, admin::ServedPath::Health),
     ] {
         if let Some(l) = listener {
             tasks.push(tokio::spawn(admin::serve_only(
