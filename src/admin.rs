@@ -62,11 +62,11 @@ pub struct AdminState {
     pub identity: Option<Arc<IdentityStore>>,
 }
 
-/// One endpoint of the admin listener, served alone on its own port
+/// One path of the admin listener, served alone on its own port
 /// (`--metrics-listen`, `--health-listen`) so a pod can expose it without
 /// exposing `/config_dump`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SingleEndpoint {
+pub enum ServedPath {
     /// `/stats/prometheus` only.
     Metrics,
     /// `/healthz/ready` only.
@@ -79,21 +79,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: watc
     serve_endpoints(listener, state, None, shutdown).await
 }
 
-/// Serves one endpoint on `listener` until `shutdown` turns true.
+/// Serves only `path` on `listener` until `shutdown` turns true.
 pub async fn serve_only(
     listener: TcpListener,
     state: Arc<AdminState>,
-    endpoint: SingleEndpoint,
+    path: ServedPath,
     shutdown: watch::Receiver<bool>,
 ) {
-    info!(addr = ?listener.local_addr().ok(), ?endpoint, "listening");
-    serve_endpoints(listener, state, Some(endpoint), shutdown).await
+    info!(addr = ?listener.local_addr().ok(), endpoint = ?path, "listening");
+    serve_endpoints(listener, state, Some(path), shutdown).await
 }
 
 async fn serve_endpoints(
     listener: TcpListener,
     state: Arc<AdminState>,
-    only: Option<SingleEndpoint>,
+    only: Option<ServedPath>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -119,22 +119,22 @@ async fn serve_endpoints(
 
 fn handle(
     state: &AdminState,
-    only: Option<SingleEndpoint>,
+    only: Option<ServedPath>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let allowed = match only {
         None => true,
-        Some(SingleEndpoint::Metrics) => path == "/stats/prometheus",
-        Some(SingleEndpoint::Health) => path == "/healthz/ready",
+        Some(ServedPath::Metrics) => path == "/stats/prometheus",
+        Some(ServedPath::Health) => path == "/healthz/ready",
     };
     if !allowed {
         return respond(
             StatusCode::NOT_FOUND,
             "text/plain",
             match only {
-                Some(SingleEndpoint::Metrics) => "this listener serves /stats/prometheus only\n",
-                Some(SingleEndpoint::Health) => "this listener serves /healthz/ready only\n",
+                Some(ServedPath::Metrics) => "this listener serves /stats/prometheus only\n",
+                Some(ServedPath::Health) => "this listener serves /healthz/ready only\n",
                 None => "",
             }
             .into(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::client::ApiServerOptions;
 use waypoint::config::source::kube::KubeSourceOptions;
 use waypoint::control::cli::{
     WaypointApplyArgs, WaypointDeleteArgs, WaypointGenerateArgs, WaypointListArgs,
@@ -377,7 +377,7 @@ impl KubeArgs {
     fn into_options(self) -> Option<KubeSourceOptions> {
         self.kube.then_some(KubeSourceOptions {
             gateway_name: self.gateway_name,
-            cluster: ClusterOptions {
+            api_server: ApiServerOptions {
                 kubeconfig: self.kubeconfig,
                 context: self.context,
             },

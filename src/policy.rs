@@ -14,5 +14,5 @@ pub mod retry;
 pub mod admission;
 pub mod deadline;
 
-pub use fault::{Abort, FaultAction, FaultPolicy, Percentage};
+pub use fault::{Abort, FaultAction, FaultPolicy, SamplePercent};
 pub use retry::{RetryOn, RetryPolicy};

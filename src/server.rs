@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState, Readiness};
-use crate::config::source::kube::client::{Cluster, KubeError};
+use crate::config::source::kube::client::{ApiServer, KubeError};
 use crate::config::source::kube::{self as kube_source, KubeSource, KubeWatch};
 use crate::config::watch::ConfigWatcher;
 use crate::config::ConfigErrors;
@@ -150,8 +150,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     for (listener, endpoint) in [
-        (metrics_listener, admin::SingleEndpoint::Metrics),
-        (health_listener, admin::SingleEndpoint::Health),
+        (metrics_listener, admin::ServedPath::Metrics),
+        (health_listener, admin::ServedPath::Health),
     ] {
         if let Some(l) = listener {
             tasks.push(tokio::spawn(admin::serve_only(
@@ -205,11 +205,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
 
     let (watcher, kube_watch) = match kube {
-        Some((cluster, source)) => {
+        Some((api_server, source)) => {
             let ready = readiness.clone();
             let watch = kube_source::start(
-                cluster.client,
-                cluster.url,
+                api_server.client,
+                api_server.url,
                 source,
                 store.clone(),
                 move || ready.set_config_loaded(),
@@ -260,22 +260,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 async fn open_store(
     settings: &Arc<Settings>,
     metrics: &Arc<Metrics>,
-) -> Result<(Arc<SnapshotStore>, Option<(Cluster, Arc<KubeSource>)>), StartError> {
+) -> Result<(Arc<SnapshotStore>, Option<(ApiServer, Arc<KubeSource>)>), StartError> {
     let Some(options) = &settings.kube else {
         let store = SnapshotStore::open(settings.clone(), metrics.clone())?;
         info!(generation = 1, path = %settings.config_path.display(), "config loaded");
         return Ok((Arc::new(store), None));
     };
-    let cluster = Cluster::connect(&options.cluster).await?;
+    let api_server = ApiServer::connect(&options.api_server).await?;
     let source = Arc::new(KubeSource::new(
         &options.gateway_name,
         &settings.namespace,
         &settings.cluster_domain,
-        &cluster.url,
+        &api_server.url,
     ));
-    info!(api_server = %cluster.url, gateway = %options.gateway_name, namespace = %settings.namespace, "config from the Kubernetes API");
+    info!(api_server = %api_server.url, gateway = %options.gateway_name, namespace = %settings.namespace, "config from the Kubernetes API");
     let store = SnapshotStore::open_source(settings.clone(), metrics.clone(), source.clone())?;
-    Ok((Arc::new(store), Some((cluster, source))))
+    Ok((Arc::new(store), Some((api_server, source))))
 }
 
 /// The waypoint's certificates, when HBONE is on: from Istio's CA (fetched now, then renewed

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use waypoint::config::source::kube::client::{Cluster, ClusterOptions};
+use waypoint::config::source::kube::client::{ApiServer, ApiServerOptions};
 use waypoint::control::controller::{self, ControllerOptions, PodTemplateOptions};
 use waypoint::test_helpers::fake_api::{FakeApiServer, FaultRule};
 
@@ -65,7 +65,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.write_kubeconfig(dir.path(), "shop").unwrap();
-    let cluster = Cluster::connect(&ClusterOptions {
+    let api_server = ApiServer::connect(&ApiServerOptions {
         kubeconfig: Some(kubeconfig),
         context: None,
     })
@@ -84,7 +84,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
 
     // Until GatewayClasses can be listed, the controller is not ready.
     fake.fail(FaultRule::new("/gatewayclasses", 500));
-    let running = common::bounded("controller start", controller::start(cluster, options))
+    let running = common::bounded("controller start", controller::start(api_server, options))
         .await
         .unwrap();
     let health = TestClient::new(running.health_addr);

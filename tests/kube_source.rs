@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use waypoint::config::source::kube::client::ClusterOptions;
+use waypoint::config::source::kube::client::ApiServerOptions;
 use waypoint::config::source::kube::KubeSourceOptions;
 use waypoint::server::Running;
 use waypoint::settings::Settings;
@@ -34,7 +34,7 @@ async fn kube_waypoint(fake: &FakeApiServer, dir: &Path) -> Running {
     let mut s = Settings::new("");
     s.kube = Some(KubeSourceOptions {
         gateway_name: "waypoint".to_string(),
-        cluster: ClusterOptions {
+        api_server: ApiServerOptions {
             kubeconfig: Some(kubeconfig),
             context: None,
         },

@@ -16,8 +16,8 @@ use kube::api::{Api, ListParams};
 use thiserror::Error;
 use tracing::debug;
 
-use super::gateway::{Gateway, GatewayError, WAYPOINT_CLASS};
-use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
+use super::gateway::{GatewayError, WaypointGateway, WAYPOINT_CLASS};
+use crate::config::source::kube::client::{ApiServer, ApiServerOptions, KubeError};
 
 mod apply;
 mod delete;
@@ -35,9 +35,9 @@ pub use status::{status, WaypointStatusArgs};
 /// Field manager of our server-side applies (shows in `managedFields`).
 pub const FIELD_MANAGER: &str = "waypoint";
 
-/// Which cluster to talk to; the same flags as kubectl and istioctl.
+/// Which API server to talk to; the same flags as kubectl and istioctl.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ClusterArgs {
+pub struct ApiServerArgs {
     /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
@@ -46,9 +46,9 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
-impl ClusterArgs {
-    fn options(&self) -> ClusterOptions {
-        ClusterOptions {
+impl ApiServerArgs {
+    fn options(&self) -> ApiServerOptions {
+        ApiServerOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
         }
@@ -96,33 +96,39 @@ pub enum CliError {
 
 /// A connected client and the namespace the command works in.
 struct Session {
-    cluster: Cluster,
+    api_server: ApiServer,
     namespace: String,
 }
 
 impl Session {
     /// Connects; the namespace is `-n` when given, else the kubeconfig
     /// context's (`default` when it names none), as kubectl does.
-    async fn connect(cluster: &ClusterArgs, namespace: Option<&str>) -> Result<Session, CliError> {
-        let cluster = Cluster::connect(&cluster.options()).await?;
+    async fn connect(
+        api_server: &ApiServerArgs,
+        namespace: Option<&str>,
+    ) -> Result<Session, CliError> {
+        let api_server = ApiServer::connect(&api_server.options()).await?;
         let namespace = namespace
             .map(str::to_string)
-            .unwrap_or_else(|| cluster.default_namespace.clone());
-        Ok(Session { cluster, namespace })
+            .unwrap_or_else(|| api_server.default_namespace.clone());
+        Ok(Session {
+            api_server,
+            namespace,
+        })
     }
 
-    fn gateways(&self) -> Api<Gateway> {
-        Api::namespaced(self.cluster.client.clone(), &self.namespace)
+    fn gateways(&self) -> Api<WaypointGateway> {
+        Api::namespaced(self.api_server.client.clone(), &self.namespace)
     }
 
     /// The command's namespace; a missing one is [`KubeError::NamespaceNotFound`].
     async fn fetch_namespace(&self) -> Result<Namespace, CliError> {
-        let namespaces: Api<Namespace> = Api::all(self.cluster.client.clone());
+        let namespaces: Api<Namespace> = Api::all(self.api_server.client.clone());
         namespaces.get(&self.namespace).await.map_err(|e| match e {
             kube::Error::Api(status) if status.code == 404 => {
                 KubeError::NamespaceNotFound(self.namespace.clone()).into()
             }
-            e => self.cluster.describe(e).into(),
+            e => self.api_server.describe(e).into(),
         })
     }
 
@@ -141,12 +147,12 @@ impl Session {
     }
 
     /// One of our waypoints by name: missing or of another class is an error.
-    async fn fetch_waypoint(&self, name: &str) -> Result<Gateway, CliError> {
+    async fn fetch_waypoint(&self, name: &str) -> Result<WaypointGateway, CliError> {
         let gateway =
             self.gateways()
                 .get(name)
                 .await
-                .map_err(|e| match self.cluster.describe(e) {
+                .map_err(|e| match self.api_server.describe(e) {
                     KubeError::NotFound(_) => CliError::WaypointNotFound {
                         namespace: self.namespace.clone(),
                         name: name.to_string(),
@@ -165,9 +171,9 @@ impl Session {
 
     /// Our waypoints in the namespace, or in every namespace, sorted by
     /// namespace then name.
-    async fn list_waypoints(&self, all_namespaces: bool) -> Result<Vec<Gateway>, CliError> {
+    async fn list_waypoints(&self, all_namespaces: bool) -> Result<Vec<WaypointGateway>, CliError> {
         let api = if all_namespaces {
-            Api::all(self.cluster.client.clone())
+            Api::all(self.api_server.client.clone())
         } else {
             self.gateways()
         };
@@ -175,10 +181,10 @@ impl Session {
             .list(&ListParams::default())
             .await
             .map_err(|e| self.gateway_error(e))?;
-        let mut waypoints: Vec<Gateway> = list
+        let mut waypoints: Vec<WaypointGateway> = list
             .items
             .into_iter()
-            .filter(Gateway::is_waypoint)
+            .filter(WaypointGateway::is_waypoint)
             .collect();
         waypoints.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
         Ok(waypoints)
@@ -187,7 +193,7 @@ impl Session {
     /// Maps an error of a call on the Gateway collection: with the namespace
     /// known to exist, a 404 there means the Gateway API CRDs are missing.
     fn gateway_error(&self, error: kube::Error) -> CliError {
-        match self.cluster.describe(error) {
+        match self.api_server.describe(error) {
             KubeError::NotFound(_) => CliError::NoGatewayApi,
             e => e.into(),
         }

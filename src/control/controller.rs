@@ -36,12 +36,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::source::kube::client::{Cluster, ClusterOptions, KubeError};
+use crate::config::source::kube::client::{ApiServer, ApiServerOptions, KubeError};
 use crate::identity::istio_ca::CaAddress;
 pub use desired::PodTemplateOptions;
-use gateway_api::{Gateway, GatewayClass};
+use gateway_api::{GatewayClass, WaypointGateway};
 pub use metrics::ControllerMetrics;
-use metrics::Endpoint;
+use metrics::ServedPath;
 pub use names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
 use reconcile::{Context, ReconcileError};
 
@@ -88,8 +88,8 @@ pub struct ControllerOptions {
 }
 
 impl ControllerArgs {
-    pub fn cluster_options(&self) -> ClusterOptions {
-        ClusterOptions {
+    pub fn api_server_options(&self) -> ApiServerOptions {
+        ApiServerOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
         }
@@ -148,7 +148,7 @@ impl RunningController {
 /// the current runtime. Health turns 200 once Gateways and GatewayClasses
 /// have been listed.
 pub async fn start(
-    cluster: Cluster,
+    api_server: ApiServer,
     options: ControllerOptions,
 ) -> Result<RunningController, ControllerError> {
     let bind = |addr| async move {
@@ -167,19 +167,24 @@ pub async fn start(
     let servers = vec![
         tokio::spawn(metrics::serve(
             health,
-            Endpoint::Health,
+            ServedPath::Health,
             metrics.clone(),
             stop_rx.clone(),
         )),
         tokio::spawn(metrics::serve(
             metrics_listener,
-            Endpoint::Metrics,
+            ServedPath::Metrics,
             metrics.clone(),
             stop_rx.clone(),
         )),
     ];
-    info!(%health_addr, %metrics_addr, class = %options.class, url = %cluster.url, "controller starting");
-    let controllers = tokio::spawn(run_controllers(cluster, options, metrics.clone(), stop_rx));
+    info!(%health_addr, %metrics_addr, class = %options.class, url = %api_server.url, "controller starting");
+    let controllers = tokio::spawn(run_controllers(
+        api_server,
+        options,
+        metrics.clone(),
+        stop_rx,
+    ));
     Ok(RunningController {
         health_addr,
         metrics_addr,
@@ -192,11 +197,11 @@ pub async fn start(
 
 /// Runs until `shutdown` resolves (the CLI passes SIGTERM/SIGINT).
 pub async fn run(
-    cluster: Cluster,
+    api_server: ApiServer,
     options: ControllerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ControllerError> {
-    let mut running = start(cluster, options).await?;
+    let mut running = start(api_server, options).await?;
     tokio::select! {
         _ = shutdown => {
             running.shutdown().await;
@@ -208,17 +213,17 @@ pub async fn run(
 
 /// `waypoint controller`: connect, run until SIGTERM/SIGINT.
 pub async fn main(args: ControllerArgs) -> Result<(), ControllerError> {
-    let cluster = Cluster::connect(&args.cluster_options()).await?;
-    run(cluster, args.options(), crate::server::wait_for_signal()).await
+    let api_server = ApiServer::connect(&args.api_server_options()).await?;
+    run(api_server, args.options(), crate::server::wait_for_signal()).await
 }
 
 async fn run_controllers(
-    cluster: Cluster,
+    api_server: ApiServer,
     options: ControllerOptions,
     metrics: Arc<ControllerMetrics>,
     stop: watch::Receiver<bool>,
 ) {
-    let client = cluster.client.clone();
+    let client = api_server.client.clone();
     let stopped = || {
         let mut stop = stop.clone();
         async move {
@@ -229,7 +234,7 @@ async fn run_controllers(
     };
     let config = watcher::Config::default();
     let classes: Api<GatewayClass> = Api::all(client.clone());
-    let gateways: Api<Gateway> = Api::all(client.clone());
+    let gateways: Api<WaypointGateway> = Api::all(client.clone());
 
     let class_controller = Controller::new(classes.clone(), config.clone());
     let class_store = class_controller.store();
@@ -238,7 +243,7 @@ async fn run_controllers(
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        url: cluster.url.clone(),
+        url: api_server.url.clone(),
         class: options.class.clone(),
         pod: options.pod.clone(),
         cluster_domain: options.cluster_domain.clone(),

@@ -1,6 +1,6 @@
 //! The waypoint `Gateway` as the API server stores it: a small typed mirror of
 //! `gateway.networking.k8s.io/v1` Gateway (spec, and the status the
-//! controller writes), usable with kube-rs `Api<Gateway>`, and the builder
+//! controller writes), usable with kube-rs `Api<WaypointGateway>`, and the builder
 //! for the Gateway `waypoint generate` / `apply` make.
 //!
 //! This is the API-client view (serialize + deserialize, with `status`); the
@@ -38,10 +38,11 @@ pub const CONDITION_PROGRAMMED: &str = "Programmed";
 /// Gateway condition type: the controller accepted the Gateway.
 pub const CONDITION_ACCEPTED: &str = "Accepted";
 
-/// `gateway.networking.k8s.io/v1` `Gateway`.
+/// `gateway.networking.k8s.io/v1` `Gateway`, as the CLI and the controller read and write
+/// it (the file config source's view is `config::gateway::Gateway`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Gateway {
+pub struct WaypointGateway {
     pub api_version: String,
     pub kind: String,
     #[serde(default)]
@@ -142,7 +143,7 @@ impl Condition {
     }
 }
 
-impl kube::Resource for Gateway {
+impl kube::Resource for WaypointGateway {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -166,7 +167,7 @@ impl kube::Resource for Gateway {
     }
 }
 
-impl Gateway {
+impl WaypointGateway {
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
     }
@@ -276,7 +277,7 @@ pub struct WaypointSpec {
 
 /// Builds the Gateway for a waypoint: our class, one HBONE listener `mesh` on
 /// 15008 (the port ztunnel tunnels to), labels only for what was asked.
-pub fn build_waypoint(spec: &WaypointSpec) -> Result<Gateway, GatewayError> {
+pub fn build_waypoint(spec: &WaypointSpec) -> Result<WaypointGateway, GatewayError> {
     validate_name(&spec.name)?;
     let mut labels = BTreeMap::new();
     if let Some(traffic) = spec.traffic_type {
@@ -285,7 +286,7 @@ pub fn build_waypoint(spec: &WaypointSpec) -> Result<Gateway, GatewayError> {
     if let Some(rev) = &spec.revision {
         labels.insert(LABEL_REV.to_string(), rev.clone());
     }
-    Ok(Gateway {
+    Ok(WaypointGateway {
         api_version: GATEWAY_API_VERSION.to_string(),
         kind: "Gateway".to_string(),
         metadata: ObjectMeta {
@@ -327,7 +328,7 @@ fn validate_name(name: &str) -> Result<(), GatewayError> {
 }
 
 /// The Gateway as YAML, the way `kubectl apply -f` takes it.
-pub fn to_yaml(gateway: &Gateway) -> String {
+pub fn to_yaml(gateway: &WaypointGateway) -> String {
     serde_yaml::to_string(gateway)
         .expect("BUG: a Gateway is plain strings, numbers and maps; it always serializes")
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// A share of requests, 0–100 (Istio's `percentage.value`, a double).
+/// The share of requests to sample, 0–100: the runtime form of `config::Percent`
+/// (Istio's `percentage.value`, a double).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentage(pub f64);
+pub struct SamplePercent(pub f64);
 
-impl Percentage {
+impl SamplePercent {
     /// Draws whether this request falls in the share.
     pub fn sample(self) -> bool {
         self.sample_with(&mut rand::rng())
@@ -42,8 +43,8 @@ pub enum Abort {
 /// A route's fault injection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultPolicy {
-    pub delay: Option<(Duration, Percentage)>,
-    pub abort: Option<(Abort, Percentage)>,
+    pub delay: Option<(Duration, SamplePercent)>,
+    pub abort: Option<(Abort, SamplePercent)>,
 }
 
 /// What to do to one request, drawn from a [`FaultPolicy`].
@@ -88,8 +89,8 @@ mod tests {
     #[test]
     fn percentages_hold_over_many_draws() {
         let policy = FaultPolicy {
-            delay: Some((DELAY, Percentage(30.0))),
-            abort: Some((Abort::Http(503), Percentage(10.0))),
+            delay: Some((DELAY, SamplePercent(30.0))),
+            abort: Some((Abort::Http(503), SamplePercent(10.0))),
         };
         let mut rng = rng();
         let n = 20_000;
@@ -111,13 +112,13 @@ mod tests {
     fn zero_and_full_shares_are_certain() {
         let mut rng = rng();
         for _ in 0..1000 {
-            assert!(Percentage(100.0).sample_with(&mut rng));
-            assert!(Percentage(150.0).sample_with(&mut rng));
-            assert!(!Percentage(0.0).sample_with(&mut rng));
-            assert!(!Percentage(-1.0).sample_with(&mut rng));
+            assert!(SamplePercent(100.0).sample_with(&mut rng));
+            assert!(SamplePercent(150.0).sample_with(&mut rng));
+            assert!(!SamplePercent(0.0).sample_with(&mut rng));
+            assert!(!SamplePercent(-1.0).sample_with(&mut rng));
         }
-        assert!(Percentage(100.0).sample());
-        assert!(!Percentage(0.0).sample());
+        assert!(SamplePercent(100.0).sample());
+        assert!(!SamplePercent(0.0).sample());
     }
 
     #[test]
@@ -125,7 +126,7 @@ mod tests {
         // Istio's percentage is a double: 0.1 % must fire now and then.
         let mut rng = rng();
         let hits = (0..100_000)
-            .filter(|_| Percentage(0.1).sample_with(&mut rng))
+            .filter(|_| SamplePercent(0.1).sample_with(&mut rng))
             .count();
         assert!((50..150).contains(&hits), "{hits}");
     }
@@ -133,8 +134,8 @@ mod tests {
     #[test]
     fn each_action_carries_the_configured_fault() {
         let policy = FaultPolicy {
-            delay: Some((DELAY, Percentage(100.0))),
-            abort: Some((Abort::Grpc(14), Percentage(100.0))),
+            delay: Some((DELAY, SamplePercent(100.0))),
+            abort: Some((Abort::Grpc(14), SamplePercent(100.0))),
         };
         assert_eq!(
             policy.draw_with(&mut rng()),
@@ -144,7 +145,7 @@ mod tests {
             }
         );
         let delay_only = FaultPolicy {
-            delay: Some((DELAY, Percentage(100.0))),
+            delay: Some((DELAY, SamplePercent(100.0))),
             abort: None,
         };
         assert_eq!(
@@ -155,8 +156,8 @@ mod tests {
             }
         );
         let never = FaultPolicy {
-            delay: Some((DELAY, Percentage(0.0))),
-            abort: Some((Abort::Http(503), Percentage(0.0))),
+            delay: Some((DELAY, SamplePercent(0.0))),
+            abort: Some((Abort::Http(503), SamplePercent(0.0))),
         };
         assert_eq!(never.draw(), FaultAction::default());
     }
@@ -164,8 +165,8 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_faults() {
         let policy = FaultPolicy {
-            delay: Some((DELAY, Percentage(50.0))),
-            abort: Some((Abort::Http(500), Percentage(50.0))),
+            delay: Some((DELAY, SamplePercent(50.0))),
+            abort: Some((Abort::Http(500), SamplePercent(50.0))),
         };
         let draws = |mut rng: StdRng| -> Vec<FaultAction> {
             (0..64).map(|_| policy.draw_with(&mut rng)).collect()

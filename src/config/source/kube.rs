@@ -24,7 +24,7 @@ use super::ConfigSource;
 use crate::config::{self, ConfigErrors, Resources};
 use crate::telemetry::access_log::format_start_time;
 
-use client::ClusterOptions;
+use client::ApiServerOptions;
 pub use kinds::WatchedKind;
 use objects::ObjectMap;
 pub use relevance::{USE_WAYPOINT, USE_WAYPOINT_NAMESPACE};
@@ -37,14 +37,14 @@ pub struct KubeSourceOptions {
     /// namespace is the waypoint's (`--namespace` / `POD_NAMESPACE`).
     pub gateway_name: String,
     /// Where the API server is (`--kubeconfig`, `--context`).
-    pub cluster: ClusterOptions,
+    pub api_server: ApiServerOptions,
 }
 
 impl Default for KubeSourceOptions {
     fn default() -> Self {
         Self {
             gateway_name: "waypoint".to_string(),
-            cluster: ClusterOptions::default(),
+            api_server: ApiServerOptions::default(),
         }
     }
 }

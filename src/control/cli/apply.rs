@@ -13,9 +13,9 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::generate::WaypointArgs;
-use super::{CliError, ClusterArgs, Session, FIELD_MANAGER};
+use super::{ApiServerArgs, CliError, Session, FIELD_MANAGER};
 use crate::control::gateway::{
-    Gateway, CONDITION_PROGRAMMED, LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT,
+    WaypointGateway, CONDITION_PROGRAMMED, LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT,
 };
 
 /// How often `--wait` reads the Gateway's status.
@@ -40,12 +40,12 @@ pub struct WaypointApplyArgs {
     #[arg(long, visible_alias = "waypoint-timeout", default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Applies the waypoint; prints one ✅ line per step done and warnings on stderr.
 pub async fn apply(args: WaypointApplyArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.waypoint.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.waypoint.namespace.as_deref()).await?;
     let gateway = args.waypoint.build(&session.namespace)?;
     let name = gateway.name().to_string();
     let ns = session.namespace.clone();
@@ -92,7 +92,7 @@ pub async fn apply(args: WaypointApplyArgs) -> Result<(), CliError> {
     // Phase 4: enroll. A merge patch of the one label leaves every other
     // label (and its owner) alone.
     if args.enroll_namespace {
-        let namespaces: Api<Namespace> = Api::all(session.cluster.client.clone());
+        let namespaces: Api<Namespace> = Api::all(session.api_server.client.clone());
         let patch = json!({"metadata": {"labels": {LABEL_USE_WAYPOINT: name}}});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
@@ -101,7 +101,7 @@ pub async fn apply(args: WaypointApplyArgs) -> Result<(), CliError> {
         namespaces
             .patch(&ns, &params, &Patch::Merge(&patch))
             .await
-            .map_err(|e| session.cluster.describe(e))?;
+            .map_err(|e| session.api_server.describe(e))?;
         println!("✅ namespace {ns} labeled with \"{LABEL_USE_WAYPOINT}: {name}\"");
     }
     Ok(())
@@ -111,7 +111,7 @@ pub async fn apply(args: WaypointApplyArgs) -> Result<(), CliError> {
 /// `timeout` passes; the timeout error quotes the last status seen.
 async fn wait_programmed(session: &Session, name: &str, timeout: Duration) -> Result<(), CliError> {
     let api = session.gateways();
-    let mut last: Option<Gateway> = None;
+    let mut last: Option<WaypointGateway> = None;
     let polled = tokio::time::timeout(timeout, async {
         let mut tick = tokio::time::interval(WAIT_POLL);
         loop {
@@ -136,7 +136,7 @@ async fn wait_programmed(session: &Session, name: &str, timeout: Duration) -> Re
 }
 
 /// The Programmed condition in words, for the timeout message.
-fn describe_progress(gateway: Option<&Gateway>) -> String {
+fn describe_progress(gateway: Option<&WaypointGateway>) -> String {
     let Some(gateway) = gateway else {
         return "the API server did not answer in time".to_string();
     };

@@ -3,7 +3,7 @@
 use clap::Args;
 use kube::api::DeleteParams;
 
-use super::{CliError, ClusterArgs, Session};
+use super::{ApiServerArgs, CliError, Session};
 
 /// `waypoint delete NAME… | --all [-n NS]`.
 #[derive(Args, Debug, Clone)]
@@ -18,13 +18,13 @@ pub struct WaypointDeleteArgs {
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Deletes only Gateways of our class. Every named one is checked before
 /// any is deleted, so a typo or a foreign Gateway deletes nothing.
 pub async fn delete(args: WaypointDeleteArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.namespace.as_deref()).await?;
     session.ensure_namespace().await?;
     let names: Vec<String> = if args.all {
         let waypoints = session.list_waypoints(false).await?;
@@ -44,7 +44,7 @@ pub async fn delete(args: WaypointDeleteArgs) -> Result<(), CliError> {
     for name in &names {
         api.delete(name, &DeleteParams::default())
             .await
-            .map_err(|e| session.cluster.describe(e))?;
+            .map_err(|e| session.api_server.describe(e))?;
         println!("✅ waypoint {}/{name} deleted", session.namespace);
     }
     Ok(())

@@ -3,10 +3,10 @@
 use clap::Args;
 use tracing::debug;
 
-use super::{CliError, ClusterArgs};
-use crate::config::source::kube::client::Cluster;
+use super::{ApiServerArgs, CliError};
+use crate::config::source::kube::client::ApiServer;
 use crate::control::gateway::{
-    build_waypoint, to_yaml, Gateway, TrafficType, WaypointSpec, DEFAULT_WAYPOINT_NAME,
+    build_waypoint, to_yaml, TrafficType, WaypointGateway, WaypointSpec, DEFAULT_WAYPOINT_NAME,
 };
 
 /// The waypoint to generate or apply (shared by `generate` and `apply`).
@@ -28,7 +28,7 @@ pub struct WaypointArgs {
 
 impl WaypointArgs {
     /// The Gateway for `namespace` (resolved by the caller).
-    pub(super) fn build(&self, namespace: &str) -> Result<Gateway, CliError> {
+    pub(super) fn build(&self, namespace: &str) -> Result<WaypointGateway, CliError> {
         Ok(build_waypoint(&WaypointSpec {
             name: self.name.clone(),
             namespace: namespace.to_string(),
@@ -44,7 +44,7 @@ pub struct WaypointGenerateArgs {
     #[command(flatten)]
     pub waypoint: WaypointArgs,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Prints the Gateway YAML. Needs no cluster: without `-n` the namespace
@@ -53,9 +53,9 @@ pub struct WaypointGenerateArgs {
 pub async fn generate(args: WaypointGenerateArgs) -> Result<(), CliError> {
     let namespace = match &args.waypoint.namespace {
         Some(namespace) => namespace.clone(),
-        None => match Cluster::connect(&args.cluster.options()).await {
-            Ok(cluster) => cluster.default_namespace,
-            Err(e) if !args.cluster.is_explicit() => {
+        None => match ApiServer::connect(&args.api_server.options()).await {
+            Ok(api_server) => api_server.default_namespace,
+            Err(e) if !args.api_server.is_explicit() => {
                 debug!(error = %e, "no kubeconfig; generating for namespace default");
                 "default".to_string()
             }

@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use super::{table, CliError, ClusterArgs, Session};
-use crate::control::gateway::{Gateway, CONDITION_PROGRAMMED};
+use super::{table, ApiServerArgs, CliError, Session};
+use crate::control::gateway::{WaypointGateway, CONDITION_PROGRAMMED};
 
 /// `waypoint list [-n NS] [-A]`.
 #[derive(Args, Debug, Clone)]
@@ -15,12 +15,12 @@ pub struct WaypointListArgs {
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Prints NAME REVISION TRAFFIC TYPE PROGRAMMED (NAMESPACE first with -A).
 pub async fn list(args: WaypointListArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.namespace.as_deref()).await?;
     if !args.all_namespaces {
         session.ensure_namespace().await?;
     }
@@ -30,7 +30,7 @@ pub async fn list(args: WaypointListArgs) -> Result<(), CliError> {
 }
 
 /// The table, or "No waypoints found." (istioctl's words).
-pub(super) fn render(waypoints: &[Gateway], all_namespaces: bool) -> String {
+pub(super) fn render(waypoints: &[WaypointGateway], all_namespaces: bool) -> String {
     if waypoints.is_empty() {
         return "No waypoints found.\n".to_string();
     }

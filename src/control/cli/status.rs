@@ -2,8 +2,10 @@
 
 use clap::Args;
 
-use super::{table, CliError, ClusterArgs, Session};
-use crate::control::gateway::{Condition, Gateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED};
+use super::{table, ApiServerArgs, CliError, Session};
+use crate::control::gateway::{
+    Condition, WaypointGateway, CONDITION_ACCEPTED, CONDITION_PROGRAMMED,
+};
 
 /// `waypoint status [-n NS] [--name NAME]`.
 #[derive(Args, Debug, Clone)]
@@ -15,12 +17,12 @@ pub struct WaypointStatusArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub api_server: ApiServerArgs,
 }
 
 /// Prints one row per condition of each waypoint, Accepted and Programmed first.
 pub async fn status(args: WaypointStatusArgs) -> Result<(), CliError> {
-    let session = Session::connect(&args.cluster, args.namespace.as_deref()).await?;
+    let session = Session::connect(&args.api_server, args.namespace.as_deref()).await?;
     session.ensure_namespace().await?;
     let waypoints = match &args.name {
         Some(name) => vec![session.fetch_waypoint(name).await?],
@@ -32,7 +34,7 @@ pub async fn status(args: WaypointStatusArgs) -> Result<(), CliError> {
 
 /// NAME STATUS TYPE REASON ADDRESSES MESSAGE; a waypoint without status gets
 /// one row saying so.
-pub(super) fn render(waypoints: &[Gateway]) -> String {
+pub(super) fn render(waypoints: &[WaypointGateway]) -> String {
     if waypoints.is_empty() {
         return "No waypoints found.\n".to_string();
     }
@@ -72,7 +74,7 @@ pub(super) fn render(waypoints: &[Gateway]) -> String {
     )
 }
 
-fn addresses(gw: &Gateway) -> String {
+fn addresses(gw: &WaypointGateway) -> String {
     let values: Vec<&str> = gw
         .status
         .iter()

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::gateway_api::{Gateway, API_VERSION};
+use super::gateway_api::{WaypointGateway, API_VERSION};
 
 /// The label istiod (and our Service selector) finds waypoint pods by.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -105,7 +105,7 @@ pub fn service_hostname(namespace: &str, name: &str, cluster_domain: &str) -> St
 
 /// Builds every object for `gateway`. Fails only on unusable annotations.
 pub fn build(
-    gateway: &Gateway,
+    gateway: &WaypointGateway,
     options: &PodTemplateOptions,
 ) -> Result<DesiredObjects, DesiredError> {
     let parts = Parts::of(gateway)?;
@@ -154,7 +154,7 @@ struct Autoscale {
 }
 
 impl Parts {
-    fn of(gateway: &Gateway) -> Result<Self, DesiredError> {
+    fn of(gateway: &WaypointGateway) -> Result<Self, DesiredError> {
         let meta = &gateway.metadata;
         let name = meta.name.clone().ok_or(DesiredError::Missing("name"))?;
         let namespace = meta
@@ -349,7 +349,7 @@ fn field_env(name: &str, path: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 }
 
-fn build_service(parts: &Parts, gateway: &Gateway) -> Service {
+fn build_service(parts: &Parts, gateway: &WaypointGateway) -> Service {
     let mut ports = vec![json!({"name": "mesh", "port": MESH_PORT, "protocol": "TCP"})];
     let mut seen = vec![MESH_PORT];
     for listener in &gateway.spec.listeners {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 // One Gateway mirror serves the CLI and the controller.
 pub use crate::control::gateway::{
-    Condition, Gateway, GatewayInfrastructure, GatewayStatus, GatewayStatusAddress,
+    Condition, GatewayInfrastructure, GatewayStatus, GatewayStatusAddress, WaypointGateway,
 };
 
 pub const GROUP: &str = "gateway.networking.k8s.io";

@@ -101,20 +101,20 @@ impl ControllerMetrics {
     }
 }
 
-/// Which endpoint a listener serves.
+/// Which HTTP path a controller listener serves (one per listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum ServedPath {
     /// `/healthz/ready`: 503 until the first sync, then 200.
     Health,
     /// `/stats/prometheus`.
     Metrics,
 }
 
-/// Serves `endpoint` on `listener` until `shutdown` turns true. The listener
+/// Serves the `served` path on `listener` until `shutdown` turns true. The listener
 /// is bound before the controller connects, so probes get TCP from startup.
 pub async fn serve(
     listener: TcpListener,
-    endpoint: Endpoint,
+    served: ServedPath,
     metrics: Arc<ControllerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -130,7 +130,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(handle(endpoint, &metrics, &req)) }
+                async move { Ok::<_, Infallible>(handle(served, &metrics, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -140,26 +140,26 @@ pub async fn serve(
 }
 
 fn handle(
-    endpoint: Endpoint,
+    served: ServedPath,
     metrics: &ControllerMetrics,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    match (endpoint, req.uri().path()) {
-        (Endpoint::Health, "/healthz/ready") if metrics.is_ready() => {
+    match (served, req.uri().path()) {
+        (ServedPath::Health, "/healthz/ready") if metrics.is_ready() => {
             respond(StatusCode::OK, "text/plain", "ready\n".into())
         }
-        (Endpoint::Health, "/healthz/ready") => respond(
+        (ServedPath::Health, "/healthz/ready") => respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "not ready: waiting for the first sync with the API server\n".into(),
         ),
-        (Endpoint::Metrics, "/stats/prometheus") => respond(
+        (ServedPath::Metrics, "/stats/prometheus") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             metrics.encode(),
         ),
-        (Endpoint::Health, _) => not_found("/healthz/ready"),
-        (Endpoint::Metrics, _) => not_found("/stats/prometheus"),
+        (ServedPath::Health, _) => not_found("/healthz/ready"),
+        (ServedPath::Metrics, _) => not_found("/stats/prometheus"),
     }
 }
 

@@ -23,8 +23,8 @@ use tracing::{info, warn};
 
 use super::desired::{self, DesiredError, DesiredObjects, PodTemplateOptions};
 use super::gateway_api::{
-    now_rfc3339, set_condition, Condition, Gateway, GatewayClass, GatewayStatus,
-    GatewayStatusAddress,
+    now_rfc3339, set_condition, Condition, GatewayClass, GatewayStatus, GatewayStatusAddress,
+    WaypointGateway,
 };
 use super::metrics::ControllerMetrics;
 use super::names::{CONTROLLER_NAME, FIELD_MANAGER, FINALIZER};
@@ -107,7 +107,7 @@ pub async fn reconcile_class(
 /// Turns one Gateway into its objects and status; on deletion, removes the
 /// cluster-scoped binding and lets the garbage collector take the rest.
 pub async fn reconcile_gateway(
-    gateway: Arc<Gateway>,
+    gateway: Arc<WaypointGateway>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let ns = gateway.namespace().to_string();
@@ -219,18 +219,18 @@ where
 
 /// Adds our finalizer, guarded by the resourceVersion we read so another
 /// writer's finalizer list is never overwritten.
-async fn add_finalizer(gateway: &Gateway, ctx: &Context) -> Result<(), ReconcileError> {
+async fn add_finalizer(gateway: &WaypointGateway, ctx: &Context) -> Result<(), ReconcileError> {
     let mut finalizers = gateway.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     patch_finalizers(gateway, ctx, finalizers).await
 }
 
 async fn patch_finalizers(
-    gateway: &Gateway,
+    gateway: &WaypointGateway,
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<(), ReconcileError> {
-    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
+    let api: Api<WaypointGateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
     let patch = json!({"metadata": {
         "finalizers": finalizers,
         "resourceVersion": gateway.resource_version(),
@@ -250,7 +250,7 @@ async fn patch_finalizers(
 /// stays but left our class, the owned objects go too; when it is deleted,
 /// the garbage collector removes them.
 async fn release(
-    gateway: &Gateway,
+    gateway: &WaypointGateway,
     ctx: &Context,
     keep_gateway: bool,
 ) -> Result<(), ReconcileError> {
@@ -298,7 +298,7 @@ async fn release(
 /// Writes addresses and the Accepted/Programmed conditions, only when they
 /// differ from what the Gateway already says.
 async fn write_gateway_status(
-    gateway: &Gateway,
+    gateway: &WaypointGateway,
     ctx: &Context,
     outcome: Result<&Service, &ReconcileError>,
 ) -> Result<(), ReconcileError> {
@@ -307,7 +307,7 @@ async fn write_gateway_status(
     if wanted == current {
         return Ok(());
     }
-    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
+    let api: Api<WaypointGateway> = Api::namespaced(ctx.client.clone(), gateway.namespace());
     let patch = json!({"status": wanted});
     api.patch_status(
         &gateway.name_any(),
@@ -321,7 +321,7 @@ async fn write_gateway_status(
 
 /// The status a Gateway should carry after a pass (pure; `now` stamps flips).
 pub fn gateway_status(
-    gateway: &Gateway,
+    gateway: &WaypointGateway,
     cluster_domain: &str,
     outcome: Result<&Service, &ReconcileError>,
     now: &str,

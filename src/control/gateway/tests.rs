@@ -61,7 +61,7 @@ fn labels_only_for_what_was_asked() {
 
 #[test]
 fn reads_a_foreign_gateway_with_fields_we_ignore() {
-    let gw: Gateway = serde_json::from_value(json!({
+    let gw: WaypointGateway = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "ingress", "namespace": "a", "generation": 3},
         "spec": {"gatewayClassName": "istio", "infrastructure": {"labels": {}},

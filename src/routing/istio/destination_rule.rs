@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::error::IstioConfigError;
 use super::hosts::HostIndex;
-use super::traffic_policy::{compile_settings, Settings};
+use super::traffic_policy::{compile_traffic_policy, CompiledTrafficPolicy};
 use crate::config::{
     ConfigErrors, DestinationRule, ObjectRef, PortTrafficPolicy, Resources, Sourced, TrafficPolicy,
 };
@@ -31,21 +31,21 @@ use crate::upstream::{
     ClusterName, ClusterPolicy, Endpoint, EndpointSet, LoadRegistry, PolicyRegistry,
 };
 
-/// One level (top or subset): its own settings and per-port overrides.
+/// One level (top or subset): its own traffic policy and per-port overrides.
 struct Level {
-    own: Settings,
-    ports: HashMap<u16, Settings>,
+    own: CompiledTrafficPolicy,
+    ports: HashMap<u16, CompiledTrafficPolicy>,
 }
 
 impl Level {
     fn compile(tp: Option<&TrafficPolicy>, field: &str, sink: &mut ErrorSink<'_>) -> Level {
         let Some(tp) = tp else {
             return Level {
-                own: Settings::default(),
+                own: CompiledTrafficPolicy::default(),
                 ports: HashMap::new(),
             };
         };
-        let own = compile_settings(
+        let own = compile_traffic_policy(
             tp.load_balancer.as_ref(),
             tp.connection_pool.as_ref(),
             tp.outlier_detection.as_ref(),
@@ -62,7 +62,7 @@ impl Level {
                 outlier_detection,
                 ..
             } = p;
-            let settings = compile_settings(
+            let policy = compile_traffic_policy(
                 load_balancer.as_ref(),
                 connection_pool.as_ref(),
                 outlier_detection.as_ref(),
@@ -71,7 +71,7 @@ impl Level {
             );
             match port.as_ref().map(|p| p.number).filter(|n| *n != 0) {
                 Some(n) => {
-                    ports.insert(n, settings);
+                    ports.insert(n, policy);
                 }
                 None => sink.push_err(
                     format!("{at}.port"),
@@ -83,7 +83,7 @@ impl Level {
     }
 
     /// This level for `port`, on top of `base`.
-    fn for_port(&self, base: &Settings, port: u16) -> Settings {
+    fn for_port(&self, base: &CompiledTrafficPolicy, port: u16) -> CompiledTrafficPolicy {
         let s = base.merged(&self.own);
         match self.ports.get(&port) {
             Some(p) => s.merged(p),
@@ -174,7 +174,7 @@ pub(crate) fn apply_destination_rules(
                 .iter()
                 .map(|e| Endpoint::clone(e))
                 .collect();
-            let base = top.for_port(&Settings::default(), port.number);
+            let base = top.for_port(&CompiledTrafficPolicy::default(), port.number);
             let name = ClusterName::new(port.number, None, &target.hostname);
             let cluster = cluster_policy(name, &base, opts, &load.policies);
             port_state.endpoints =
@@ -192,9 +192,9 @@ pub(crate) fn apply_destination_rules(
                     .cloned()
                     .collect();
                 selected[k] += eps.len();
-                let settings = level.for_port(&base, port.number);
+                let policy = level.for_port(&base, port.number);
                 let name = ClusterName::new(port.number, Some(&subset.name), &target.hostname);
-                let cluster = cluster_policy(name, &settings, opts, &load.policies);
+                let cluster = cluster_policy(name, &policy, opts, &load.policies);
                 sets.insert(
                     subset.name.clone(),
                     Arc::new(EndpointSet::with_cluster(eps, cluster, load)),
@@ -225,21 +225,21 @@ pub(crate) fn apply_destination_rules(
     }
 }
 
-/// The cluster for `settings`: runtime state comes from the process-wide
+/// The cluster for `policy`: runtime state comes from the process-wide
 /// registry so pool counters and ejections survive reloads.
 fn cluster_policy(
     name: ClusterName,
-    settings: &Settings,
+    policy: &CompiledTrafficPolicy,
     opts: &CompileOptions,
     registry: &PolicyRegistry,
 ) -> ClusterPolicy {
     let mut c = ClusterPolicy::plain(name, opts.lb);
-    if let Some(lb) = &settings.lb {
+    if let Some(lb) = &policy.lb {
         if let Some(choice) = &lb.choice {
             c.lb = choice.clone();
         }
     }
-    if let Some(pool) = &settings.pool {
+    if let Some(pool) = &policy.pool {
         let limited = pool.max_connections.is_some()
             || pool.http1_max_pending_requests.is_some()
             || pool.http2_max_requests.is_some()
@@ -251,12 +251,12 @@ fn cluster_policy(
         c.idle_timeout = pool.idle_timeout;
         c.max_requests_per_connection = pool.max_requests_per_connection;
     }
-    if let Some(o) = &settings.outlier {
+    if let Some(o) = &policy.outlier {
         c.outlier = Some(registry.detector(&c.name, o));
     }
     // Istio applies locality LB only with outlier detection (it needs
     // health to fail over), unless `localityLbSetting.enabled` says so.
-    let enabled = settings.lb.as_ref().and_then(|l| l.locality_enabled);
+    let enabled = policy.lb.as_ref().and_then(|l| l.locality_enabled);
     c.locality_aware = match enabled {
         Some(false) => false,
         Some(true) => true,

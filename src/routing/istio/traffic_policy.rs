@@ -24,18 +24,19 @@ pub(super) struct LbSettings {
     pub locality_enabled: Option<bool>,
 }
 
-/// One level's settings; `None` = not set at this level.
+/// One level's compiled `trafficPolicy` (top, port, subset); `None` = not set at this
+/// level.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Settings {
+pub(super) struct CompiledTrafficPolicy {
     pub lb: Option<LbSettings>,
     pub pool: Option<ConnectionPool>,
     pub outlier: Option<OutlierDetection>,
 }
 
-impl Settings {
+impl CompiledTrafficPolicy {
     /// `self` overridden field by field by the more specific `other`.
-    pub(super) fn merged(&self, other: &Settings) -> Settings {
-        Settings {
+    pub(super) fn merged(&self, other: &CompiledTrafficPolicy) -> CompiledTrafficPolicy {
+        CompiledTrafficPolicy {
             lb: other.lb.clone().or_else(|| self.lb.clone()),
             pool: other.pool.clone().or_else(|| self.pool.clone()),
             outlier: other.outlier.clone().or_else(|| self.outlier.clone()),
@@ -44,14 +45,14 @@ impl Settings {
 }
 
 /// Compiles one level at `field` (e.g. `spec.trafficPolicy`).
-pub(super) fn compile_settings(
+pub(super) fn compile_traffic_policy(
     lb: Option<&LoadBalancerSettings>,
     pool: Option<&ConnectionPoolSettings>,
     outlier: Option<&OutlierDetectionSettings>,
     field: &str,
     sink: &mut ErrorSink<'_>,
-) -> Settings {
-    Settings {
+) -> CompiledTrafficPolicy {
+    CompiledTrafficPolicy {
         lb: lb.map(|l| compile_lb(l, &format!("{field}.loadBalancer"), sink)),
         pool: pool.map(|p| compile_pool(p, &format!("{field}.connectionPool"), sink)),
         outlier: outlier.map(|o| compile_outlier(o, &format!("{field}.outlierDetection"), sink)),

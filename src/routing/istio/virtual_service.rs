@@ -34,7 +34,7 @@ use crate::routing::table::filters::{
     DerivePort, MirrorFilter, PathModifier, RedirectFilter, RuleFilters, UrlRewriteFilter,
 };
 use crate::routing::table::headers::HeaderModifier;
-use crate::routing::table::regex_rewrite::RegexRewrite;
+use crate::routing::table::regex_rewrite::CompiledRegexRewrite;
 use crate::routing::table::rule::{Candidate, CompiledRule};
 
 /// One VirtualService, compiled for every request port of its hosts.
@@ -384,7 +384,7 @@ impl RuleCtx<'_> {
                 None
             }
             (Some(uri), None) => Some(PathModifier::ReplaceRawPrefix(uri.clone())),
-            (None, Some(rr)) => match RegexRewrite::new(&rr.match_, &rr.rewrite) {
+            (None, Some(rr)) => match CompiledRegexRewrite::new(&rr.match_, &rr.rewrite) {
                 Ok(rr) => Some(PathModifier::RegexReplace(rr)),
                 Err(e) => {
                     sink.push(format!("{field}.uriRegexRewrite.match"), e);
@@ -410,7 +410,7 @@ impl RuleCtx<'_> {
     ) -> Vec<MirrorFilter> {
         let mut out = Vec::new();
         let mut push = |d: &VsDestination,
-                        pct: Option<crate::policy::Percentage>,
+                        pct: Option<crate::policy::SamplePercent>,
                         at: &str,
                         sink: &mut ErrorSink<'_>| {
             let target = self.resolve(d, at, port, sink);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::duration::{parse_istio_duration, parse_positive};
 use super::error::IstioConfigError;
 use crate::config::{HttpFaultInjection, HttpRetry, Percent, VsHttpRoute};
-use crate::policy::{Abort, FaultPolicy, Percentage, RetryOn, RetryPolicy};
+use crate::policy::{Abort, FaultPolicy, RetryOn, RetryPolicy, SamplePercent};
 use crate::routing::error::ErrorSink;
 use crate::routing::table::route_policy::RoutePolicy;
 
@@ -99,17 +99,17 @@ pub(super) fn percentage(
     legacy: Option<i64>,
     (field, legacy_field): (&str, &str),
     sink: &mut ErrorSink<'_>,
-) -> Option<Percentage> {
+) -> Option<SamplePercent> {
     let (value, at) = match (p, legacy) {
         (Some(p), _) => (p.value, field),
         (None, Some(n)) => (n as f64, legacy_field),
-        (None, None) => return Some(Percentage(100.0)),
+        (None, None) => return Some(SamplePercent(100.0)),
     };
     if !(0.0..=100.0).contains(&value) {
         sink.push_err(at, IstioConfigError::InvalidPercentage(value));
         return None;
     }
-    Some(Percentage(value))
+    Some(SamplePercent(value))
 }
 
 fn compile_fault(

@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::headers::HeaderModifier;
 use super::matcher::{raw_prefix_len, split_path_query};
-use super::regex_rewrite::RegexRewrite;
+use super::regex_rewrite::CompiledRegexRewrite;
 use crate::routing::request::RequestInfo;
 use crate::routing::service::Destination;
 use crate::upstream::EndpointSet;
@@ -26,7 +26,7 @@ pub(crate) enum PathModifier {
     /// prefix match.
     ReplaceRawPrefix(String),
     /// VirtualService `rewrite.uriRegexRewrite`.
-    RegexReplace(RegexRewrite),
+    RegexReplace(CompiledRegexRewrite),
 }
 
 impl PathModifier {

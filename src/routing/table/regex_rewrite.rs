@@ -8,9 +8,10 @@ use regex::Regex;
 
 use crate::routing::error::RouteConfigError;
 
-/// A compiled regex path rewrite; compares and prints as written.
+/// A compiled regex path rewrite (from the API's `config::RegexRewrite`); compares and
+/// prints as written.
 #[derive(Clone)]
-pub struct RegexRewrite {
+pub struct CompiledRegexRewrite {
     pattern: String,
     substitution: String,
     regex: Regex,
@@ -18,7 +19,7 @@ pub struct RegexRewrite {
     replacement: String,
 }
 
-impl RegexRewrite {
+impl CompiledRegexRewrite {
     /// Compiles `pattern` (unanchored, as Envoy's `regex_rewrite`) and
     /// `substitution`.
     pub fn new(pattern: &str, substitution: &str) -> Result<Self, RouteConfigError> {
@@ -61,13 +62,13 @@ fn envoy_to_regex_replacement(s: &str) -> String {
     out
 }
 
-impl PartialEq for RegexRewrite {
+impl PartialEq for CompiledRegexRewrite {
     fn eq(&self, other: &Self) -> bool {
         self.pattern == other.pattern && self.substitution == other.substitution
     }
 }
 
-impl fmt::Debug for RegexRewrite {
+impl fmt::Debug for CompiledRegexRewrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s/{}/{}/", self.pattern, self.substitution)
     }
@@ -90,9 +91,9 @@ mod tests {
             ("^/a", "/$b", "/a/x", "/$b/x"),
         ];
         for (pattern, sub, path, want) in rows {
-            let r = RegexRewrite::new(pattern, sub).expect("valid");
+            let r = CompiledRegexRewrite::new(pattern, sub).expect("valid");
             assert_eq!(r.apply(path), want, "{pattern} -> {sub}");
         }
-        assert!(RegexRewrite::new("(", "x").is_err());
+        assert!(CompiledRegexRewrite::new("(", "x").is_err());
     }
 }

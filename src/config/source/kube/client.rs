@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Where to find the cluster.
+/// Where to find the Kubernetes API server (`--kubeconfig`, `--context`).
 #[derive(Debug, Clone, Default)]
-pub struct ClusterOptions {
+pub struct ApiServerOptions {
     /// A kubeconfig file; `None` follows kubectl's search order.
     pub kubeconfig: Option<PathBuf>,
     /// A context of that kubeconfig other than its current one.
@@ -41,18 +41,19 @@ pub enum KubeError {
     Other(String),
 }
 
-/// A client plus the address it talks to (for error messages).
+/// A connection to the Kubernetes API server: a client plus the address it talks to
+/// (for error messages). Not an Envoy-style upstream cluster (`upstream::ClusterName`).
 #[derive(Clone)]
-pub struct Cluster {
+pub struct ApiServer {
     pub client: kube::Client,
     pub url: String,
     /// The kubeconfig context's namespace (or `default`).
     pub default_namespace: String,
 }
 
-impl Cluster {
+impl ApiServer {
     /// Builds a client from the kubeconfig (no request is made yet).
-    pub async fn connect(options: &ClusterOptions) -> Result<Cluster, KubeError> {
+    pub async fn connect(options: &ApiServerOptions) -> Result<ApiServer, KubeError> {
         let kube_options = kube::config::KubeConfigOptions {
             context: options.context.clone(),
             ..Default::default()
@@ -76,7 +77,7 @@ impl Cluster {
         let default_namespace = config.default_namespace.clone();
         let client =
             kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
-        Ok(Cluster {
+        Ok(ApiServer {
             client,
             url: url.trim_end_matches('/').to_string(),
             default_namespace,
@@ -89,7 +90,7 @@ impl Cluster {
     }
 }
 
-/// See [`Cluster::describe`]; `url` names the API server.
+/// See [`ApiServer::describe`]; `url` names the API server.
 pub fn describe(url: &str, error: kube::Error) -> KubeError {
     match error {
         kube::Error::Api(status) => match status.code {

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-fn gateway(annotations: serde_json::Value) -> Gateway {
+fn gateway(annotations: serde_json::Value) -> WaypointGateway {
     serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "waypoint", "namespace": "shop", "uid": "u-1",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{Abort, Percentage, RetryOn};
+use crate::policy::{Abort, RetryOn, SamplePercent};
 use crate::routing::test_support::{compile_errors, reviews, snapshot, Req};
 use crate::routing::{ForwardPlan, RouteDecision, RouteKind, Snapshot};
 
@@ -395,9 +395,9 @@ fn weights_headers_mirrors_and_policy() {
         let fault = p.fault.as_ref().expect("fault");
         assert_eq!(
             fault.delay,
-            Some((Duration::from_secs(2), Percentage(10.0)))
+            Some((Duration::from_secs(2), SamplePercent(10.0)))
         );
-        assert_eq!(fault.abort, Some((Abort::Grpc(14), Percentage(12.5))));
+        assert_eq!(fault.abort, Some((Abort::Grpc(14), SamplePercent(12.5))));
     }
 }
 
