@@ -42,7 +42,7 @@ pub use istio::IstioConfigError;
 pub use options::CompileOptions;
 pub use request::RequestInfo;
 pub use route_name::{RouteKind, RouteName};
-pub use service::{Destination, ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
+pub use service::{DestinationPort, ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
 pub use snapshot::{Attachment, Snapshot};
 pub use table::filters::{Mirror, Rewrite};
 pub use table::headers::{HeaderEdit, HeaderModifier};

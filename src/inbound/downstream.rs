@@ -15,7 +15,7 @@ use pingora_proxy::Session;
 use crate::addr::ClientIp;
 use crate::hbone::ConnectTarget;
 use crate::identity::Identity;
-use crate::routing::Destination;
+use crate::routing::DestinationPort;
 use crate::store::Published;
 use crate::telemetry::PeerLabels;
 use crate::upstream::dial::Originator;
@@ -58,7 +58,7 @@ impl Downstream {
 /// and, for L4, its endpoints come from this snapshot only.
 pub struct ResolvedTarget {
     pub published: Arc<Published>,
-    pub destination: Destination,
+    pub destination: DestinationPort,
 }
 
 /// The caller of one request, as far as the listener could tell.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
-use crate::routing::Destination;
+use crate::routing::DestinationPort;
 use crate::telemetry::{Metrics, RequestLabels};
 use crate::upstream::dial::{DialTarget, Dialer};
 
@@ -15,7 +15,7 @@ use super::downstream::{Caller, ResolvedTarget};
 
 /// True for ports Istio treats as plain TCP: `appProtocol: tcp` or a port
 /// name `tcp` / `tcp-*`.
-pub fn is_tcp_port(dest: &Destination) -> bool {
+pub fn is_tcp_port(dest: &DestinationPort) -> bool {
     let port = &dest.port;
     let app = port.app_protocol.as_deref().map(str::to_ascii_lowercase);
     if let Some(app) = app {
@@ -71,7 +71,7 @@ impl Passthrough {
         drop(picked);
     }
 
-    fn labels(&self, caller: &Caller, destination: &Destination) -> RequestLabels {
+    fn labels(&self, caller: &Caller, destination: &DestinationPort) -> RequestLabels {
         RequestLabels {
             source: caller.labels.clone(),
             destination_service: Arc::from(destination.service.hostname.as_str()),

@@ -17,7 +17,7 @@ use tracing::debug;
 use crate::addr::ClientIp;
 use crate::hbone::{Baggage, ConnectHandler, ConnectTarget, Sniffed, TunnelRequest, TunnelStream};
 use crate::identity::Identity;
-use crate::routing::{Destination, Snapshot};
+use crate::routing::{DestinationPort, Snapshot};
 use crate::store::SnapshotStore;
 use crate::telemetry::PeerLabels;
 
@@ -36,7 +36,7 @@ pub struct TunnelHandler<A> {
 }
 
 /// The Service port an authority names in `snapshot`.
-pub fn resolve_target(snapshot: &Snapshot, target: &ConnectTarget) -> Option<Destination> {
+pub fn resolve_target(snapshot: &Snapshot, target: &ConnectTarget) -> Option<DestinationPort> {
     match target {
         ConnectTarget::Addr(addr) => snapshot.find_destination_by_addr(*addr),
         ConnectTarget::Host { .. } => snapshot.find_destination_by_host(&target.to_string()),

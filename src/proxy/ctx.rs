@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::inbound::Caller;
 use crate::policy::deadline::Deadline;
-use crate::routing::{Destination, ForwardPlan, RouteName};
+use crate::routing::{DestinationPort, ForwardPlan, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{Picked, PoolGuard};
@@ -37,7 +37,7 @@ pub struct RequestCtx {
 #[derive(Default)]
 pub struct Routed {
     /// The Service port the request is for.
-    pub destination: Option<Destination>,
+    pub destination: Option<DestinationPort>,
     /// The HTTPRoute or VirtualService rule that matched.
     pub route: Option<RouteName>,
     /// What to forward to, when the request is proxied.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use crate::routing::Destination;
+use crate::routing::DestinationPort;
 use crate::store::Published;
 use crate::upstream::dial::{DialTarget, Dialer, Originator};
 use crate::upstream::Picked;
@@ -73,7 +73,7 @@ pub fn start(
     published: &Arc<Published>,
     session: &Session,
     ctx: &RequestCtx,
-    dest: &Destination,
+    dest: &DestinationPort,
     dialer: &Arc<Dialer>,
 ) -> Option<HttpFilters> {
     let chain = published

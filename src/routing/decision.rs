@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use super::request::RequestInfo;
 use super::route_name::RouteName;
-use super::service::Destination;
+use super::service::DestinationPort;
 use super::snapshot::Snapshot;
 use super::table::backend::{choose, CompiledBackend};
 use super::table::filters::{Mirror, Rewrite};
@@ -44,7 +44,7 @@ pub struct ForwardPlan {
     /// destination port (the Service's own endpoints are used).
     pub route: Option<RouteName>,
     /// The chosen backend Service and port.
-    pub backend: Destination,
+    pub backend: DestinationPort,
     /// Its ready endpoints (possibly empty: the proxy answers 503 UH).
     pub endpoints: Arc<EndpointSet>,
     /// Rule-level, then backendRef-level; apply in order.
@@ -71,7 +71,7 @@ impl Snapshot {
     /// Service's own endpoints.
     pub fn route(
         &self,
-        dest: &Destination,
+        dest: &DestinationPort,
         req: &RequestInfo<'_>,
         caller_namespace: Option<&str>,
     ) -> RouteDecision {
@@ -95,7 +95,7 @@ impl Snapshot {
     }
 }
 
-fn own_endpoints(dest: &Destination, endpoints: Arc<EndpointSet>) -> ForwardPlan {
+fn own_endpoints(dest: &DestinationPort, endpoints: Arc<EndpointSet>) -> ForwardPlan {
     ForwardPlan {
         route: None,
         backend: dest.clone(),

@@ -1,6 +1,6 @@
 //! Destinations: the Services and ServiceEntries a request can be addressed
 //! to and their ports. The lookups from a Host header or an HBONE authority
-//! to a [`Destination`] are the snapshot's; endpoints and routes of a port
+//! to a [`DestinationPort`] are the snapshot's; endpoints and routes of a port
 //! live in the snapshot's port state, not here.
 
 use std::net::IpAddr;
@@ -84,17 +84,18 @@ impl ServiceTarget {
     }
 }
 
-/// Where a request is addressed: a destination and one of its ports. Cheap to
+/// Where a request is addressed: a destination (Service or ServiceEntry host)
+/// and one of its ports. Not Istio's `destination` (`config::Destination`). Cheap to
 /// clone.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Destination {
+pub struct DestinationPort {
     /// The Service or ServiceEntry host.
     pub service: Arc<ServiceTarget>,
     /// The port the request was addressed to.
     pub port: ServicePortTarget,
 }
 
-impl Destination {
+impl DestinationPort {
     /// `hostname:port`, e.g. `reviews.bookinfo.svc.cluster.local:9080`.
     pub fn authority(&self) -> String {
         format!("{}:{}", self.service.hostname, self.port.number)

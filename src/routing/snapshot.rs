@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::options::CompileOptions;
 use super::route_name::RouteKind;
-use super::service::{split_host_port, Destination, ServiceTarget};
+use super::service::{split_host_port, DestinationPort, ServiceTarget};
 use super::table::rule::RouteTable;
 use crate::config::{self, NamespacedName};
 use crate::upstream::EndpointSet;
@@ -88,13 +88,13 @@ impl Snapshot {
 
     /// The ready endpoints of `dest`'s Service port (L4 passthrough uses the
     /// Service's own endpoints: HTTPRoutes do not apply to TCP).
-    pub fn endpoints(&self, dest: &Destination) -> Option<Arc<EndpointSet>> {
+    pub fn endpoints(&self, dest: &DestinationPort) -> Option<Arc<EndpointSet>> {
         self.port_state(dest).map(|s| s.endpoints.clone())
     }
 
     /// The state of `dest`'s port in this snapshot. A destination resolved
     /// from an older snapshot is looked up by identity.
-    pub(crate) fn port_state(&self, dest: &Destination) -> Option<&PortState> {
+    pub(crate) fn port_state(&self, dest: &DestinationPort) -> Option<&PortState> {
         let svc = &dest.service;
         let state = match self.targets.get(svc.index) {
             Some(t) if Arc::ptr_eq(&t.target, svc) || t.target.same_identity(svc) => t,
@@ -114,7 +114,7 @@ impl Snapshot {
     /// `clusterIP`, and ServiceEntry hosts. Without a port, the destination's
     /// port 80 if it has one, else its first port. Case-insensitive; a
     /// trailing dot is ignored.
-    pub fn find_destination_by_host(&self, host: &str) -> Option<Destination> {
+    pub fn find_destination_by_host(&self, host: &str) -> Option<DestinationPort> {
         let (name, port) = split_host_port(host.trim())?;
         let index = match name.parse::<IpAddr>() {
             Ok(ip) => *self.vips.get(&ip)?,
@@ -131,7 +131,7 @@ impl Snapshot {
             Some(p) => target.port(p)?,
             None => target.default_port()?,
         };
-        Some(Destination {
+        Some(DestinationPort {
             service: target.clone(),
             port: port.clone(),
         })
@@ -140,17 +140,17 @@ impl Snapshot {
     /// HBONE: the destination named by a CONNECT authority `VIP:port` (Service
     /// clusterIP or ServiceEntry address) or `podIP:targetPort` (the Service
     /// whose ready endpoint that is; the first loaded wins if several are).
-    pub fn find_destination_by_addr(&self, addr: SocketAddr) -> Option<Destination> {
+    pub fn find_destination_by_addr(&self, addr: SocketAddr) -> Option<DestinationPort> {
         if let Some(&index) = self.vips.get(&addr.ip()) {
             let target = &self.targets.get(index)?.target;
-            return Some(Destination {
+            return Some(DestinationPort {
                 service: target.clone(),
                 port: target.port(addr.port())?.clone(),
             });
         }
         let &(index, number) = self.endpoint_addrs.get(&addr)?;
         let target = &self.targets.get(index)?.target;
-        Some(Destination {
+        Some(DestinationPort {
             service: target.clone(),
             port: target.port(number)?.clone(),
         })

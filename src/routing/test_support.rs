@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{CompileOptions, Destination, RequestInfo, RouteDecision, Snapshot};
+use super::{CompileOptions, DestinationPort, RequestInfo, RouteDecision, Snapshot};
 use crate::config::{self, ConfigErrors};
 use crate::upstream::LoadRegistry;
 
@@ -141,7 +141,7 @@ pub(crate) fn compile_errors(extra: &str) -> ConfigErrors {
 }
 
 /// `reviews.bookinfo:9080`.
-pub(crate) fn reviews(snap: &Snapshot) -> Destination {
+pub(crate) fn reviews(snap: &Snapshot) -> DestinationPort {
     snap.find_destination_by_host("reviews.bookinfo:9080")
         .expect("reviews exists")
 }

@@ -10,7 +10,7 @@ use tracing::warn;
 use crate::config::{BackendObjectReference, NamespacedName};
 use crate::routing::discovery::key_in;
 use crate::routing::error::{ErrorSink, RouteConfigError};
-use crate::routing::service::{Destination, ServiceKind};
+use crate::routing::service::{DestinationPort, ServiceKind};
 use crate::routing::snapshot::TargetState;
 use crate::routing::table::backend::BackendTarget;
 
@@ -90,7 +90,7 @@ impl Resolve for Resolver<'_> {
             return Err(format!("backend {what} has no port {port}"));
         };
         Ok((
-            Destination {
+            DestinationPort {
                 service: target.clone(),
                 port: target.ports[i].clone(),
             },

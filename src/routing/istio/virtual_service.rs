@@ -27,7 +27,7 @@ use crate::config::{
 };
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::route_name::{RouteKind, RouteName};
-use crate::routing::service::Destination;
+use crate::routing::service::DestinationPort;
 use crate::routing::snapshot::{Attachment, TargetState};
 use crate::routing::table::backend::{total_weight, BackendTarget, CompiledBackend};
 use crate::routing::table::filters::{
@@ -317,7 +317,7 @@ impl RuleCtx<'_> {
             },
         };
         Ok((
-            Destination {
+            DestinationPort {
                 service: target.clone(),
                 port: target.ports[pi].clone(),
             },

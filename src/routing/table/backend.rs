@@ -13,11 +13,11 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::filters::RuleFilters;
-use crate::routing::service::Destination;
+use crate::routing::service::DestinationPort;
 use crate::upstream::EndpointSet;
 
 /// A resolved backend: the destination port and its endpoints; or why not.
-pub(crate) type BackendTarget = Result<(Destination, Arc<EndpointSet>), String>;
+pub(crate) type BackendTarget = Result<(DestinationPort, Arc<EndpointSet>), String>;
 
 /// One compiled `backendRefs[]` entry.
 #[derive(Debug, Clone, PartialEq)]

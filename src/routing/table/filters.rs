@@ -13,7 +13,7 @@ use super::headers::HeaderModifier;
 use super::matcher::{raw_prefix_len, split_path_query};
 use super::regex_rewrite::CompiledRegexRewrite;
 use crate::routing::request::RequestInfo;
-use crate::routing::service::Destination;
+use crate::routing::service::DestinationPort;
 use crate::upstream::EndpointSet;
 
 /// `path` of a redirect or rewrite.
@@ -169,7 +169,7 @@ impl UrlRewriteFilter {
 /// unresolved references outside `backendRefs`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MirrorFilter {
-    pub target: Result<(Destination, Arc<EndpointSet>), String>,
+    pub target: Result<(DestinationPort, Arc<EndpointSet>), String>,
     pub numerator: u32,
     pub denominator: u32,
 }
@@ -210,7 +210,7 @@ pub struct Rewrite {
 /// Where to send a copy of the request (response ignored).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mirror {
-    pub backend: Destination,
+    pub backend: DestinationPort,
     pub endpoints: Arc<EndpointSet>,
 }
 
