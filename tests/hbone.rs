@@ -7,7 +7,7 @@ mod common;
 use common::mesh::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::identity::testing::TestCa;
+use waypoint::test_helpers::ca::TestCa;
 
 fn mesh_yaml() -> String {
     let mut yaml = service("shop", "reviews", 9080, 9080, &["127.0.20.11"]).replace(
@@ -333,7 +333,7 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
     yaml += &pod("shop", "auth-0", "127.0.77.21");
     yaml += &format!(
         "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: authz, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n  phase: AUTHZ\n  pluginConfig: {{cluster: \"outbound|8080||auth.shop.svc.cluster.local\", path: /check, timeout_ms: 2000, forward_headers: [x-user]}}\n",
-        waypoint::wasm::test_support::filter_wasm("ext_auth").display()
+        waypoint::test_helpers::wasm_filters::filter_wasm("ext_auth").display()
     );
     let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
     let fake = mesh.serve_ztunnel(ztunnel);

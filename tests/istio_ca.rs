@@ -16,7 +16,7 @@ use common::*;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypoint::identity::istio_ca::IstioCaConfig;
-use waypoint::identity::testing::{FakeCa, TestCa};
+use waypoint::test_helpers::ca::{FakeCa, TestCa};
 use waypoint::identity::IdentityStore;
 use waypoint::server::{Running, StartError};
 use waypoint::settings::Settings;
