@@ -195,29 +195,26 @@ async fn tcp_ports_are_passed_through_as_l4() {
         .unwrap();
     assert_eq!(&buf, b"\x00\x01binary, not HTTP");
     drop(stream);
-    // The connection's close is counted once the tunnel ends.
-    let deadline = std::time::Instant::now() + STEP;
-    loop {
+    // The connection's close is counted once the tunnel ends on the waypoint's side
+    // (polled: see `eventually`).
+    let (line, metrics) = eventually("tcp close recorded", async || {
         let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
         let closed = metrics.lines().find(|l| {
             l.starts_with("istio_tcp_connections_closed_total{")
                 && l.contains("destination_service_name=\"db\"")
         });
-        if let Some(line) = closed {
-            assert!(
-                line.contains("connection_security_policy=\"mutual_tls\""),
-                "{line}"
-            );
-            assert!(metrics.contains("istio_tcp_sent_bytes_total{"));
-            assert!(metrics.contains("istio_tcp_connections_opened_total{"));
-            break;
+        match closed {
+            Some(line) => Ok((line.to_string(), metrics.clone())),
+            None => Err(metrics),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tcp close never recorded:\n{metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(
+        line.contains("connection_security_policy=\"mutual_tls\""),
+        "{line}"
+    );
+    assert!(metrics.contains("istio_tcp_sent_bytes_total{"));
+    assert!(metrics.contains("istio_tcp_connections_opened_total{"));
     mesh.wp.shutdown().await;
 }
 
