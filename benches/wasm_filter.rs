@@ -9,7 +9,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 use waypoint::config::{load_str, NamespacedName};
-use waypoint::wasm::test_support::filter_wasm;
+use waypoint::test_helpers::wasm_filters::filter_wasm;
 use waypoint::wasm::{
     compile_plugins, HostOptions, HttpFilters, PluginSet, RequestProps, Verdict, WasmHost,
 };

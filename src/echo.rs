@@ -9,6 +9,11 @@
 //! controls: [`EchoServer::fail_next`] answers the next N requests with a
 //! status, [`EchoServer::reset_next`] drops the next N connections without
 //! an answer.
+//!
+//! Not behind the `testing` feature, unlike the fakes in `test_helpers`:
+//! `waypoint demo` (`crate::demo`) runs these as its pods, so the release
+//! binary needs them. Owns the workload only; the demo's traffic and table
+//! are `demo.rs`'s.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

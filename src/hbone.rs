@@ -23,8 +23,6 @@ mod stream;
 mod stream_meta;
 mod target;
 
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -14,14 +14,13 @@ mod verify;
 mod watch;
 mod x509;
 
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
 #[cfg(test)]
 mod tests;
 
 pub use cert_dir::{CertDir, CertMaterial, CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
 pub use error::IdentityError;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use provider::crypto_provider;
 pub use spiffe::{Identity, IdentityParseError};
 pub use store::IdentityStore;
 pub use verify::{handshake_failure_reason, peer_identity, PeerCertError};

@@ -51,8 +51,5 @@ pub use plugin_env::HostOptions;
 pub use plugin_set::{compile_plugins, Plugin, PluginSet, WasmHost};
 pub use request::{LocalResponse, RequestProps};
 
-#[cfg(any(test, feature = "testing"))]
-pub mod test_support;
-
 #[cfg(test)]
 mod tests;

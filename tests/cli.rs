@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
+use tokio::io::AsyncReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_waypoint");
 
@@ -17,13 +16,34 @@ fn free_port(ip: &str) -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Kills the child on drop so no test leaves a process behind.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// A `waypoint run` child, killed on drop (`kill_on_drop`) so no test leaves a process behind.
+struct Proc(tokio::process::Child);
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        self.0.id().expect("still running: not waited for yet") as i32
     }
+
+    /// Waits (bounded) for the process to exit.
+    async fn exited(&mut self, what: &str) -> std::process::ExitStatus {
+        bounded(what, self.0.wait()).await.unwrap()
+    }
+
+    /// Everything the process wrote to stdout (bounded: read until it closes).
+    async fn stdout(&mut self) -> String {
+        read_to_end("stdout", self.0.stdout.take().expect("stdout piped")).await
+    }
+
+    /// Everything the process wrote to stderr (bounded: read until it closes).
+    async fn stderr(&mut self) -> String {
+        read_to_end("stderr", self.0.stderr.take().expect("stderr piped")).await
+    }
+}
+
+async fn read_to_end(what: &str, mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut out = String::new();
+    bounded(what, pipe.read_to_string(&mut out)).await.unwrap();
+    out
 }
 
 #[test]
@@ -86,20 +106,21 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
             .await
     });
     bounded("request reaches backend", backend.wait_for(1)).await;
-    let pid = proc.0.id() as i32;
-    send_sigterm(pid);
+    send_sigterm(proc.pid());
 
-    // Draining: readiness turns 503 while the request is still in flight.
-    let deadline = Instant::now() + STEP;
-    while TestClient::new(admin)
-        .get("admin", "/healthz/ready")
-        .await
-        .status
-        != 503
-    {
-        assert!(Instant::now() < deadline, "readiness never turned 503");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Draining: readiness turns 503 while the request is still in flight (polled: the
+    // binary is another process, seen only over HTTP).
+    eventually("readiness turns 503", async || {
+        match TestClient::new(admin)
+            .get("admin", "/healthz/ready")
+            .await
+            .status
+        {
+            503 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
     assert!(
         !slow.is_finished(),
         "the slow request was still in flight during drain"
@@ -109,22 +130,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert_eq!(reply.status, 200, "in-flight request finished during drain");
     assert_eq!(reply.backend(), "slow");
 
-    let deadline = Instant::now() + STEP;
-    let status = loop {
-        if let Some(status) = proc.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit after drain");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = proc.exited("exit after drain").await;
     assert!(status.success(), "exit status {status:?}");
-    let mut stderr = String::new();
-    proc.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = proc.stderr().await;
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("draining"), "{stderr}");
 }
@@ -146,7 +154,7 @@ async fn run_binary(
 ) -> (Proc, SocketAddr, SocketAddr) {
     let http = free_port("127.0.0.1");
     let admin = free_port("127.0.0.1");
-    let child = Command::new(BIN)
+    let child = tokio::process::Command::new(BIN)
         .args(["run", "--namespace", ns, "--config"])
         .arg(config.path())
         .args([
@@ -158,23 +166,25 @@ async fn run_binary(
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let proc = Proc(child);
-    let deadline = Instant::now() + STEP;
-    loop {
-        assert!(Instant::now() < deadline, "never became ready");
-        if tokio::net::TcpStream::connect(admin).await.is_ok()
-            && TestClient::new(admin)
-                .get("admin", "/healthz/ready")
-                .await
-                .status
-                == 200
-        {
-            break;
+    // Polled: the binary is another process, seen only over HTTP.
+    eventually("ready", async || {
+        if let Err(e) = tokio::net::TcpStream::connect(admin).await {
+            return Err(format!("admin port: {e}"));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        match TestClient::new(admin)
+            .get("admin", "/healthz/ready")
+            .await
+            .status
+        {
+            200 => Ok(()),
+            other => Err(format!("/healthz/ready {other}")),
+        }
+    })
+    .await;
     (proc, http, admin)
 }
 
@@ -192,14 +202,8 @@ async fn access_log_writes_one_envoy_json_line_per_request() {
     )
     .await;
     c.get("nowhere:9080", "/missing").await;
-    send_sigterm(proc.0.id() as i32);
-    let mut stdout = String::new();
-    proc.0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    send_sigterm(proc.pid());
+    let stdout = proc.stdout().await;
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -7,7 +7,7 @@ mod common;
 use common::mesh::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use waypoint::identity::testing::TestCa;
+use waypoint::test_helpers::ca::TestCa;
 
 fn mesh_yaml() -> String {
     let mut yaml = service("shop", "reviews", 9080, 9080, &["127.0.20.11"]).replace(
@@ -195,29 +195,26 @@ async fn tcp_ports_are_passed_through_as_l4() {
         .unwrap();
     assert_eq!(&buf, b"\x00\x01binary, not HTTP");
     drop(stream);
-    // The connection's close is counted once the tunnel ends.
-    let deadline = std::time::Instant::now() + STEP;
-    loop {
+    // The connection's close is counted once the tunnel ends on the waypoint's side
+    // (polled: see `eventually`).
+    let (line, metrics) = eventually("tcp close recorded", async || {
         let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
         let closed = metrics.lines().find(|l| {
             l.starts_with("istio_tcp_connections_closed_total{")
                 && l.contains("destination_service_name=\"db\"")
         });
-        if let Some(line) = closed {
-            assert!(
-                line.contains("connection_security_policy=\"mutual_tls\""),
-                "{line}"
-            );
-            assert!(metrics.contains("istio_tcp_sent_bytes_total{"));
-            assert!(metrics.contains("istio_tcp_connections_opened_total{"));
-            break;
+        match closed {
+            Some(line) => Ok((line.to_string(), metrics.clone())),
+            None => Err(metrics),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tcp close never recorded:\n{metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(
+        line.contains("connection_security_policy=\"mutual_tls\""),
+        "{line}"
+    );
+    assert!(metrics.contains("istio_tcp_sent_bytes_total{"));
+    assert!(metrics.contains("istio_tcp_connections_opened_total{"));
     mesh.wp.shutdown().await;
 }
 
@@ -333,7 +330,7 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
     yaml += &pod("shop", "auth-0", "127.0.77.21");
     yaml += &format!(
         "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: authz, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n  phase: AUTHZ\n  pluginConfig: {{cluster: \"outbound|8080||auth.shop.svc.cluster.local\", path: /check, timeout_ms: 2000, forward_headers: [x-user]}}\n",
-        waypoint::wasm::test_support::filter_wasm("ext_auth").display()
+        waypoint::test_helpers::wasm_filters::filter_wasm("ext_auth").display()
     );
     let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
     let fake = mesh.serve_ztunnel(ztunnel);

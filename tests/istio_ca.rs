@@ -7,19 +7,19 @@ mod common;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::mesh::*;
 use common::*;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypoint::identity::istio_ca::IstioCaConfig;
-use waypoint::identity::testing::{FakeCa, TestCa};
 use waypoint::identity::IdentityStore;
 use waypoint::server::{Running, StartError};
 use waypoint::settings::Settings;
+use waypoint::test_helpers::ca::{FakeCa, TestCa};
 
 const TOKEN: &str = "projected-token-for-waypoint";
 const ISTIOD: &str = "istiod.istio-system.svc";
@@ -329,29 +329,28 @@ async fn a_ca_certificate_for_another_name_is_refused() {
 
 /// Runs the binary with `args` and returns (exit code, stderr), killing it after [`STEP`].
 fn run_binary(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
-        .args(args)
-        .env_remove("SERVICE_ACCOUNT")
-        .env_remove("POD_NAMESPACE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + STEP;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("waypoint {args:?} did not exit in time");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.code(), stderr)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime");
+    runtime.block_on(async {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waypoint"))
+            .args(args)
+            .env_remove("SERVICE_ACCOUNT")
+            .env_remove("POD_NAMESPACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Exit, then stderr to its end; on timeout the dropped child is killed.
+        let what = format!("waypoint {args:?} exits");
+        let out = bounded(&what, child.wait_with_output()).await.unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
 }
 
 #[test]

@@ -345,14 +345,12 @@ async fn apply_wait_returns_once_the_controller_reports_programmed() {
         .unwrap();
 
     // Play the controller: once the Gateway exists, mark it Programmed.
-    let mut gw = bounded("Gateway applied", async {
-        loop {
-            if let Some(gw) = cluster.gateway("default", "waypoint") {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    let mut gw = bounded(
+        "Gateway applied",
+        cluster
+            .fake
+            .wait_until(|_| cluster.gateway("default", "waypoint")),
+    )
     .await;
     gw["status"] = programmed("True");
     cluster.fake.put(gw);

@@ -1,11 +1,12 @@
 //! `waypoint controller` against the fake API server: our GatewayClass is
 //! accepted, a Gateway of it becomes ServiceAccount + Deployment + Service +
 //! ClusterRoleBinding (+ HPA/PDB on request) with status, and deleting the
-//! Gateway removes them. Every wait polls the fake with a deadline.
+//! Gateway removes them. Every wait is for the fake to see the controller's
+//! write, with a deadline; only readiness is polled (see `common::eventually`).
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use waypoint::config::source::kube::client::{ApiServer, ApiServerOptions};
@@ -17,16 +18,16 @@ use common::TestClient;
 const GW_API: &str = "gateway.networking.k8s.io/v1";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until `check` returns `Some`, checking again after every request and write the
+/// fake sees; panics after [`DEADLINE`].
+async fn written<T>(
+    fake: &FakeApiServer,
+    what: &str,
+    check: impl FnMut(&FakeApiServer) -> Option<T>,
+) -> T {
+    tokio::time::timeout(DEADLINE, fake.wait_until(check))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -91,14 +92,16 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
     let metrics = TestClient::new(running.metrics_addr);
     assert_eq!(get_status(&health, "/healthz/ready").await, 503);
     fake.clear_faults();
-    let start = Instant::now();
-    while get_status(&health, "/healthz/ready").await != 200 {
-        assert!(start.elapsed() < DEADLINE, "controller never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("controller ready", async || {
+        match get_status(&health, "/healthz/ready").await {
+            200 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
 
     // Our class is accepted; the other is left alone.
-    let class = eventually("class accepted", || {
+    let class = written(&fake, "class accepted", |fake| {
         let c = fake.get(GW_API, "GatewayClass", None, "pingora-waypoint")?;
         condition(&c, "Accepted").is_some().then_some(c)
     })
@@ -109,7 +112,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
     assert_eq!(accepted["observedGeneration"], 1);
 
     // The Gateway is programmed, with addresses istiod can use.
-    let gw = eventually("gateway programmed", || {
+    let gw = written(&fake, "gateway programmed", |fake| {
         let g = fake.get(GW_API, "Gateway", Some("shop"), "waypoint")?;
         condition(&g, "Programmed")
             .is_some_and(|c| c["status"] == "True")
@@ -229,7 +232,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
     let mut service = service;
     service["spec"]["clusterIP"] = json!("10.96.0.42");
     fake.put(service);
-    eventually("cluster IP in the status", || {
+    written(&fake, "cluster IP in the status", |fake| {
         let g = fake.get(GW_API, "Gateway", Some("shop"), "waypoint")?;
         (g["status"]["addresses"]
             == json!([{"type": "Hostname", "value": "waypoint.shop.svc.cluster.local"},
@@ -248,7 +251,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
         "waypoint.pingora.dev/pdb-min-available": "1",
     });
     fake.put(gw);
-    let hpa = eventually("autoscaler", || {
+    let hpa = written(&fake, "autoscaler", |fake| {
         fake.get(
             "autoscaling/v2",
             "HorizontalPodAutoscaler",
@@ -261,7 +264,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
     assert_eq!(hpa["spec"]["minReplicas"], 2);
     assert_eq!(hpa["spec"]["maxReplicas"], 4);
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "waypoint");
-    let pdb = eventually("disruption budget", || {
+    let pdb = written(&fake, "disruption budget", |fake| {
         fake.get("policy/v1", "PodDisruptionBudget", Some("shop"), "waypoint")
     })
     .await;
@@ -274,7 +277,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
         .unwrap();
     gw["metadata"]["annotations"] = json!({});
     fake.put(gw);
-    eventually("autoscaler and budget deleted", || {
+    written(&fake, "autoscaler and budget deleted", |fake| {
         let hpa = fake.get(
             "autoscaling/v2",
             "HorizontalPodAutoscaler",
@@ -297,7 +300,7 @@ async fn gateway_becomes_a_waypoint_and_is_cleaned_up() {
     // Deleting the Gateway: the finalizer removes the binding, then the
     // garbage collector takes the owned objects.
     fake.delete(GW_API, "Gateway", Some("shop"), "waypoint");
-    eventually("gateway gone", || {
+    written(&fake, "gateway gone", |fake| {
         fake.get(GW_API, "Gateway", Some("shop"), "waypoint")
             .is_none()
             .then_some(())

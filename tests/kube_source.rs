@@ -1,7 +1,8 @@
 //! `waypoint run --kube`: config from a (fake) Kubernetes API server. The
 //! waypoint runs in-process against `FakeApiServer`, with echo backends as
-//! the pods; tests change objects on the fake and wait (bounded polls) for
-//! the routing a client sees to follow. Each test uses its own 127.0.4x.y
+//! the pods; tests change objects on the fake and wait (bounded) for the
+//! routing a client sees to follow: after each reload the store finishes, or
+//! for what the fake saw. Each test uses its own 127.0.4x.y
 //! addresses so tests run in parallel.
 
 mod common;
@@ -91,30 +92,40 @@ fn put_service(fake: &FakeApiServer, ns: &str, name: &str, ips: &[&str]) {
     fake.put(endpoints(ns, name, ips));
 }
 
-/// Waits until `/healthz/ready` answers 200.
+/// Waits until `/healthz/ready` answers 200 (polled: readiness has no notification).
 async fn ready(wp: &Running) {
-    bounded("readiness", async {
-        loop {
-            if admin_get(wp, "/healthz/ready").await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("readiness", async || {
+        match admin_get(wp, "/healthz/ready").await.0 {
+            200 => Ok(()),
+            other => Err(other.to_string()),
         }
     })
     .await
 }
 
-/// Waits until a request for `host` with `headers` is answered by `backend`.
-async fn served_by(c: &TestClient, host: &str, headers: &[(&str, &str)], backend: &str) {
+/// Requests per check in [`served_by`]: a new endpoint shares the traffic with the old
+/// ones (least request, ties broken at random), so one request may miss it; 32 all miss
+/// one of two endpoints with a chance of 2⁻³².
+const TRIES: usize = 32;
+
+/// Waits until a request for `host` with `headers` is answered by `backend`: checked now
+/// and after every reload attempt of `wp`'s store.
+async fn served_by(
+    wp: &Running,
+    c: &TestClient,
+    host: &str,
+    headers: &[(&str, &str)],
+    backend: &str,
+) {
     let what = format!("{host} {headers:?} served by {backend}");
-    bounded(&what, async {
-        loop {
+    until_reloaded(wp, &what, async || {
+        for _ in 0..TRIES {
             let r = c.send("GET", host, "/", headers).await;
             if r.echo().is_some_and(|e| e.backend == backend) {
-                return;
+                return Some(());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        None
     })
     .await
 }
@@ -180,7 +191,7 @@ async fn follows_routes_endpoints_and_reconnects() {
         "reviews",
         json!([jason, to("reviews-v3")]),
     ));
-    served_by(&c, "reviews:9080", &[], "reviews-v3").await;
+    served_by(&wp, &c, "reviews:9080", &[], "reviews-v3").await;
     assert_eq!(
         c.send("GET", "reviews:9080", "/", &as_jason)
             .await
@@ -191,18 +202,18 @@ async fn follows_routes_endpoints_and_reconnects() {
     // Add a route, then delete it: back to the Service's own endpoints.
     assert_eq!(c.get("ratings:9080", "/").await.backend(), "ratings-a");
     fake.put(route(NS, "ratings", "ratings", json!([to("reviews-v1")])));
-    served_by(&c, "ratings:9080", &[], "reviews-v1").await;
+    served_by(&wp, &c, "ratings:9080", &[], "reviews-v1").await;
     fake.delete(
         "gateway.networking.k8s.io/v1",
         "HTTPRoute",
         Some(NS),
         "ratings",
     );
-    served_by(&c, "ratings:9080", &[], "ratings-a").await;
+    served_by(&wp, &c, "ratings:9080", &[], "ratings-a").await;
 
     // Add an endpoint: it gets traffic.
     fake.put(endpoints(NS, "ratings", &["127.0.40.15", "127.0.40.16"]));
-    served_by(&c, "ratings:9080", &[], "ratings-b").await;
+    served_by(&wp, &c, "ratings:9080", &[], "ratings-b").await;
 
     // Every watch dropped (API server restart): re-watched, changes followed.
     fake.drop_watches();
@@ -212,18 +223,17 @@ async fn follows_routes_endpoints_and_reconnects() {
         "reviews",
         json!([jason, to("reviews-v1")]),
     ));
-    served_by(&c, "reviews:9080", &[], "reviews-v1").await;
+    served_by(&wp, &c, "reviews:9080", &[], "reviews-v1").await;
 
     // Disconnected while the route is deleted, and the history compacted: the
     // resumed watch gets 410 Gone, the relist notices the route is gone.
     fake.fail(FaultRule::new("/httproutes", 503).method(http::Method::GET));
     let watches = route_watches(&fake);
     fake.drop_watches();
-    bounded("route watch refused", async {
-        while route_watches(&fake) == watches {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    bounded(
+        "route watch refused",
+        fake.wait_until(|f| (route_watches(f) != watches).then_some(())),
+    )
     .await;
     fake.delete(
         "gateway.networking.k8s.io/v1",
@@ -233,7 +243,7 @@ async fn follows_routes_endpoints_and_reconnects() {
     );
     fake.compact();
     fake.clear_faults();
-    served_by(&c, "reviews:9080", &as_jason, "reviews-own").await;
+    served_by(&wp, &c, "reviews:9080", &as_jason, "reviews-own").await;
     assert_eq!(c.get("reviews:9080", "/").await.backend(), "reviews-own");
     let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
     assert!(
@@ -272,14 +282,9 @@ async fn invalid_route_rejected_only_when_it_is_ours() {
     let mut bad = route(NS, "bad", "app", json!([to("green")]));
     bad["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(-3);
     fake.put(bad);
-    let dump = bounded("rejection", async {
-        loop {
-            let dump = config_dump(&wp).await;
-            if !dump["last_error"].is_null() {
-                return dump;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let dump = until_reloaded(&wp, "rejection", async || {
+        let dump = config_dump(&wp).await;
+        (!dump["last_error"].is_null()).then_some(dump)
     })
     .await;
     let err = dump["last_error"]["errors"][0].as_str().unwrap();
@@ -308,7 +313,7 @@ async fn invalid_route_rejected_only_when_it_is_ours() {
     theirs["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(-3);
     fake.put(theirs);
     fake.put(route(NS, "app", "app", json!([to("green")])));
-    served_by(&c, "app:9080", &[], "green").await;
+    served_by(&wp, &c, "app:9080", &[], "green").await;
     let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
     assert!(
         metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 1"),
@@ -329,15 +334,15 @@ async fn not_ready_until_every_kind_has_synced() {
 
     let dir = tempfile::tempdir().unwrap();
     let wp = kube_waypoint(&fake, dir.path()).await;
-    bounded("failed list", async {
-        while !fake
-            .requests()
-            .iter()
-            .any(|r| r.path.ends_with("/endpointslices"))
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    bounded(
+        "failed list",
+        fake.wait_until(|f| {
+            f.requests()
+                .iter()
+                .any(|r| r.path.ends_with("/endpointslices"))
+                .then_some(())
+        }),
+    )
     .await;
     assert_eq!(admin_get(&wp, "/healthz/ready").await.0, 503);
     let dump = config_dump(&wp).await;

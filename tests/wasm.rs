@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use waypoint::wasm::test_support::filter_wasm;
+use waypoint::test_helpers::wasm_filters::filter_wasm;
 
 fn plugin(name: &str, wasm: &str, extra: &str) -> String {
     let url = filter_wasm(wasm);

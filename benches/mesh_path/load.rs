@@ -23,9 +23,9 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use waypoint::hbone::testing::ztunnel_headers;
 use waypoint::hbone::{HbonePool, PoolConfig};
 use waypoint::identity::{CertDir, IdentityStore};
+use waypoint::test_helpers::ztunnel::ztunnel_headers;
 
 use crate::proc_stat::{cpu_ticks, machine_task_ticks, rss_kib};
 

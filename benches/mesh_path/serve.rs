@@ -19,9 +19,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use waypoint::hbone::testing::FakeZtunnel;
-use waypoint::identity::testing::TestCa;
 use waypoint::identity::{CertDir, IdentityStore};
+use waypoint::test_helpers::ca::TestCa;
+use waypoint::test_helpers::ztunnel::FakeZtunnel;
 
 /// Cert dir names under the `mint` directory, and the SPIFFE id each one holds.
 const IDENTITIES: [(&str, &str); 3] = [

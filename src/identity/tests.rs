@@ -10,9 +10,9 @@ use tokio::time::timeout;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::provider::crypto_provider;
-use super::testing::TestCa;
 use super::verify::SpiffeServerVerifier;
 use super::*;
+use crate::test_helpers::ca::TestCa;
 
 const TD: &str = "cluster.local";
 const WAYPOINT: &str = "spiffe://cluster.local/ns/app/sa/waypoint";

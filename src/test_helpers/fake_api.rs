@@ -66,6 +66,7 @@ impl FakeApiServer {
             changed: watch::Sender::new(0),
             drop_generation: watch::Sender::new(0),
             open_watches: AtomicUsize::new(0),
+            activity: watch::Sender::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Self { addr, shared, task })
@@ -170,6 +171,25 @@ impl FakeApiServer {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Waits until `check` returns `Some`, checking now and again after every request the
+    /// fake records, every write (by a client or the test) and every watch opened or
+    /// closed: the event to wait on for what a client does to the fake. Not bounded by
+    /// itself; wrap it in a timeout.
+    pub async fn wait_until<T>(&self, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+        let mut activity = self.shared.activity.subscribe();
+        loop {
+            // Marked seen before checking, so activity during the check wakes us again.
+            activity.mark_unchanged();
+            if let Some(found) = check(self) {
+                return found;
+            }
+            activity
+                .changed()
+                .await
+                .expect("BUG: the sender lives in `self.shared`, which outlives this call");
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) fn engine() -> &'static Engine {
                 while let Some(engine) = ticker.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
+                    #[allow(clippy::disallowed_methods)]
+                    // why: its own OS thread; epochs tick in wall time, guests run off tokio
                     std::thread::sleep(EPOCH_TICK);
                 }
             })

@@ -176,6 +176,7 @@ impl Drop for PluginRuntime {
 
 /// The service thread: ticks each instance's root context at the period it
 /// asked for, and delivers queue notifications.
+#[allow(clippy::disallowed_methods)] // why: a blocking std thread (`recv_timeout`), not on tokio: ticks are wall time
 fn service(core: Arc<PluginCore>, rx: Receiver<ServiceEvent>) {
     let n = core.slots.len();
     let mut due: Vec<Option<Instant>> = vec![None; n];

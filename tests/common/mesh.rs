@@ -1,6 +1,6 @@
 //! Mesh helpers for HBONE tests: cert dirs from the test CA, an HBONE client
 //! (our own outbound pool, so it speaks exactly what ztunnel speaks). The fake
-//! destination ztunnel is `waypoint::hbone::testing::FakeZtunnel`, shared
+//! destination ztunnel is `waypoint::test_helpers::ztunnel::FakeZtunnel`, shared
 //! with the benches.
 
 #![allow(dead_code)]
@@ -13,10 +13,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use waypoint::hbone::{HbonePool, OutboundHeaders, PoolConfig, TunnelStream};
-use waypoint::identity::testing::TestCa;
 use waypoint::identity::{CertDir, IdentityStore};
+use waypoint::test_helpers::ca::TestCa;
 
-use waypoint::hbone::testing::FakeZtunnel;
+use waypoint::test_helpers::ztunnel::FakeZtunnel;
 
 use super::{bounded, settings, ConfigDir};
 
@@ -30,7 +30,7 @@ pub fn identity(ca: &TestCa, parent: &Path, name: &str, spiffe_id: &str) -> Arc<
 
 /// ztunnel-shaped request headers for the application connection from `client`.
 pub fn ztunnel_headers(client: &str) -> OutboundHeaders {
-    waypoint::hbone::testing::ztunnel_headers(client.parse().expect("test client address"))
+    waypoint::test_helpers::ztunnel::ztunnel_headers(client.parse().expect("test client address"))
 }
 
 /// Opens a CONNECT stream to `target` through the waypoint at `waypoint`.

@@ -1,6 +1,11 @@
 //! Shared fakes for the integration tests: echo backends on their own
 //! loopback addresses, a config directory, an in-process waypoint and a small
 //! HTTP client. Every await is bounded so a bug fails fast instead of hanging.
+//!
+//! Tests wait for events, never for time: [`bounded`] around the event
+//! (`EchoServer::wait_for`, a oneshot from a fake, `FakeApiServer::wait_until`),
+//! [`until_reloaded`] for what a config change causes, and [`eventually`], the
+//! one poll, only where nothing can signal.
 
 #![allow(dead_code)]
 
@@ -23,11 +28,68 @@ use waypoint::settings::Settings;
 /// Upper bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
 
+/// Pause between two checks of [`eventually`].
+const POLL: Duration = Duration::from_millis(20);
+
 /// Awaits `f` or panics after [`STEP`].
 pub async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(STEP, f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Checks `check` every 20 ms until it returns `Ok`, or panics after [`STEP`] with `what`
+/// and the last `Err` (what was seen instead).
+///
+/// The one poll in the tests, for what gives no signal to wait on:
+/// - the `waypoint` binary, another process, seen only over HTTP (readiness, drain);
+/// - Prometheus samples the waypoint writes in its `logging` phase, just after the client
+///   has its response, and the TCP close it counts once a tunnel has ended on its side;
+/// - `/healthz/ready` of an in-process waypoint or controller: readiness is a set of flags
+///   nothing notifies on;
+/// - an outlier ejection expiring, which the waypoint checks on its own clock when it next
+///   picks an endpoint.
+///
+/// Everything else waits for its event, bounded: see the module doc.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let mut last = String::from("nothing checked yet");
+    let polled = tokio::time::timeout(STEP, async {
+        loop {
+            match check().await {
+                Ok(found) => return found,
+                Err(seen) => last = seen,
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    polled.unwrap_or_else(|_| panic!("timed out after {STEP:?}: {what}; last seen: {last}"))
+}
+
+/// Checks `check` now and again after every reload attempt `running`'s snapshot store
+/// finishes (`SnapshotStore::subscribe`), until it returns `Some`; panics after [`STEP`].
+/// The event for anything a config change causes: the store swaps the snapshot before it
+/// counts the attempt, so a check after the wake sees the new config.
+pub async fn until_reloaded<T>(
+    running: &Running,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let mut attempts = running.store.subscribe();
+    bounded(what, async {
+        loop {
+            // Marked seen before checking, so an attempt finishing during the check wakes us.
+            attempts.mark_unchanged();
+            if let Some(found) = check().await {
+                return found;
+            }
+            attempts
+                .changed()
+                .await
+                .expect("the snapshot store lives as long as the waypoint");
+        }
+    })
+    .await
 }
 
 /// Starts an echo backend named `name` on `ip:port`.
@@ -201,19 +263,16 @@ pub fn tally(replies: &[Reply]) -> BTreeMap<String, usize> {
 
 /// Waits until `istio_requests_total` samples matching `needles` sum to
 /// `want`: the logging phase records a request just after its response is
-/// sent, so a test can read metrics a moment too early.
+/// sent, so a test can read metrics a moment too early (polled: see
+/// [`eventually`]). Returns the metrics page that matched.
 pub async fn requests_eventually(running: &Running, needles: &[&str], want: u64) -> String {
-    let deadline = std::time::Instant::now() + STEP;
-    loop {
+    let what = format!("istio_requests_total{needles:?} = {want}");
+    eventually(&what, async || {
         let (_, metrics) = admin_get(running, "/stats/prometheus").await;
-        let got = requests_total(&metrics, needles);
-        if got == want {
-            return metrics;
+        match requests_total(&metrics, needles) {
+            got if got == want => Ok(metrics),
+            got => Err(format!("{got}\n{metrics}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "istio_requests_total{needles:?} = {got}, want {want}\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }

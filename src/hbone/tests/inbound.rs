@@ -270,7 +270,7 @@ async fn rapid_reset_does_not_wedge_the_server() {
 #[tokio::test]
 async fn untrusted_client_never_reaches_the_handler() {
     let mesh = Mesh::new();
-    let rogue = crate::identity::testing::TestCa::new(TD);
+    let rogue = crate::test_helpers::ca::TestCa::new(TD);
     let dir = tempfile::tempdir().expect("tempdir");
     rogue
         .issue(ZTUNNEL_ID)

@@ -20,8 +20,8 @@ use tokio_rustls::TlsConnector;
 use crate::hbone::{
     serve_inbound, ConnectHandler, InboundConfig, Sniffed, TunnelRequest, TunnelStream,
 };
-use crate::identity::testing::TestCa;
 use crate::identity::{CertDir, IdentityStore};
+use crate::test_helpers::ca::TestCa;
 
 pub const TD: &str = "cluster.local";
 pub const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/app/sa/waypoint";

@@ -249,8 +249,8 @@ impl CaClient {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::testing::TestCa;
     use super::*;
+    use crate::test_helpers::ca::TestCa;
 
     const WAYPOINT: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
 

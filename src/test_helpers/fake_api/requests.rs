@@ -30,6 +30,7 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             query: query.clone(),
             content_type: content_type.clone(),
         });
+        shared.touch();
         let fault = state.faults.iter_mut().find(|f| {
             f.method.as_ref().is_none_or(|m| *m == method)
                 && path.contains(&f.path_contains)

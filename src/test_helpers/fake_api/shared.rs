@@ -95,6 +95,9 @@ pub(super) struct Shared {
     /// Bumped by `drop_watches`: every open watch stream ends.
     pub(super) drop_generation: watch::Sender<u64>,
     pub(super) open_watches: AtomicUsize,
+    /// Bumped after anything a test may wait for: a request recorded, a write, a watch
+    /// opened or closed. `FakeApiServer::wait_until` follows it.
+    pub(super) activity: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -108,5 +111,11 @@ impl Shared {
     /// Wakes every watch after a write.
     pub(super) fn notify(&self) {
         self.changed.send_modify(|n| *n += 1);
+        self.touch();
+    }
+
+    /// Wakes tests waiting in `FakeApiServer::wait_until`.
+    pub(super) fn touch(&self) {
+        self.activity.send_modify(|n| *n += 1);
     }
 }

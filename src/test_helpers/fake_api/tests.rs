@@ -190,17 +190,19 @@ async fn watcher_follows_changes_and_relists_after_410() {
     );
     assert!(matches!(next(&mut events).await, watcher::Event::InitDone));
 
-    // Wait for the watch request itself before writing.
-    for _ in 0..100 {
-        if fake.open_watches() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    fake.put(service("a", "s2"));
-    assert!(
-        matches!(next(&mut events).await, watcher::Event::Apply(s) if s.metadata.name.as_deref() == Some("s2"))
-    );
+    // Write only once the watch request itself is open: the watcher sends it when polled,
+    // so poll for the event while waiting.
+    let write_once_watched = async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            fake.wait_until(|f| (f.open_watches() > 0).then_some(())),
+        )
+        .await
+        .expect("watch opened within 10 s");
+        fake.put(service("a", "s2"));
+    };
+    let (event, ()) = tokio::join!(next(&mut events), write_once_watched);
+    assert!(matches!(event, watcher::Event::Apply(s) if s.metadata.name.as_deref() == Some("s2")));
 
     fake.put(service("a", "s3"));
     assert!(

@@ -33,8 +33,10 @@ pub(super) fn start_watch(shared: Arc<Shared>, api: ApiPath, query: &str) -> Res
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         shared.open_watches.fetch_add(1, Ordering::SeqCst);
+        shared.touch();
         let _ = tokio::time::timeout(timeout, run_watch(&shared, &api, selector, from, tx)).await;
         shared.open_watches.fetch_sub(1, Ordering::SeqCst);
+        shared.touch();
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::identity::testing::TestCa;
 use crate::identity::{CertDir, IdentityStore};
+use crate::test_helpers::ca::TestCa;
 
 const ADDR: &str = "127.0.9.1:9080";
 

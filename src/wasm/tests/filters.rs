@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::echo::EchoServer;
-use crate::wasm::test_support::filter_wasm;
+use crate::test_helpers::wasm_filters::filter_wasm;
 
 fn url(name: &str) -> String {
     filter_wasm(name).display().to_string()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::*;
-use crate::wasm::test_support::filter_wasm;
+use crate::test_helpers::wasm_filters::filter_wasm;
 
 /// Loads a WAT failure module with `failStrategy`.
 fn failing_set(

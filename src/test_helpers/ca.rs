@@ -15,7 +15,7 @@ use rcgen::{
     SerialNumber,
 };
 
-use super::cert_dir::{CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
+use crate::identity::{CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
 
 /// A self-signed mesh root that issues workload certificates.
 ///

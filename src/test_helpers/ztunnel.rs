@@ -1,6 +1,6 @@
 //! HBONE fakes for unit tests, `tests/` and benches: a fake destination ztunnel and the
 //! request headers a source ztunnel sends. The HBONE client side needs no fake: our own
-//! [`HbonePool`](super::HbonePool) speaks ztunnel's wire and serves as the source ztunnel.
+//! [`HbonePool`](crate::hbone::HbonePool) speaks ztunnel's wire and serves as the source ztunnel.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::headers::{Baggage, Forwarded, OutboundHeaders};
-use super::inbound::{serve_inbound, InboundConfig};
-use super::request::{ConnectHandler, TunnelRequest};
-use super::stream::TunnelStream;
+use crate::hbone::{
+    serve_inbound, Baggage, ConnectHandler, Forwarded, InboundConfig, OutboundHeaders,
+    TunnelRequest, TunnelStream,
+};
 use crate::identity::IdentityStore;
 
 /// A fake destination ztunnel: accepts every CONNECT, records who asked for what, and

@@ -1,5 +1,5 @@
-//! Test helpers shared by unit tests and benches: building our filters in
-//! `wasm-filters/` for `wasm32-wasip1`, once per process.
+//! Our proxy-wasm filters for unit tests, `tests/` and benches: builds the `wasm-filters/`
+//! workspace for `wasm32-wasip1`, once per process. The Wasm host itself is `crate::wasm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

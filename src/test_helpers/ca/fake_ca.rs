@@ -25,11 +25,11 @@ use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
 
-use super::super::istio_ca::{
+use super::TestCa;
+use crate::identity::crypto_provider;
+use crate::identity::istio_ca::{
     IstioCertificateRequest, IstioCertificateResponse, CREATE_CERTIFICATE_PATH,
 };
-use super::super::provider::crypto_provider;
-use super::TestCa;
 
 /// What the fake CA saw in one `CreateCertificate` call, and what it answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +289,7 @@ impl Service<http::Request<Body>> for CaService {
 }
 
 impl tonic::server::NamedService for CaService {
-    const NAME: &'static str = super::super::istio_ca::ISTIO_CERTIFICATE_SERVICE;
+    const NAME: &'static str = crate::identity::istio_ca::ISTIO_CERTIFICATE_SERVICE;
 }
 
 struct CreateCertificate(Arc<State>);
