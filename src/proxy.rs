@@ -215,7 +215,7 @@ impl ProxyHttp for Waypoint {
 
         let (host, _) = headers::split_port(&host_header);
         let info = request_info(session, host, destination.port.number);
-        let decision = snapshot.route(&destination, &info, ctx.caller.namespace.as_deref());
+        let decision = snapshot.route(&destination, &info, ctx.caller.namespace());
         match decision {
             RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
             RouteDecision::InvalidBackend { route, reason } => {

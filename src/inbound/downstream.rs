@@ -64,8 +64,6 @@ pub struct ResolvedTarget {
 /// The caller of one request, as far as the listener could tell.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    /// Namespace of the caller's SPIFFE identity; `None` on the plain listener.
-    pub namespace: Option<Arc<str>>,
     /// Source labels for Istio's metrics.
     pub labels: PeerLabels,
     /// True when the caller was authenticated by mTLS (HBONE).
@@ -86,6 +84,12 @@ impl Caller {
         } else {
             "none"
         }
+    }
+
+    /// Namespace of the caller's SPIFFE identity (selects GAMMA consumer
+    /// routes); `None` on the plain listener.
+    pub fn namespace(&self) -> Option<&str> {
+        self.identity.as_ref().map(|id| id.namespace())
     }
 
     /// What an upstream connection opened for this caller tells the

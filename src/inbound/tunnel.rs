@@ -73,7 +73,6 @@ pub fn caller_from(
     );
     set(&mut labels.cluster, baggage.cluster_name.as_deref());
     Caller {
-        namespace: identity.map(|id| Arc::from(id.namespace())),
         labels,
         mutual_tls: identity.is_some(),
         client_ip,
