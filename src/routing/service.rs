@@ -77,11 +77,6 @@ impl ServiceTarget {
     pub fn default_port(&self) -> Option<&ServicePortTarget> {
         self.port(80).or_else(|| self.ports.first())
     }
-
-    /// Same API object (and host), regardless of which snapshot built it.
-    pub(crate) fn same_identity(&self, other: &ServiceTarget) -> bool {
-        self.kind == other.kind && self.key == other.key && self.hostname == other.hostname
-    }
 }
 
 /// Where a request is addressed: a destination (Service or ServiceEntry host)

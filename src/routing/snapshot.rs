@@ -92,14 +92,17 @@ impl Snapshot {
         self.port_state(dest).map(|s| s.endpoints.clone())
     }
 
-    /// The state of `dest`'s port in this snapshot. A destination resolved
-    /// from an older snapshot is looked up by identity.
+    /// The state of `dest`'s port in this snapshot. A request resolves its
+    /// destination in the one snapshot it is served with, so `dest` is this
+    /// snapshot's own: a destination from another snapshot finds nothing
+    /// rather than being matched by name against config it was not
+    /// resolved in.
     pub(crate) fn port_state(&self, dest: &DestinationPort) -> Option<&PortState> {
         let svc = &dest.service;
-        let state = match self.targets.get(svc.index) {
-            Some(t) if Arc::ptr_eq(&t.target, svc) || t.target.same_identity(svc) => t,
-            _ => self.targets.iter().find(|t| t.target.same_identity(svc))?,
-        };
+        let state = self
+            .targets
+            .get(svc.index)
+            .filter(|t| Arc::ptr_eq(&t.target, svc))?;
         let i = state
             .target
             .ports

@@ -357,12 +357,20 @@ fn unchanged_reload_compiles_to_an_equal_snapshot() {
 }
 
 #[test]
-fn destination_from_an_older_snapshot_still_routes() {
+fn a_destination_is_routed_only_by_the_snapshot_it_was_resolved_in() {
+    // One snapshot per request: the proxy resolves the destination in the
+    // snapshot it routes with. A destination from another snapshot is not
+    // matched by name against config it was not resolved in.
     let old = snapshot("");
     let new = snapshot(CONSUMER_AND_PRODUCER);
-    let dest = reviews(&old);
+    let stale = reviews(&old);
+    match new.route(&stale, &Req::get("/").info(), None) {
+        RouteDecision::Forward(plan) => assert!(plan.endpoints.is_empty(), "{plan:?}"),
+        other => panic!("expected a plan with no endpoints, got {other:?}"),
+    }
+    let fresh = reviews(&new);
     assert_eq!(
-        summary(&new.route(&dest, &Req::get("/").info(), None)),
+        summary(&new.route(&fresh, &Req::get("/").info(), None)),
         "bookinfo/producer#0"
     );
 }
