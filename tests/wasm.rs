@@ -8,14 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use waypoint::test_helpers::wasm_filters::filter_wasm;
 
 fn plugin(name: &str, wasm: &str, extra: &str) -> String {
-    let url = filter_wasm(wasm);
-    format!(
-        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}, namespace: w}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n{extra}",
-        url.display()
-    )
+    wasm_plugin("w", name, wasm, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,3 +276,13 @@ pub async fn requests_eventually(running: &Running, needles: &[&str], want: u64)
     })
     .await
 }
+
+/// A WasmPlugin in `ns` bound to the waypoint, running one of our
+/// `wasm-filters/` (built on first use), with `extra` spec lines.
+pub fn wasm_plugin(ns: &str, name: &str, wasm: &str, extra: &str) -> String {
+    let url = waypoint::test_helpers::wasm_filters::filter_wasm(wasm);
+    format!(
+        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}}]\n  url: file://{}\n{extra}",
+        url.display()
+    )
+}
