@@ -8,9 +8,11 @@ mod attempts;
 mod ctx;
 pub mod failure;
 pub mod headers;
+mod local_reply;
 mod mirror;
 mod observe;
 mod plugins;
+mod request;
 
 use std::sync::Arc;
 
@@ -25,15 +27,14 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use ctx::RequestCtx;
 use failure::Failure;
 use mirror::Mirrorer;
+use request::{destination_of, request_info};
 
-use crate::inbound::tunnel::resolve_target;
 use crate::inbound::Downstream;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
-use crate::routing::{ForwardPlan, RequestInfo, RouteDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
-use crate::upstream::dial::{DialTarget, Dialer};
+use crate::upstream::dial::Dialer;
 use crate::upstream::outlier::Outcome;
 use crate::upstream::{Locality, PickRequest};
 use crate::wasm::Verdict;
@@ -76,69 +77,6 @@ impl Waypoint {
             locality,
         }
     }
-
-    /// Writes a response the waypoint produced itself and records why.
-    async fn answer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        failure: Failure,
-    ) -> Result<bool> {
-        let body = Bytes::from(failure.body());
-        let mut resp = ResponseHeader::build(failure.status(), Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, failure.content_type())?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        for (name, value) in failure.extra_headers() {
-            resp.insert_header(name, value)?;
-        }
-        ctx.reply.flags.insert(failure.flags());
-        ctx.reply.local_status = Some(failure.status());
-        ctx.reply.failure = Some(failure);
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await?;
-        Ok(true)
-    }
-
-    /// Answers a RequestRedirect filter.
-    async fn redirect(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        status: u16,
-        location: &str,
-        response_headers: &[Arc<crate::routing::HeaderModifier>],
-    ) -> Result<bool> {
-        let mut resp = ResponseHeader::build(status, Some(3))?;
-        resp.insert_header(http::header::LOCATION, location)?;
-        resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
-        for m in response_headers {
-            m.apply(&mut resp);
-        }
-        ctx.reply.local_status = Some(status);
-        session.write_response_header(Box::new(resp), true).await?;
-        Ok(true)
-    }
-}
-
-/// Routing's view of a request.
-fn request_info<'a>(session: &'a Session, host: &'a str, port: u16) -> RequestInfo<'a> {
-    let req = session.req_header();
-    RequestInfo {
-        method: req.method.as_str(),
-        path_and_query: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        headers: &req.headers,
-        scheme: "http",
-        host,
-        port,
-    }
-}
-
-/// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
-fn wants_h2c(plan: &ForwardPlan) -> bool {
-    matches!(
-        plan.backend.port.app_protocol.as_deref(),
-        Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")
-    )
 }
 
 #[async_trait]
@@ -168,80 +106,27 @@ impl ProxyHttp for Waypoint {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
 
-        // Destination, in this request's snapshot: what the tunnel named,
-        // else the Service the Host header names (plain listener).
-        let host_header = headers::host(session.req_header())
-            .unwrap_or("")
-            .to_string();
         let snapshot = &published.snapshot;
-        let destination = match &downstream.target {
-            // The tunnel's Service went away in a reload since the CONNECT.
-            Some(target) => match resolve_target(snapshot, target) {
-                Some(d) => d,
-                None => return self.answer(session, ctx, Failure::NoHealthyUpstream).await,
-            },
-            None => match snapshot.find_destination_by_host(&host_header) {
-                Some(d) => d,
-                None => {
-                    return self
-                        .answer(session, ctx, Failure::UnknownDestination(host_header))
-                        .await
-                }
-            },
-        };
+        let destination =
+            match destination_of(snapshot, downstream.target.as_ref(), session.req_header()) {
+                Ok(d) => d,
+                Err(failure) => return self.answer(session, ctx, failure).await,
+            };
         ctx.routed.destination = Some(destination.clone());
 
         // proxy-wasm plugins see (and may edit or answer) the request before routing.
-        if let Some(mut filters) =
-            plugins::start(&published, session, ctx, &destination, &self.dialer)
+        if let Some(answered) = self
+            .request_plugins(session, ctx, &published, &destination)
+            .await?
         {
-            let end_of_stream = session.as_downstream_mut().is_body_empty();
-            let verdict = filters
-                .on_request_headers(session.req_header_mut(), end_of_stream)
-                .await;
-            plugins::apply_request_line(&filters, session.req_header_mut());
-            ctx.wasm.filters = Some(filters);
-            match verdict {
-                Verdict::Continue => {}
-                Verdict::Respond(local) => return plugins::respond(session, ctx, local).await,
-                Verdict::Reset => {
-                    return Err(Error::explain(
-                        ErrorType::ConnectionClosed,
-                        "wasm plugin closed the stream",
-                    ))
-                }
-            }
+            return Ok(answered);
         }
 
-        let (host, _) = headers::split_port(&host_header);
+        let host_header = headers::host(session.req_header()).unwrap_or("");
+        let (host, _) = headers::split_port(host_header);
         let info = request_info(session, host, destination.port.number);
         let decision = snapshot.route(&destination, &info, ctx.caller.namespace());
-        match decision {
-            RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
-            RouteDecision::InvalidBackend { route, reason } => {
-                ctx.routed.route = Some(route);
-                self.answer(session, ctx, Failure::InvalidBackend(reason))
-                    .await
-            }
-            RouteDecision::Redirect {
-                route,
-                status,
-                location,
-                response_headers,
-            } => {
-                ctx.routed.route = Some(route);
-                self.redirect(session, ctx, status, &location, &response_headers)
-                    .await
-            }
-            RouteDecision::Forward(plan) => {
-                ctx.routed.route = plan.route.clone();
-                ctx.routed.plan = Some(plan);
-                match self.admit(session, ctx).await {
-                    Ok(()) => Ok(false),
-                    Err(failure) => self.answer(session, ctx, failure).await,
-                }
-            }
-        }
+        self.follow(session, ctx, decision).await
     }
 
     /// Picks the endpoint for this attempt; called again on every retry,
@@ -278,29 +163,14 @@ impl ProxyHttp for Waypoint {
             ));
         };
         let addr = picked.endpoint.addr;
-        let h2c = wants_h2c(plan);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
-        let target = DialTarget {
-            addr,
-            in_mesh: picked.endpoint.in_mesh,
-        };
-        let timeout = peer
-            .options
-            .connection_timeout
-            .unwrap_or(self.settings.connect_timeout);
-        self.dialer
-            .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
-        if h2c {
-            peer.options.set_http_version(2, 2);
-        }
+        let peer = self.peer_for(ctx, plan, &picked);
         if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.set_upstream(addr);
         }
         ctx.attempts.tried.push(addr);
         ctx.attempts.made += 1;
         ctx.attempts.picked = Some(picked);
-        Ok(Box::new(peer))
+        Ok(peer)
     }
 
     /// A failed connect is reported to outlier detection and retried on

@@ -1,0 +1,156 @@
+//! The steps `request_filter` and `upstream_peer` dispatch to: find the
+//! destination in the request's snapshot, run the request-header plugins,
+//! act on the routing decision, and build the Pingora peer for an attempt.
+
+use std::sync::Arc;
+
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_proxy::Session;
+
+use crate::hbone::ConnectTarget;
+use crate::inbound::tunnel::resolve_target;
+use crate::routing::{DestinationPort, ForwardPlan, RequestInfo, RouteDecision, Snapshot};
+use crate::store::Published;
+use crate::upstream::dial::DialTarget;
+use crate::upstream::Picked;
+use crate::wasm::Verdict;
+
+use super::ctx::RequestCtx;
+use super::failure::Failure;
+use super::{attempts, headers, plugins, Waypoint};
+
+impl Waypoint {
+    /// The Pingora peer for one attempt at `picked`: timeouts from the
+    /// route and cluster, the dialer's transport (HBONE to in-mesh
+    /// endpoints), HTTP/2 when the port's `appProtocol` asks for it.
+    pub(super) fn peer_for(
+        &self,
+        ctx: &RequestCtx,
+        plan: &ForwardPlan,
+        picked: &Picked,
+    ) -> Box<HttpPeer> {
+        let addr = picked.endpoint.addr;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
+        let target = DialTarget {
+            addr,
+            in_mesh: picked.endpoint.in_mesh,
+        };
+        let timeout = peer
+            .options
+            .connection_timeout
+            .unwrap_or(self.settings.connect_timeout);
+        self.dialer
+            .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
+        if wants_h2c(plan) {
+            peer.options.set_http_version(2, 2);
+        }
+        Box::new(peer)
+    }
+
+    /// Acts on the routing decision: a local answer, or admission and a
+    /// plan to proxy (`Ok(false)`).
+    pub(super) async fn follow(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        decision: RouteDecision,
+    ) -> Result<bool> {
+        match decision {
+            RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
+            RouteDecision::InvalidBackend { route, reason } => {
+                ctx.routed.route = Some(route);
+                self.answer(session, ctx, Failure::InvalidBackend(reason))
+                    .await
+            }
+            RouteDecision::Redirect {
+                route,
+                status,
+                location,
+                response_headers,
+            } => {
+                ctx.routed.route = Some(route);
+                self.redirect(session, ctx, status, &location, &response_headers)
+                    .await
+            }
+            RouteDecision::Forward(plan) => {
+                ctx.routed.route = plan.route.clone();
+                ctx.routed.plan = Some(plan);
+                match self.admit(session, ctx).await {
+                    Ok(()) => Ok(false),
+                    Err(failure) => self.answer(session, ctx, failure).await,
+                }
+            }
+        }
+    }
+
+    /// Runs the request-header callbacks of the plugins that apply to
+    /// `destination`; `Some` when a plugin answered (or reset) the request.
+    pub(super) async fn request_plugins(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        published: &Arc<Published>,
+        destination: &DestinationPort,
+    ) -> Result<Option<bool>> {
+        let Some(mut filters) = plugins::start(published, session, ctx, destination, &self.dialer)
+        else {
+            return Ok(None);
+        };
+        let end_of_stream = session.as_downstream_mut().is_body_empty();
+        let verdict = filters
+            .on_request_headers(session.req_header_mut(), end_of_stream)
+            .await;
+        plugins::apply_request_line(&filters, session.req_header_mut());
+        ctx.wasm.filters = Some(filters);
+        match verdict {
+            Verdict::Continue => Ok(None),
+            Verdict::Respond(local) => plugins::respond(session, ctx, local).await.map(Some),
+            Verdict::Reset => Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "wasm plugin closed the stream",
+            )),
+        }
+    }
+}
+
+/// The Service port a request is for, in `snapshot`: what the tunnel named,
+/// else the Service the Host header names (plain listener).
+pub(super) fn destination_of(
+    snapshot: &Snapshot,
+    tunnel_target: Option<&ConnectTarget>,
+    req: &pingora_http::RequestHeader,
+) -> std::result::Result<DestinationPort, Failure> {
+    match tunnel_target {
+        // None: the tunnel's Service went away in a reload since the CONNECT.
+        Some(target) => resolve_target(snapshot, target).ok_or(Failure::NoHealthyUpstream),
+        None => {
+            let host = headers::host(req).unwrap_or("");
+            snapshot
+                .find_destination_by_host(host)
+                .ok_or_else(|| Failure::UnknownDestination(host.to_string()))
+        }
+    }
+}
+
+/// Routing's view of a request.
+pub(super) fn request_info<'a>(session: &'a Session, host: &'a str, port: u16) -> RequestInfo<'a> {
+    let req = session.req_header();
+    RequestInfo {
+        method: req.method.as_str(),
+        path_and_query: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        headers: &req.headers,
+        scheme: "http",
+        host,
+        port,
+    }
+}
+
+/// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
+fn wants_h2c(plan: &ForwardPlan) -> bool {
+    matches!(
+        plan.backend.port.app_protocol.as_deref(),
+        Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")
+    )
+}
