@@ -42,8 +42,10 @@ fn main() {
         eprintln!("usage: pingora_floor LISTEN V1 V2");
         std::process::exit(2);
     };
-    let mut conf = pingora::server::configuration::ServerConf::default();
-    conf.threads = 1;
+    let conf = pingora::server::configuration::ServerConf {
+        threads: 1,
+        ..Default::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(
