@@ -35,7 +35,11 @@ export PROXY2_NAME=pingora-floor PROXY2_PORT=18198
 export PROXY2_CMD="$floor_bin 127.0.0.1:18198 127.0.0.1:18081 127.0.0.1:18082"
 
 if [ -n "${BASELINE_BIN:-}" ]; then
+  # Requests carry `Host: 127.0.0.1:<port>`: the baseline's copy of the config
+  # names its own port.
+  baseline_cfg="$(mktemp -d)/waypoint-bench.yaml"
+  sed 's/18195/18199/g' "$here/waypoint-bench.yaml" > "$baseline_cfg"
   export PROXY3_NAME=waypoint-baseline PROXY3_PORT=18199 PROXY3_H2_PORT=18199
-  export PROXY3_CMD="$BASELINE_BIN run --config $here/waypoint-bench.yaml --namespace bench --http-listen 127.0.0.1:18199 --admin-listen 127.0.0.1:18200 --threads 1"
+  export PROXY3_CMD="$BASELINE_BIN run --config $baseline_cfg --namespace bench --http-listen 127.0.0.1:18199 --admin-listen 127.0.0.1:18200 --threads 1"
 fi
 exec bash "$harness" "$@"
