@@ -158,4 +158,13 @@ mod tests {
             assert_eq!(split_port(host), want, "{host}");
         }
     }
+
+    #[test]
+    fn a_missing_request_id_becomes_a_fresh_v4_uuid() {
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        let (a, b) = (request_id(&req), request_id(&req));
+        let id = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(id.get_version(), Some(uuid::Version::Random));
+        assert_ne!(a, b);
+    }
 }
