@@ -168,7 +168,6 @@ impl ProxyHttp for Waypoint {
             filters.set_upstream(addr);
         }
         ctx.attempts.tried.push(addr);
-        ctx.attempts.made += 1;
         ctx.attempts.picked = Some(picked);
         Ok(peer)
     }
@@ -282,7 +281,7 @@ impl ProxyHttp for Waypoint {
                 upstream.insert_header(http::header::HOST, authority.as_str())?;
             }
         }
-        if ctx.attempts.made == 1 && !plan.mirrors.is_empty() {
+        if ctx.attempts.tried.len() == 1 && !plan.mirrors.is_empty() {
             self.mirrorer
                 .send(&plan.mirrors, upstream, &ctx.caller.originator());
         }

@@ -43,8 +43,7 @@ pub use filter::{HeaderAccess, HttpFilters, RequestLine, Verdict};
 #[cfg(any(test, feature = "testing"))]
 pub use http_call::HyperHttpCaller;
 pub use http_call::{
-    call_over, exchange, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse,
-    HttpCaller,
+    call_over, parse_cluster, HttpCallError, HttpCallRequest, HttpCallResponse, HttpCaller,
 };
 pub use metrics::{FailureReason, WasmMetrics};
 pub use plugin_env::HostOptions;

@@ -66,8 +66,6 @@ pub struct ResolvedTarget {
 pub struct Caller {
     /// Source labels for Istio's metrics.
     pub labels: PeerLabels,
-    /// True when the caller was authenticated by mTLS (HBONE).
-    pub mutual_tls: bool,
     /// Original client IP when a tunnel told us (`forwarded: for=`), else the peer address.
     pub client_ip: Option<ClientIp>,
     /// The caller's SPIFFE identity (HBONE client certificate or PROXY TLV).
@@ -79,7 +77,8 @@ pub struct Caller {
 impl Caller {
     /// `connection_security_policy` label value.
     pub fn security_policy(&self) -> &'static str {
-        if self.mutual_tls {
+        // Only an mTLS handshake (HBONE) or ztunnel's PROXY TLV yields an identity.
+        if self.identity.is_some() {
             "mutual_tls"
         } else {
             "none"

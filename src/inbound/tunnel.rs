@@ -74,7 +74,6 @@ pub fn caller_from(
     set(&mut labels.cluster, baggage.cluster_name.as_deref());
     Caller {
         labels,
-        mutual_tls: identity.is_some(),
         client_ip,
         identity: identity.cloned(),
         traceparent: None,

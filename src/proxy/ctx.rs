@@ -50,10 +50,9 @@ pub struct Routed {
 pub struct Attempts {
     /// The endpoint of the current attempt (its guard counts it as active).
     pub picked: Option<Picked>,
-    /// Endpoint addresses already tried, avoided on retry when others exist.
+    /// Endpoint addresses tried, one per attempt (so also the attempt count);
+    /// avoided on retry when others exist.
     pub tried: Vec<SocketAddr>,
-    /// Upstream connection attempts made.
-    pub made: u32,
     /// Retries made so far (attempts after the first).
     pub retries: u32,
     /// Set by `upstream_response_filter` when it turns a retriable status

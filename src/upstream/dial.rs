@@ -221,13 +221,6 @@ pub enum UpstreamIo {
     Hbone(Box<TunnelStream>),
 }
 
-impl UpstreamIo {
-    /// Which transport this connection took.
-    pub fn is_hbone(&self) -> bool {
-        matches!(self, UpstreamIo::Hbone(_))
-    }
-}
-
 impl AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,

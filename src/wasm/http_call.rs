@@ -153,7 +153,7 @@ where
 
 /// Sends `request` as HTTP/1.1 over `io` and collects the whole response.
 /// The error is a reason for the log; the plugin only sees a failed call.
-pub async fn exchange<IO>(io: IO, request: HttpCallRequest) -> Result<HttpCallResponse, String>
+async fn exchange<IO>(io: IO, request: HttpCallRequest) -> Result<HttpCallResponse, String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
