@@ -5,6 +5,7 @@
 //! a Pingora app (the proxy) through [`listener::serve_stream`]; this layer
 //! never looks inside a request.
 
+pub mod coalesce;
 pub mod downstream;
 pub mod listener;
 pub mod passthrough;

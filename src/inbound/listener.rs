@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
+use super::coalesce::Coalesce;
+
 /// Counts open downstream connections so shutdown can wait for them.
 #[derive(Default)]
 pub struct ConnectionTracker {
@@ -184,7 +186,7 @@ pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
                 },
                 _ = shutdown.changed() => return,
             };
-            let stream: Stream = Box::new(l4_stream(tcp, peer));
+            let stream: Stream = Box::new(Coalesce::new(l4_stream(tcp, peer)));
             serve_stream(proxies.for_protocol(h2c), stream, shutdown, guard).await;
         });
     }

@@ -21,6 +21,7 @@ use crate::routing::{DestinationPort, Snapshot};
 use crate::store::SnapshotStore;
 use crate::telemetry::PeerLabels;
 
+use super::coalesce::Coalesce;
 use super::downstream::{Caller, Downstream, ResolvedTarget};
 use super::listener::{serve_stream, ConnectionTracker, Proxies};
 use super::passthrough::{self, Passthrough};
@@ -115,7 +116,7 @@ impl<A: ServerApp + Send + Sync + 'static> TunnelHandler<A> {
         let h2c = sniffed == Sniffed::H2c;
         stream.set_downstream(downstream);
         let guard = self.tracker.track();
-        let boxed: Stream = Box::new(stream);
+        let boxed: Stream = Box::new(Coalesce::new(stream));
         serve_stream(
             self.proxies.for_protocol(h2c),
             boxed,
