@@ -5,7 +5,8 @@
 //! it saw.
 //!
 //! Request controls (headers): `x-echo-delay-ms: N` waits N ms before
-//! answering; `x-echo-status: CODE` answers with that status. Server
+//! answering; `x-echo-status: CODE` answers with that status;
+//! `x-echo-close: 1` answers with `connection: close` and closes. Server
 //! controls: [`EchoServer::fail_next`] answers the next N requests with a
 //! status, [`EchoServer::reset_next`] drops the next N connections without
 //! an answer.
@@ -241,11 +242,17 @@ async fn answer(
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    let close = header_num(&parts.headers, "x-echo-close") == Some(1);
     let body = serde_json::to_vec(&reply).expect("echo reply serializes");
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header("x-backend", name)
+        .header("x-backend", name);
+    if close {
+        // hyper closes the connection after a response that says so.
+        response = response.header("connection", "close");
+    }
+    response
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
 }

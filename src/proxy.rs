@@ -163,7 +163,9 @@ impl ProxyHttp for Waypoint {
             ));
         };
         let addr = picked.endpoint.addr;
-        let peer = self.peer_for(ctx, plan, &picked);
+        let (peer, lease) = self.peer_for(ctx, plan, &picked);
+        // The previous attempt's tunnel (if any) failed: dropping its lease closes it.
+        ctx.attempts.tunnel = lease;
         if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.set_upstream(addr);
         }
@@ -423,7 +425,10 @@ impl ProxyHttp for Waypoint {
     }
 
     /// Records metrics and writes the access log once the request is over.
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(tunnel) = ctx.attempts.tunnel.take() {
+            tunnel.finish(e.is_none());
+        }
         if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.on_log();
         }

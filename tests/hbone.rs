@@ -350,3 +350,75 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
     assert_eq!(backend.count(), 1);
     mesh.wp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_stream() {
+    use waypoint::test_helpers::ztunnel::StreamEnd;
+    let backend = echo("ratings-v1", "127.0.78.11:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.78.11").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.78.11"]);
+    yaml += &pod("shop", "ratings-v1-0", "127.0.78.11");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    for i in 0..100 {
+        let r = c.get("ratings:9080", &format!("/r{i}")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.backend(), "ratings-v1");
+    }
+    assert_eq!(backend.count(), 100);
+    assert_eq!(
+        fake.seen().len(),
+        1,
+        "100 sequential requests ran over one kept CONNECT stream"
+    );
+    assert!(
+        fake.ended(0).await.is_empty(),
+        "the kept tunnel is still open"
+    );
+
+    // The pod answers `connection: close`: Pingora will not reuse that connection, and
+    // its tunnel ends with END_STREAM from both sides, not a reset.
+    let r = c
+        .send("GET", "ratings:9080", "/last", &[("x-echo-close", "1")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(fake.ended(1).await, vec![StreamEnd::Clean]);
+    assert_eq!(
+        fake.seen().len(),
+        1,
+        "the last request reused the tunnel too"
+    );
+
+    // The next request opens a new tunnel.
+    let r = c.get("ratings:9080", "/again").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(fake.seen().len(), 2);
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tunnel_past_its_idle_timeout_is_closed_with_end_stream_not_reset() {
+    use waypoint::test_helpers::ztunnel::StreamEnd;
+    let _backend = echo("ratings-v1", "127.0.79.11:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.79.11").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.79.11"]);
+    yaml += &pod("shop", "ratings-v1-0", "127.0.79.11");
+    yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: shop}\nspec:\n  host: ratings.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      http: {idleTimeout: 50ms}\n";
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    assert_eq!(c.get("ratings:9080", "/first").await.status, 200);
+    // Longer than the idle timeout: only ever later than the deadline, never racing it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(c.get("ratings:9080", "/second").await.status, 200);
+    assert_eq!(fake.seen().len(), 2, "the expired tunnel was not reused");
+    assert_eq!(
+        fake.ended(1).await,
+        vec![StreamEnd::Clean],
+        "closed with END_STREAM both ways, as ztunnel closes, not RST_STREAM(CANCEL)"
+    );
+    mesh.wp.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! `HboneConnector`: Pingora's `L4Connect` over an HBONE CONNECT stream, for
 //! `PeerOptions.custom_l4`. Pingora then speaks HTTP to the destination workload through
-//! the tunnel as if it were a TCP connection.
+//! the tunnel as if it were a TCP connection. With a lease, a tunnel kept from an earlier
+//! exchange is used first and the new one is kept afterwards (see `keepalive.rs`).
 
 use std::net::SocketAddr;
 
@@ -13,6 +14,7 @@ use pingora_error::{Error, ErrorType};
 
 use super::error::HboneError;
 use super::headers::OutboundHeaders;
+use super::keepalive::{LeaseRef, OutboundTunnel};
 use super::pool::HbonePool;
 
 /// Opens an HBONE stream to `target` through the ztunnel at `ztunnel` whenever Pingora
@@ -28,6 +30,7 @@ pub struct HboneConnector {
     ztunnel: SocketAddr,
     target: SocketAddr,
     headers: OutboundHeaders,
+    lease: Option<LeaseRef>,
 }
 
 impl HboneConnector {
@@ -43,7 +46,14 @@ impl HboneConnector {
             ztunnel,
             target,
             headers,
+            lease: None,
         }
+    }
+
+    /// Uses and returns kept tunnels through `lease`.
+    pub fn with_lease(mut self, lease: LeaseRef) -> Self {
+        self.lease = Some(lease);
+        self
     }
 }
 
@@ -63,12 +73,22 @@ fn error_type(e: &HboneError) -> ErrorType {
 #[async_trait]
 impl L4Connect for HboneConnector {
     async fn connect(&self, _addr: &PingoraAddr) -> pingora_error::Result<Stream> {
+        let wrap = |stream| -> Stream {
+            let tunnel = match &self.lease {
+                Some(lease) => lease.wrap(stream),
+                None => OutboundTunnel::closing(stream),
+            };
+            Stream::from(VirtualSocketStream::new(Box::new(tunnel)))
+        };
+        if let Some(kept) = self.lease.as_ref().and_then(LeaseRef::checkout) {
+            return Ok(wrap(kept));
+        }
         match self
             .pool
             .connect(self.ztunnel, self.target, &self.headers)
             .await
         {
-            Ok(stream) => Ok(Stream::from(VirtualSocketStream::new(Box::new(stream)))),
+            Ok(stream) => Ok(wrap(stream)),
             Err(e) => {
                 let etype = error_type(&e);
                 let retry = e.is_retryable();

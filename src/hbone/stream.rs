@@ -131,6 +131,52 @@ impl TunnelStream {
     }
 }
 
+impl TunnelStream {
+    /// Between exchanges: nothing unread, both directions open. What a stream must be
+    /// to be kept for another request.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.buffered.is_empty() && !self.recv_eof && !self.end_sent
+    }
+
+    /// For a stream that sat idle: still idle, and the peer has neither ended it, reset
+    /// it, nor sent anything unasked (which would mean it is not where we think it is).
+    /// Never waits.
+    pub(crate) fn is_reusable(&mut self) -> bool {
+        if !self.is_idle() || self.recv.is_end_stream() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.recv.poll_data(&mut cx).is_pending()
+    }
+
+    /// Ends our side with END_STREAM and keeps the stream until the peer ends its side
+    /// too (or `DRAIN_LIMIT` passes), as ztunnel closes a tunnel. Dropping a stream the
+    /// peer has not ended makes h2 reset it (RST_STREAM CANCEL), which ztunnel logs as
+    /// an error on every connection.
+    pub(crate) fn close_gracefully(mut self) {
+        if self.send_end_stream().is_err() || self.recv_eof {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut sink = [0u8; 2048];
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut self, &mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+        });
+    }
+}
+
+/// How long a closed stream waits for the peer's END_STREAM before it is reset.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Maps an h2 error to the I/O error a byte-stream user expects.
 pub(crate) fn h2_to_io(e: h2::Error) -> io::Error {
     if e.is_io() {

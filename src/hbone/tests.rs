@@ -1,6 +1,7 @@
 //! HBONE tests over real loopback sockets with `rcgen` certificates.
 
 mod inbound;
+mod keepalive;
 mod outbound;
 mod pingora;
 mod support;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::hbone::TunnelLease;
 use crate::inbound::Caller;
 use crate::policy::deadline::Deadline;
 use crate::routing::{DestinationPort, ForwardPlan, RouteName};
@@ -66,6 +67,9 @@ pub struct Attempts {
     pub pool_guard: Option<PoolGuard>,
     /// Slot under `maxRetries` held while a retry is in flight.
     pub retry_guard: Option<PoolGuard>,
+    /// The current attempt's HBONE tunnel, kept for the next request when
+    /// this one ends cleanly.
+    pub tunnel: Option<TunnelLease>,
 }
 
 impl Attempts {

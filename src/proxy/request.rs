@@ -8,7 +8,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_proxy::Session;
 
-use crate::hbone::ConnectTarget;
+use crate::hbone::{ConnectTarget, TunnelLease};
 use crate::inbound::tunnel::resolve_target;
 use crate::routing::{DestinationPort, ForwardPlan, RequestInfo, RouteDecision, Snapshot};
 use crate::store::Published;
@@ -23,13 +23,14 @@ use super::{attempts, headers, plugins, Waypoint};
 impl Waypoint {
     /// The Pingora peer for one attempt at `picked`: timeouts from the
     /// route and cluster, the dialer's transport (HBONE to in-mesh
-    /// endpoints), HTTP/2 when the port's `appProtocol` asks for it.
+    /// endpoints), HTTP/2 when the port's `appProtocol` asks for it. An
+    /// HBONE peer comes with the lease on its tunnel.
     pub(super) fn peer_for(
         &self,
         ctx: &RequestCtx,
         plan: &ForwardPlan,
         picked: &Picked,
-    ) -> Box<HttpPeer> {
+    ) -> (Box<HttpPeer>, Option<TunnelLease>) {
         let addr = picked.endpoint.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
         attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
@@ -41,12 +42,13 @@ impl Waypoint {
             .options
             .connection_timeout
             .unwrap_or(self.settings.connect_timeout);
-        self.dialer
-            .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
+        let lease =
+            self.dialer
+                .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
         if wants_h2c(plan) {
             peer.options.set_http_version(2, 2);
         }
-        Box::new(peer)
+        (Box::new(peer), lease)
     }
 
     /// Acts on the routing decision: a local answer, or admission and a

@@ -24,9 +24,32 @@ use crate::identity::IdentityStore;
 /// let fake = Arc::new(FakeZtunnel::default());
 /// tokio::spawn(fake.serve(listener, &ztunnel_identity, "cluster.local", stop_rx));
 /// ```
-#[derive(Default)]
 pub struct FakeZtunnel {
     seen: Mutex<Vec<(String, String)>>,
+    ended: Mutex<Vec<StreamEnd>>,
+    /// How many streams have ended; wakes `wait_ended`.
+    ended_count: watch::Sender<usize>,
+}
+
+impl Default for FakeZtunnel {
+    fn default() -> Self {
+        FakeZtunnel {
+            seen: Mutex::default(),
+            ended: Mutex::default(),
+            ended_count: watch::Sender::new(0),
+        }
+    }
+}
+
+/// How a forwarded CONNECT stream ended, as the destination saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Both sides sent END_STREAM.
+    Clean,
+    /// The caller reset the stream (RST_STREAM).
+    Reset,
+    /// Anything else went wrong (the pod, the connection).
+    Failed,
 }
 
 impl FakeZtunnel {
@@ -46,6 +69,18 @@ impl FakeZtunnel {
             self.clone(),
             shutdown,
         )
+    }
+
+    /// How each forwarded stream ended so far, in order of ending.
+    pub fn ended(&self) -> Vec<StreamEnd> {
+        self.ended.lock().expect("fake ztunnel lock").clone()
+    }
+
+    /// Waits until `n` forwarded streams have ended (unbounded: wrap it in a timeout).
+    pub async fn wait_ended(&self, n: usize) -> Vec<StreamEnd> {
+        let mut count = self.ended_count.subscribe();
+        let _ = count.wait_for(|c| *c >= n).await;
+        self.ended()
     }
 
     /// Every accepted CONNECT so far, in order: (caller's SPIFFE id, `:authority`).
@@ -73,7 +108,13 @@ impl ConnectHandler for FakeZtunnel {
         if let Ok(mut pod) = TcpStream::connect(addr).await {
             // Request/response traffic: do not let Nagle hold a response's last segment.
             let _ = pod.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut stream, &mut pod).await;
+            let end = match tokio::io::copy_bidirectional(&mut stream, &mut pod).await {
+                Ok(_) => StreamEnd::Clean,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => StreamEnd::Reset,
+                Err(_) => StreamEnd::Failed,
+            };
+            self.ended.lock().expect("fake ztunnel lock").push(end);
+            self.ended_count.send_modify(|c| *c += 1);
         }
     }
 }

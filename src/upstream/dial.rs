@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 
 use crate::addr::ClientIp;
 use crate::hbone::{
-    Forwarded, HboneConnector, HboneError, HbonePool, OutboundHeaders, PoolConfig, TunnelStream,
+    Forwarded, HboneConnector, HboneError, HbonePool, OutboundHeaders, OutboundTunnel, PoolConfig,
+    TunnelKeepalive, TunnelKey, TunnelLease,
 };
 use crate::identity::{Identity, IdentityStore};
 
@@ -91,6 +92,8 @@ pub struct Dialer {
 /// Outbound HBONE: pooled mTLS h2 connections to destination ztunnels.
 struct HboneDialer {
     pool: HbonePool,
+    /// Tunnels kept between requests (Pingora's own pool cannot keep them).
+    keepalive: TunnelKeepalive,
     store: Arc<IdentityStore>,
     /// The destination ztunnels' HBONE port (`--hbone-upstream-port`).
     port: u16,
@@ -113,9 +116,11 @@ impl Dialer {
         ztunnel_port: u16,
         connect_timeout: Duration,
     ) -> Self {
+        let pool = PoolConfig::default();
         Dialer {
             hbone: Some(HboneDialer {
-                pool: HbonePool::new(store.clone(), trust_domain, PoolConfig::default()),
+                keepalive: TunnelKeepalive::new(pool.idle_timeout / 2),
+                pool: HbonePool::new(store.clone(), trust_domain, pool),
                 store,
                 port: ztunnel_port,
             }),
@@ -156,7 +161,9 @@ impl Dialer {
                 let headers = on_behalf_of.headers();
                 let connect = h.pool.connect(ztunnel, target.addr, &headers);
                 match tokio::time::timeout(timeout, connect).await {
-                    Ok(stream) => Ok(UpstreamIo::Hbone(Box::new(stream?))),
+                    Ok(stream) => Ok(UpstreamIo::Hbone(Box::new(OutboundTunnel::closing(
+                        stream?,
+                    )))),
                     Err(_) => Err(HboneError::Timeout {
                         ztunnel,
                         phase: "tunnel setup",
@@ -183,30 +190,49 @@ impl Dialer {
     /// Makes Pingora's connect for `peer` (to `target`) follow the same
     /// rule: for HBONE, Pingora's L4 connect becomes a CONNECT stream on a
     /// pooled mTLS h2 connection to the endpoint's ztunnel, bounded by
-    /// `timeout`. A plain peer is left as it is.
+    /// `timeout`, or a tunnel kept from an earlier request. A plain peer is
+    /// left as it is.
+    ///
+    /// For HBONE the request gets a lease: [`TunnelLease::finish`] it with
+    /// whether the exchange completed, so its tunnel can be kept for the next
+    /// request (for the peer's `idle_timeout`, 60 s when unset).
     pub fn configure_peer(
         &self,
         peer: &mut HttpPeer,
         target: DialTarget,
         on_behalf_of: &Originator,
         timeout: Duration,
-    ) {
+    ) -> Option<TunnelLease> {
         let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) else {
-            return;
+            return None;
         };
-        peer.options.custom_l4 = Some(Arc::new(HboneConnector::new(
-            h.pool.clone(),
+        let key = TunnelKey {
             ztunnel,
-            target.addr,
-            on_behalf_of.headers(),
-        )));
+            target: target.addr,
+            client: on_behalf_of.client_ip.map(|ip| ip.ip()),
+        };
+        let idle_for = peer.options.idle_timeout.unwrap_or(KEPT_TUNNEL_IDLE);
+        let lease = h.keepalive.lease(key, idle_for);
+        let connector =
+            HboneConnector::new(h.pool.clone(), ztunnel, target.addr, on_behalf_of.headers())
+                .with_lease(lease.connect_side());
+        peer.options.custom_l4 = Some(Arc::new(connector));
         // Pingora keys its pool by address, not by custom_l4: a distinct group
         // keeps a pooled plaintext connection from ever serving an HBONE peer.
         peer.group_key = hbone_group_key(&h.store.identity());
         // `connection_timeout` is not applied to custom L4 connects.
         peer.options.total_connection_timeout = Some(timeout);
+        Some(lease)
+    }
+
+    /// Idle tunnels kept for reuse now (all destinations).
+    pub fn kept_tunnels(&self) -> usize {
+        self.hbone.as_ref().map_or(0, |h| h.keepalive.idle_count())
     }
 }
+
+/// How long a tunnel is kept for reuse when the cluster sets no `idleTimeout`.
+const KEPT_TUNNEL_IDLE: Duration = Duration::from_secs(60);
 
 fn hbone_group_key(identity: &Identity) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -218,7 +244,7 @@ fn hbone_group_key(identity: &Identity) -> u64 {
 /// A connection the dialer opened: TCP, or a CONNECT stream through a ztunnel.
 pub enum UpstreamIo {
     Plain(TcpStream),
-    Hbone(Box<TunnelStream>),
+    Hbone(Box<OutboundTunnel>),
 }
 
 impl AsyncRead for UpstreamIo {

@@ -176,6 +176,11 @@ impl FakeZtunnelHandle {
     pub fn seen(&self) -> Vec<(String, String)> {
         self.fake.seen()
     }
+
+    /// Waits (bounded) until `n` forwarded streams have ended; how each ended.
+    pub async fn ended(&self, n: usize) -> Vec<waypoint::test_helpers::ztunnel::StreamEnd> {
+        super::bounded("tunnelled streams ending", self.fake.wait_ended(n)).await
+    }
 }
 
 /// A Namespace enrolled in ambient.

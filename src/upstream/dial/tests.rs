@@ -66,10 +66,12 @@ async fn an_hbone_peer_gets_the_tunnel_and_its_own_pool_group() {
     let origin = Originator::default();
     let limit = Duration::from_secs(2);
     let mut plain = HttpPeer::new(ADDR, false, String::new());
-    d.configure_peer(&mut plain, target(false), &origin, limit);
+    let lease = d.configure_peer(&mut plain, target(false), &origin, limit);
+    assert!(lease.is_none(), "plain peers hold no tunnel lease");
     assert!(plain.options.custom_l4.is_none());
     let mut mesh = HttpPeer::new(ADDR, false, String::new());
-    d.configure_peer(&mut mesh, target(true), &origin, limit);
+    let lease = d.configure_peer(&mut mesh, target(true), &origin, limit);
+    assert!(lease.is_some(), "HBONE peers hold a tunnel lease");
     assert!(mesh.options.custom_l4.is_some());
     assert_ne!(
         mesh.group_key, plain.group_key,
