@@ -42,12 +42,12 @@ impl Waypoint {
             .options
             .connection_timeout
             .unwrap_or(self.settings.connect_timeout);
-        let lease =
-            self.dialer
-                .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
         if wants_h2c(plan) {
             peer.options.set_http_version(2, 2);
         }
+        let lease =
+            self.dialer
+                .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
         (Box::new(peer), lease)
     }
 

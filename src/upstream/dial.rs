@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -193,9 +194,11 @@ impl Dialer {
     /// `timeout`, or a tunnel kept from an earlier request. A plain peer is
     /// left as it is.
     ///
-    /// For HBONE the request gets a lease: [`TunnelLease::finish`] it with
-    /// whether the exchange completed, so its tunnel can be kept for the next
-    /// request (for the peer's `idle_timeout`, 60 s when unset).
+    /// For HBONE over HTTP/1.1 the request gets a lease: [`TunnelLease::finish`]
+    /// it with whether the exchange completed, so its tunnel can be kept for the
+    /// next request (for the peer's `idle_timeout`, 60 s when unset). Set the
+    /// peer's HTTP version first: a tunnel that carried HTTP/2 is never kept
+    /// (the next request would start a new HTTP/2 connection inside it).
     pub fn configure_peer(
         &self,
         peer: &mut HttpPeer,
@@ -206,28 +209,27 @@ impl Dialer {
         let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) else {
             return None;
         };
-        let key = TunnelKey {
-            ztunnel,
-            target: target.addr,
-            client: on_behalf_of.client_ip.map(|ip| ip.ip()),
-        };
-        let idle_for = peer.options.idle_timeout.unwrap_or(KEPT_TUNNEL_IDLE);
-        let lease = h.keepalive.lease(key, idle_for);
-        let connector =
-            HboneConnector::new(h.pool.clone(), ztunnel, target.addr, on_behalf_of.headers())
-                .with_lease(lease.connect_side());
+        let mut connector =
+            HboneConnector::new(h.pool.clone(), ztunnel, target.addr, on_behalf_of.headers());
+        let lease = (peer.options.alpn == ALPN::H1).then(|| {
+            let key = TunnelKey {
+                ztunnel,
+                target: target.addr,
+                client: on_behalf_of.client_ip.map(|ip| ip.ip()),
+            };
+            let idle_for = peer.options.idle_timeout.unwrap_or(KEPT_TUNNEL_IDLE);
+            h.keepalive.lease(key, idle_for)
+        });
+        if let Some(lease) = &lease {
+            connector = connector.with_lease(lease.connect_side());
+        }
         peer.options.custom_l4 = Some(Arc::new(connector));
         // Pingora keys its pool by address, not by custom_l4: a distinct group
         // keeps a pooled plaintext connection from ever serving an HBONE peer.
         peer.group_key = hbone_group_key(&h.store.identity());
         // `connection_timeout` is not applied to custom L4 connects.
         peer.options.total_connection_timeout = Some(timeout);
-        Some(lease)
-    }
-
-    /// Idle tunnels kept for reuse now (all destinations).
-    pub fn kept_tunnels(&self) -> usize {
-        self.hbone.as_ref().map_or(0, |h| h.keepalive.idle_count())
+        lease
     }
 }
 

@@ -78,6 +78,14 @@ async fn an_hbone_peer_gets_the_tunnel_and_its_own_pool_group() {
         "pooled plain connections never serve HBONE peers"
     );
     assert_eq!(mesh.options.total_connection_timeout, Some(limit));
+    let mut h2 = HttpPeer::new(ADDR, false, String::new());
+    h2.options.set_http_version(2, 2);
+    let lease = d.configure_peer(&mut h2, target(true), &origin, limit);
+    assert!(h2.options.custom_l4.is_some(), "HTTP/2 goes over HBONE too");
+    assert!(
+        lease.is_none(),
+        "a tunnel that carried HTTP/2 is never kept"
+    );
 }
 
 #[tokio::test]
