@@ -1,8 +1,6 @@
 //! The `logging` phase's work: turn a finished request's context into
 //! Istio's metric labels and an access-log line.
 
-use std::sync::Arc;
-
 use pingora_proxy::Session;
 
 use crate::telemetry::access_log::{format_start_time, AccessLogEntry};
@@ -86,19 +84,20 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
         .map(|p| &p.backend)
         .or(ctx.routed.destination.as_ref());
     if let Some(dest) = service {
-        labels.destination_service = Arc::from(dest.service.hostname.as_str());
-        labels.destination_service_name = Arc::from(dest.service.key.name.as_str());
-        labels.destination_service_namespace = Arc::from(dest.service.key.namespace.as_str());
+        let names = &dest.service.labels;
+        labels.destination_service = names.hostname.clone();
+        labels.destination_service_name = names.name.clone();
+        labels.destination_service_namespace = names.namespace.clone();
     }
     if let Some(picked) = &ctx.attempts.picked {
         let w = &picked.endpoint.workload;
         labels.destination = PeerLabels {
-            workload: Arc::from(w.name.as_str()),
-            workload_namespace: Arc::from(w.namespace.as_str()),
-            app: Arc::from(w.canonical_service.as_str()),
-            version: Arc::from(w.canonical_revision.as_str()),
-            canonical_service: Arc::from(w.canonical_service.as_str()),
-            canonical_revision: Arc::from(w.canonical_revision.as_str()),
+            workload: w.name.clone(),
+            workload_namespace: w.namespace.clone(),
+            app: w.canonical_service.clone(),
+            version: w.canonical_revision.clone(),
+            canonical_service: w.canonical_service.clone(),
+            canonical_revision: w.canonical_revision.clone(),
             ..PeerLabels::default()
         };
     }

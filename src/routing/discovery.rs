@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::service::{ServiceKind, ServicePortTarget, ServiceTarget, TargetPort};
+use super::service::{ServiceKind, ServiceLabels, ServicePortTarget, ServiceTarget, TargetPort};
 use crate::config::{
     EndpointSlice, IntOrString, Namespace, NamespacedName, Pod, Resources, Service, ServiceEntry,
     ServicePort, Sourced,
@@ -129,24 +129,25 @@ pub(crate) fn workload_info(pod: &Sourced<Pod>) -> WorkloadInfo {
     let name = labels
         .get("pod-template-hash")
         .and_then(|hash| pod_name.rfind(&format!("-{hash}-")).map(|i| &pod_name[..i]))
-        .unwrap_or(pod_name)
-        .to_string();
-    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+        .unwrap_or(pod_name);
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k));
     WorkloadInfo {
         canonical_service: first(&[
             "service.istio.io/canonical-name",
             "app.kubernetes.io/name",
             "app",
         ])
-        .unwrap_or_else(|| name.clone()),
+        .map_or(name, String::as_str)
+        .into(),
         canonical_revision: first(&[
             "service.istio.io/canonical-revision",
             "app.kubernetes.io/version",
             "version",
         ])
-        .unwrap_or_else(|| "latest".to_string()),
-        namespace: pod.key.namespace.clone(),
-        name,
+        .map_or("latest", String::as_str)
+        .into(),
+        namespace: pod.key.namespace.as_str().into(),
+        name: name.into(),
     }
 }
 
@@ -172,13 +173,15 @@ pub(crate) fn services(
             let key = (svc.key.namespace.as_str(), svc.key.name.as_str());
             let slices = slices.get(&key).map(Vec::as_slice).unwrap_or_default();
             let spec = &svc.object.spec;
+            let hostname = format!(
+                "{}.{}.svc.{cluster_domain}",
+                svc.key.name, svc.key.namespace
+            );
             Discovered {
                 target: ServiceTarget {
                     key: svc.key.clone(),
-                    hostname: format!(
-                        "{}.{}.svc.{cluster_domain}",
-                        svc.key.name, svc.key.namespace
-                    ),
+                    labels: ServiceLabels::new(&svc.key, &hostname),
+                    hostname,
                     kind: ServiceKind::Service,
                     ports: spec.ports.iter().map(service_port).collect(),
                     addresses: cluster_ips(&svc.object),
@@ -286,10 +289,12 @@ pub(crate) fn service_entries(resources: &Resources) -> Vec<Discovered> {
             spec.ports.iter().map(|p| se_endpoints(se, p)).collect();
         let addresses: Vec<IpAddr> = spec.addresses.iter().filter_map(|a| parse_vip(a)).collect();
         for host in &spec.hosts {
+            let hostname = host.to_ascii_lowercase();
             out.push(Discovered {
                 target: ServiceTarget {
                     key: se.key.clone(),
-                    hostname: host.to_ascii_lowercase(),
+                    labels: ServiceLabels::new(&se.key, &hostname),
+                    hostname,
                     kind: ServiceKind::ServiceEntry,
                     ports: ports.clone(),
                     addresses: addresses.clone(),

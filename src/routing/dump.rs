@@ -81,9 +81,9 @@ fn dump_endpoint(e: &Endpoint) -> Value {
     json!({
         "address": e.addr.to_string(),
         "pod": e.pod.as_ref().map(|p| p.to_string()),
-        "workload": e.workload.name,
-        "canonicalService": e.workload.canonical_service,
-        "canonicalRevision": e.workload.canonical_revision,
+        "workload": &*e.workload.name,
+        "canonicalService": &*e.workload.canonical_service,
+        "canonicalRevision": &*e.workload.canonical_revision,
         "inMesh": e.in_mesh,
         "zone": e.zone,
         "locality": e.locality.as_ref().map(|l| l.to_string()),

@@ -56,6 +56,8 @@ pub struct ServiceTarget {
     pub key: NamespacedName,
     /// `name.ns.svc.<cluster domain>` for a Service, the host for a ServiceEntry.
     pub hostname: String,
+    /// Hostname, name and namespace as metric label values, shared by every request.
+    pub labels: ServiceLabels,
     /// Service or ServiceEntry.
     pub kind: ServiceKind,
     /// Ports in declaration order.
@@ -64,6 +66,25 @@ pub struct ServiceTarget {
     pub addresses: Vec<IpAddr>,
     /// Position in the snapshot that built it (fast path for `route`).
     pub(crate) index: usize,
+}
+
+/// Istio's `destination_service`, `destination_service_name` and
+/// `destination_service_namespace` of a destination, built once per snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLabels {
+    pub hostname: Arc<str>,
+    pub name: Arc<str>,
+    pub namespace: Arc<str>,
+}
+
+impl ServiceLabels {
+    pub fn new(key: &NamespacedName, hostname: &str) -> Self {
+        ServiceLabels {
+            hostname: hostname.into(),
+            name: key.name.as_str().into(),
+            namespace: key.namespace.as_str().into(),
+        }
+    }
 }
 
 impl ServiceTarget {

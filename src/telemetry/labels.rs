@@ -18,9 +18,20 @@ pub struct PeerLabels {
     pub cluster: Arc<str>,
 }
 
+thread_local! {
+    /// `unknown` and the empty string, allocated once per thread: labels are built for
+    /// every request, and most of them are one of these.
+    static UNKNOWN_ARC: Arc<str> = Arc::from(UNKNOWN);
+    static EMPTY_ARC: Arc<str> = Arc::from("");
+}
+
+fn unknown() -> Arc<str> {
+    UNKNOWN_ARC.with(Arc::clone)
+}
+
 impl Default for PeerLabels {
     fn default() -> Self {
-        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        let unknown = unknown();
         Self {
             workload: unknown.clone(),
             workload_namespace: unknown.clone(),
@@ -54,7 +65,7 @@ pub struct RequestLabels {
 
 impl Default for RequestLabels {
     fn default() -> Self {
-        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        let unknown = unknown();
         Self {
             source: PeerLabels::default(),
             destination: PeerLabels::default(),
@@ -63,7 +74,7 @@ impl Default for RequestLabels {
             destination_service_namespace: unknown,
             request_protocol: "http",
             response_code: 0,
-            grpc_response_status: Arc::from(""),
+            grpc_response_status: EMPTY_ARC.with(Arc::clone),
             response_flags: ResponseFlags::NONE,
             connection_security_policy: "none",
         }

@@ -5,29 +5,31 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::locality::Locality;
 use crate::config::NamespacedName;
 
 /// Who runs behind an endpoint, for telemetry labels (Istio's
 /// `destination_workload`, `destination_canonical_service`, …).
+/// Shared strings: every request's metric labels clone them rather than copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadInfo {
     /// Deployment-style name: the pod name without the ReplicaSet hash and
     /// pod suffix, or `unknown`.
-    pub name: String,
+    pub name: Arc<str>,
     /// The workload's namespace, or `unknown`.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// `service.istio.io/canonical-name` | `app.kubernetes.io/name` | `app` | name.
-    pub canonical_service: String,
+    pub canonical_service: Arc<str>,
     /// `service.istio.io/canonical-revision` | `app.kubernetes.io/version` | `version` | `latest`.
-    pub canonical_revision: String,
+    pub canonical_revision: Arc<str>,
 }
 
 impl WorkloadInfo {
     /// The values used when no Pod is known for an endpoint.
     pub fn unknown() -> Self {
-        let u = || "unknown".to_string();
+        let u = || Arc::from("unknown");
         Self {
             name: u(),
             namespace: u(),

@@ -32,9 +32,9 @@ fn endpoint_slice_endpoints_with_pod_facts() {
             (
                 e.addr.to_string(),
                 e.pod.as_ref().map(|p| p.to_string()),
-                e.workload.name.as_str(),
-                e.workload.canonical_service.as_str(),
-                e.workload.canonical_revision.as_str(),
+                &*e.workload.name,
+                &*e.workload.canonical_service,
+                &*e.workload.canonical_revision,
                 e.in_mesh,
                 e.zone.as_deref(),
             )
@@ -104,8 +104,8 @@ fn unknown_pod_gets_unknown_workload() {
         2,
         "every address of an endpoint; unnamed ports match"
     );
-    assert_eq!(eps[0].workload.name, "unknown");
-    assert_eq!(eps[0].workload.canonical_revision, "unknown");
+    assert_eq!(&*eps[0].workload.name, "unknown");
+    assert_eq!(&*eps[0].workload.canonical_revision, "unknown");
     assert!(!eps[0].in_mesh);
 }
 
