@@ -56,7 +56,7 @@ const REQUESTS: u64 = 2000;
 const WARMUP: u64 = 200;
 const MAX_ALLOCS_PER_REQUEST: f64 = 110.0;
 /// Most of it is Pingora's 64 KiB body buffer, allocated for every upstream response.
-const MAX_ALLOC_BYTES_PER_REQUEST: f64 = 120_000.0;
+const MAX_ALLOC_BYTES_PER_REQUEST: f64 = 125_000.0;
 /// One read of the request and one of the response.
 const MAX_READS_PER_REQUEST: f64 = 2.05;
 /// One write of the request upstream and one of the response (head and body together).
