@@ -218,15 +218,24 @@ async fn tcp_ports_are_passed_through_as_l4() {
     mesh.wp.shutdown().await;
 }
 
+/// Namespace `shop` in ambient with Service `ratings` (9080) on one pod at `ip` (plus
+/// `extra` YAML), a waypoint whose HBONE upstream port is the pod's fake ztunnel's, and
+/// that ztunnel.
+async fn ambient_ratings(ip: &str, extra: &str) -> (Mesh, FakeZtunnelHandle) {
+    let ztunnel = ZtunnelListener::bind(ip).await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &[ip]);
+    yaml += &pod("shop", "ratings-v1-5d8f9b7c6d-x1y2z", ip);
+    yaml += extra;
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    (mesh, fake)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_mesh_endpoints_are_reached_over_hbone() {
     let _backend = echo("ambient-pod", "127.0.23.11:9080").await;
-    let ztunnel = ZtunnelListener::bind("127.0.23.11").await;
-    let mut yaml = ambient_namespace("shop");
-    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.23.11"]);
-    yaml += &pod("shop", "ratings-v1-5d8f9b7c6d-x1y2z", "127.0.23.11");
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
-    let fake = mesh.serve_ztunnel(ztunnel);
+    let (mesh, fake) = ambient_ratings("127.0.23.11", "").await;
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
     for _ in 0..3 {
         let r = plain.get("ratings:9080", "/x").await;
@@ -355,12 +364,7 @@ async fn wasm_http_calls_to_in_mesh_services_go_over_hbone() {
 async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_stream() {
     use waypoint::test_helpers::ztunnel::StreamEnd;
     let backend = echo("ratings-v1", "127.0.78.11:9080").await;
-    let ztunnel = ZtunnelListener::bind("127.0.78.11").await;
-    let mut yaml = ambient_namespace("shop");
-    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.78.11"]);
-    yaml += &pod("shop", "ratings-v1-0", "127.0.78.11");
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
-    let fake = mesh.serve_ztunnel(ztunnel);
+    let (mesh, fake) = ambient_ratings("127.0.78.11", "").await;
     let c = TestClient::new(mesh.wp.http_addr.unwrap());
     for i in 0..100 {
         let r = c.get("ratings:9080", &format!("/r{i}")).await;
@@ -402,13 +406,8 @@ async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_
 async fn a_kept_tunnel_past_its_idle_timeout_is_closed_with_end_stream_not_reset() {
     use waypoint::test_helpers::ztunnel::StreamEnd;
     let _backend = echo("ratings-v1", "127.0.79.11:9080").await;
-    let ztunnel = ZtunnelListener::bind("127.0.79.11").await;
-    let mut yaml = ambient_namespace("shop");
-    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.79.11"]);
-    yaml += &pod("shop", "ratings-v1-0", "127.0.79.11");
-    yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: shop}\nspec:\n  host: ratings.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      http: {idleTimeout: 50ms}\n";
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
-    let fake = mesh.serve_ztunnel(ztunnel);
+    let short_idle = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: shop}\nspec:\n  host: ratings.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      http: {idleTimeout: 50ms}\n";
+    let (mesh, fake) = ambient_ratings("127.0.79.11", short_idle).await;
     let c = TestClient::new(mesh.wp.http_addr.unwrap());
     assert_eq!(c.get("ratings:9080", "/first").await.status, 200);
     // Longer than the idle timeout: only ever later than the deadline, never racing it.
