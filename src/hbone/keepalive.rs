@@ -269,6 +269,7 @@ impl LeaseRef {
             stream: Some(stream),
             lease: Some(self.0.clone()),
             shut_down: false,
+            stray_bytes: false,
         }
     }
 }
@@ -302,6 +303,8 @@ pub struct OutboundTunnel {
     lease: Option<Arc<LeaseState>>,
     /// Our side was shut down (Pingora does this to connections it will not reuse).
     shut_down: bool,
+    /// Bytes arrived between exchanges (see `poll_read`): never reuse.
+    stray_bytes: bool,
 }
 
 impl OutboundTunnel {
@@ -311,6 +314,7 @@ impl OutboundTunnel {
             stream: Some(stream),
             lease: None,
             shut_down: false,
+            stray_bytes: false,
         }
     }
 
@@ -327,7 +331,9 @@ impl Drop for OutboundTunnel {
             return;
         };
         match &self.lease {
-            Some(lease) if !self.shut_down && stream.is_idle() => lease.park(stream),
+            Some(lease) if !self.shut_down && !self.stray_bytes && stream.is_idle() => {
+                lease.park(stream)
+            }
             _ => stream.close_gracefully(),
         }
     }
@@ -339,7 +345,17 @@ impl AsyncRead for OutboundTunnel {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(self.get_mut().stream()).poll_read(cx, buf)
+        let this = self.get_mut();
+        // Pingora reads messages into large buffers; a one-byte read is its probe of an
+        // idle connection. Data there means the destination sent bytes nobody asked for,
+        // and that byte is gone: the stream is no longer at a message boundary.
+        let probe = buf.remaining() == 1;
+        let before = buf.filled().len();
+        let polled = Pin::new(this.stream()).poll_read(cx, buf);
+        if probe && buf.filled().len() > before {
+            this.stray_bytes = true;
+        }
+        polled
     }
 }
 
@@ -380,6 +396,7 @@ impl fmt::Debug for OutboundTunnel {
             .field("stream", &self.stream)
             .field("leased", &self.lease.is_some())
             .field("shut_down", &self.shut_down)
+            .field("stray_bytes", &self.stray_bytes)
             .finish()
     }
 }

@@ -103,3 +103,21 @@ async fn a_tunnel_is_only_handed_to_its_own_key() {
     assert!(keepalive.checkout(&other_client).is_none());
     assert!(keepalive.checkout(&k).is_some());
 }
+
+#[tokio::test]
+async fn bytes_found_by_an_idle_probe_make_the_tunnel_unfit() {
+    let (ztunnel, pool, keepalive) = setup().await;
+    let k = key(ztunnel.addr);
+    let lease = keepalive.lease(k.clone(), IDLE);
+    let mut tunnel = lease.connect_side().wrap(open_stream(&pool, &k).await);
+    tunnel.write_all(b"!").await.expect("write");
+    // A one-byte read is how Pingora probes an idle connection; the echo answers it.
+    let mut probe = [0u8; 1];
+    let n = within(tokio::io::AsyncReadExt::read(&mut tunnel, &mut probe))
+        .await
+        .expect("read");
+    assert_eq!(n, 1);
+    drop(tunnel);
+    lease.finish(true);
+    assert_eq!(keepalive.idle_count(), 0, "stray bytes: not kept");
+}
