@@ -18,6 +18,11 @@
 //!   anything else closes it. The two events may come in either order.
 //! - A stream that is not kept is closed with END_STREAM and drained, never reset.
 //!
+//! Pingora still puts a finished connection in its own pool first; it lets go of it when
+//! the next request for that peer finds it unusable, or when a newer virtual stream takes
+//! its pool slot (they all share id −1). So the last tunnel of a burst may wait there, not
+//! here, until traffic resumes.
+//!
 //! Tunnels are keyed by ztunnel, target and the forwarded client IP: the CONNECT request
 //! told the destination on whose behalf the connection was opened, so a tunnel never
 //! carries another client's requests.
