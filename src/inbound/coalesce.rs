@@ -42,11 +42,6 @@ impl<S> Coalesce<S> {
             buf: Vec::new(),
         }
     }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncWrite + Unpin> Coalesce<S> {

@@ -9,7 +9,6 @@
 //! What the dialer does not own: which endpoint to pick (the caller's
 //! endpoint set does), and what is spoken over the stream.
 
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -226,7 +225,7 @@ impl Dialer {
         peer.options.custom_l4 = Some(Arc::new(connector));
         // Pingora keys its pool by address, not by custom_l4: a distinct group
         // keeps a pooled plaintext connection from ever serving an HBONE peer.
-        peer.group_key = hbone_group_key(&h.store.identity());
+        peer.group_key = HBONE_GROUP_KEY;
         // `connection_timeout` is not applied to custom L4 connects.
         peer.options.total_connection_timeout = Some(timeout);
         lease
@@ -236,12 +235,10 @@ impl Dialer {
 /// How long a tunnel is kept for reuse when the cluster sets no `idleTimeout`.
 const KEPT_TUNNEL_IDLE: Duration = Duration::from_secs(60);
 
-fn hbone_group_key(identity: &Identity) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    "hbone".hash(&mut h);
-    identity.to_string().hash(&mut h);
-    h.finish() | 1
-}
+/// Pingora's pool group of every HBONE peer (plain peers have 0). Pingora never
+/// reuses a tunnel itself (see `hbone/keepalive.rs`), so the group only has to
+/// differ from the plain one; a constant spares hashing the identity per request.
+const HBONE_GROUP_KEY: u64 = 0x6862_6f6e_6500_0001; // "hbone", then 1
 
 /// A connection the dialer opened: TCP, or a CONNECT stream through a ztunnel.
 pub enum UpstreamIo {
