@@ -10,6 +10,7 @@ pub mod downstream;
 pub mod listener;
 pub mod passthrough;
 pub mod proxy_protocol;
+pub mod replay;
 pub mod tunnel;
 
 pub use downstream::{Caller, Downstream};

@@ -6,6 +6,7 @@
 mod admission;
 mod attempts;
 mod ctx;
+pub mod direct;
 pub mod failure;
 pub mod headers;
 mod local_reply;
@@ -79,6 +80,82 @@ impl Waypoint {
     }
 }
 
+impl Waypoint {
+    /// The endpoint for the next attempt, avoiding endpoints already tried
+    /// when another is available; a 504 once the route deadline passed, a
+    /// 503 when no endpoint is healthy.
+    fn pick_attempt(&self, ctx: &mut RequestCtx) -> Result<crate::upstream::Picked> {
+        if ctx.attempts.expired() {
+            ctx.reply.failure = Some(Failure::UpstreamTimeout);
+            return Err(Error::explain(ErrorType::HTTPStatus(504), "route timeout"));
+        }
+        let plan = ctx.routed.plan.as_ref().ok_or_else(no_plan)?;
+        let pick = PickRequest {
+            avoid: &ctx.attempts.tried,
+            hash: ctx.attempts.hash,
+            locality: self.locality.as_ref(),
+        };
+        let Some(picked) = plan.endpoints.pick_with(&pick) else {
+            ctx.reply.failure = Some(Failure::NoHealthyUpstream);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy upstream",
+            ));
+        };
+        let addr = picked.endpoint.addr;
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
+            filters.set_upstream(addr);
+        }
+        ctx.attempts.tried.push(addr);
+        Ok(picked)
+    }
+
+    /// The route's request filters on the way out: forwarding headers,
+    /// RequestHeaderModifier, URLRewrite (mirrors are the caller's).
+    fn prepare_upstream_request(
+        &self,
+        upstream: &mut pingora_http::RequestHeader,
+        ctx: &RequestCtx,
+    ) -> Result<()> {
+        headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
+        // Keep the tunnel's trace context when the application sent none.
+        if let Some(tp) = &ctx.caller.traceparent {
+            if !upstream.headers.contains_key("traceparent") {
+                upstream.insert_header("traceparent", tp.as_ref())?;
+            }
+        }
+        if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
+            headers::add_client_cert(upstream, own, peer);
+        }
+        let Some(plan) = ctx.routed.plan.as_ref() else {
+            return Ok(());
+        };
+        for m in &plan.request_headers {
+            m.apply(upstream);
+        }
+        if let Some(rewrite) = &plan.rewrite {
+            if let Some(pq) = &rewrite.path_and_query {
+                let uri = pq.parse::<http::Uri>().map_err(|e| {
+                    Error::because(
+                        ErrorType::InternalError,
+                        "BUG: rewritten path is not a URI",
+                        e,
+                    )
+                })?;
+                upstream.set_uri(uri);
+            }
+            if let Some(authority) = &rewrite.authority {
+                upstream.insert_header(http::header::HOST, authority.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn no_plan() -> Box<Error> {
+    Error::explain(ErrorType::InternalError, "BUG: an attempt without a plan")
+}
+
 #[async_trait]
 impl ProxyHttp for Waypoint {
     type CTX = RequestCtx;
@@ -124,7 +201,7 @@ impl ProxyHttp for Waypoint {
 
         let host_header = headers::host(session.req_header()).unwrap_or("");
         let (host, _) = headers::split_port(host_header);
-        let info = request_info(session, host, destination.port.number);
+        let info = request_info(session.req_header(), host, destination.port.number);
         let decision = snapshot.route(&destination, &info, ctx.caller.namespace());
         self.follow(session, ctx, decision).await
     }
@@ -140,36 +217,11 @@ impl ProxyHttp for Waypoint {
         if let Some(wait) = attempts::backoff(ctx) {
             tokio::time::sleep(wait).await;
         }
-        if ctx.attempts.expired() {
-            ctx.reply.failure = Some(Failure::UpstreamTimeout);
-            return Err(Error::explain(ErrorType::HTTPStatus(504), "route timeout"));
-        }
-        let plan = ctx.routed.plan.as_ref().ok_or_else(|| {
-            Error::explain(
-                ErrorType::InternalError,
-                "BUG: upstream_peer without a plan",
-            )
-        })?;
-        let pick = PickRequest {
-            avoid: &ctx.attempts.tried,
-            hash: ctx.attempts.hash,
-            locality: self.locality.as_ref(),
-        };
-        let Some(picked) = plan.endpoints.pick_with(&pick) else {
-            ctx.reply.failure = Some(Failure::NoHealthyUpstream);
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no healthy upstream",
-            ));
-        };
-        let addr = picked.endpoint.addr;
+        let picked = self.pick_attempt(ctx)?;
+        let plan = ctx.routed.plan.as_ref().ok_or_else(no_plan)?;
         let (peer, lease) = self.peer_for(ctx, plan, &picked);
         // The previous attempt's tunnel (if any) failed: dropping its lease closes it.
         ctx.attempts.tunnel = lease;
-        if let Some(filters) = ctx.wasm.filters.as_mut() {
-            filters.set_upstream(addr);
-        }
-        ctx.attempts.tried.push(addr);
         ctx.attempts.picked = Some(picked);
         Ok(peer)
     }
@@ -252,40 +304,12 @@ impl ProxyHttp for Waypoint {
         upstream: &mut pingora_http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
-        // Keep the tunnel's trace context when the application sent none.
-        if let Some(tp) = &ctx.caller.traceparent {
-            if !upstream.headers.contains_key("traceparent") {
-                upstream.insert_header("traceparent", tp.as_ref())?;
+        self.prepare_upstream_request(upstream, ctx)?;
+        if let Some(plan) = ctx.routed.plan.as_ref() {
+            if ctx.attempts.tried.len() == 1 && !plan.mirrors.is_empty() {
+                self.mirrorer
+                    .send(&plan.mirrors, upstream, &ctx.caller.originator());
             }
-        }
-        if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
-            headers::add_client_cert(upstream, own, peer);
-        }
-        let Some(plan) = ctx.routed.plan.as_ref() else {
-            return Ok(());
-        };
-        for m in &plan.request_headers {
-            m.apply(upstream);
-        }
-        if let Some(rewrite) = &plan.rewrite {
-            if let Some(pq) = &rewrite.path_and_query {
-                let uri = pq.parse::<http::Uri>().map_err(|e| {
-                    Error::because(
-                        ErrorType::InternalError,
-                        "BUG: rewritten path is not a URI",
-                        e,
-                    )
-                })?;
-                upstream.set_uri(uri);
-            }
-            if let Some(authority) = &rewrite.authority {
-                upstream.insert_header(http::header::HOST, authority.as_str())?;
-            }
-        }
-        if ctx.attempts.tried.len() == 1 && !plan.mirrors.is_empty() {
-            self.mirrorer
-                .send(&plan.mirrors, upstream, &ctx.caller.originator());
         }
         let _ = session;
         Ok(())
@@ -432,6 +456,7 @@ impl ProxyHttp for Waypoint {
         if let Some(filters) = ctx.wasm.filters.as_mut() {
             filters.on_log();
         }
-        observe::record(session, ctx, &self.metrics, self.settings.access_log);
+        let exchange = observe::Exchange::of(session);
+        observe::record(&exchange, ctx, &self.metrics, self.settings.access_log);
     }
 }

@@ -25,6 +25,7 @@ use crate::inbound::listener::{self, ConnectionTracker, Proxies};
 use crate::inbound::passthrough::Passthrough;
 use crate::inbound::proxy_protocol;
 use crate::inbound::tunnel::TunnelHandler;
+use crate::proxy::direct::Front;
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
@@ -71,7 +72,7 @@ pub struct Running {
     pub identity: Option<Arc<IdentityStore>>,
     readiness: Arc<Readiness>,
     settings: Arc<Settings>,
-    proxies: Proxies<HttpProxy<Waypoint>>,
+    proxies: Proxies<Front>,
     tracker: Arc<ConnectionTracker>,
     shutdown: watch::Sender<bool>,
     admin_stop: watch::Sender<bool>,
@@ -126,18 +127,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         addr_of(&pp_listener),
     );
 
-    let build = |h2c| {
-        Arc::new(build_proxy(
+    let waypoint = || {
+        Waypoint::new(
             store.clone(),
             metrics.clone(),
             settings.clone(),
             dialer.clone(),
-            h2c,
-        ))
+        )
     };
     let proxies = Proxies {
-        http1: build(false),
-        h2c: build(true),
+        http1: Arc::new(Front::http1(waypoint(), build_proxy(waypoint(), false))),
+        h2c: Arc::new(Front::proxy_only(build_proxy(waypoint(), true))),
     };
     let tracker = Arc::new(ConnectionTracker::default());
     let mut tasks = Vec::new();
@@ -311,16 +311,9 @@ async fn load_identity(
     Ok((Some(identity), None, Some(renewer)))
 }
 
-fn build_proxy(
-    store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
-    settings: Arc<Settings>,
-    dialer: Arc<Dialer>,
-    h2c: bool,
-) -> HttpProxy<Waypoint> {
+fn build_proxy(waypoint: Waypoint, h2c: bool) -> HttpProxy<Waypoint> {
     let conf = Arc::new(ServerConf::default());
-    let mut proxy =
-        pingora_proxy::http_proxy(&conf, Waypoint::new(store, metrics, settings, dialer));
+    let mut proxy = pingora_proxy::http_proxy(&conf, waypoint);
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);

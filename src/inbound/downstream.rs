@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::Digest;
 use pingora_proxy::Session;
 
 use crate::addr::ClientIp;
@@ -33,8 +35,13 @@ impl Downstream {
     /// The context attached to this session's connection, or an anonymous
     /// plain-listener one.
     pub fn of(session: &Session) -> Downstream {
-        let attached = session
-            .digest()
+        Self::of_connection(session.digest(), session.client_addr())
+    }
+
+    /// The same, from a connection's digest and peer address (an HTTP/1.1
+    /// session driven without Pingora's proxy).
+    pub fn of_connection(digest: Option<&Digest>, client: Option<&PingoraAddr>) -> Downstream {
+        let attached = digest
             .and_then(|d| d.proxy_digest.as_ref())
             .and_then(|p| p.user_data.as_ref())
             .and_then(|data| data.downcast_ref::<Downstream>());
@@ -42,10 +49,7 @@ impl Downstream {
             Some(d) => d.clone(),
             None => Downstream {
                 caller: Caller {
-                    client_ip: session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| ClientIp(a.ip())),
+                    client_ip: client.and_then(|a| a.as_inet()).map(|a| ClientIp(a.ip())),
                     ..Default::default()
                 },
                 target: None,

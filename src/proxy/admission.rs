@@ -5,7 +5,7 @@
 //! lets the policy decide, and writes flags, deadline, pool slot and hash
 //! back; refusals become [`Failure`]s here.
 
-use pingora_proxy::Session;
+use pingora_http::RequestHeader;
 
 use crate::policy::admission::{admit, Refusal};
 use crate::telemetry::ResponseFlags;
@@ -22,7 +22,7 @@ impl Waypoint {
     /// request (or it overflows: 503 UO).
     pub(super) async fn admit(
         &self,
-        session: &Session,
+        req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> std::result::Result<(), Failure> {
         let Some(plan) = ctx.routed.plan.as_ref() else {
@@ -56,7 +56,6 @@ impl Waypoint {
             }
         }
         if let LbChoice::ConsistentHash(key) = &cluster.lb {
-            let req = session.req_header();
             let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             ctx.attempts.hash =
                 crate::upstream::request_hash(key, &req.headers, pq, ctx.caller.client_ip);

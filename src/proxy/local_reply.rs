@@ -20,16 +20,7 @@ impl Waypoint {
         ctx: &mut RequestCtx,
         failure: Failure,
     ) -> Result<bool> {
-        let body = Bytes::from(failure.body());
-        let mut resp = ResponseHeader::build(failure.status(), Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, failure.content_type())?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        for (name, value) in failure.extra_headers() {
-            resp.insert_header(name, value)?;
-        }
-        ctx.reply.flags.insert(failure.flags());
-        ctx.reply.local_status = Some(failure.status());
-        ctx.reply.failure = Some(failure);
+        let (resp, body) = failure_reply(ctx, failure)?;
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
@@ -54,4 +45,23 @@ impl Waypoint {
         session.write_response_header(Box::new(resp), true).await?;
         Ok(true)
     }
+}
+
+/// The response Envoy would send for `failure` (status, flag, body), noted in
+/// `ctx` as the waypoint's own answer.
+pub(super) fn failure_reply(
+    ctx: &mut RequestCtx,
+    failure: Failure,
+) -> Result<(ResponseHeader, Bytes)> {
+    let body = Bytes::from(failure.body());
+    let mut resp = ResponseHeader::build(failure.status(), Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, failure.content_type())?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    for (name, value) in failure.extra_headers() {
+        resp.insert_header(name, value)?;
+    }
+    ctx.reply.flags.insert(failure.flags());
+    ctx.reply.local_status = Some(failure.status());
+    ctx.reply.failure = Some(failure);
+    Ok((resp, body))
 }

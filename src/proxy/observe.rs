@@ -1,6 +1,7 @@
 //! The `logging` phase's work: turn a finished request's context into
 //! Istio's metric labels and an access-log line.
 
+use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::telemetry::access_log::{format_start_time, AccessLogEntry};
@@ -8,19 +9,43 @@ use crate::telemetry::{Metrics, PeerLabels, RequestLabels};
 
 use super::ctx::RequestCtx;
 
+/// What the downstream session saw of a finished request, whichever path served it.
+pub struct Exchange<'a> {
+    pub req: &'a RequestHeader,
+    /// The status written to the client, if a response head was written.
+    pub written_status: Option<u16>,
+    pub body_bytes_read: usize,
+    pub body_bytes_sent: usize,
+    pub client_addr: Option<&'a pingora_core::protocols::l4::socket::SocketAddr>,
+    pub http2: bool,
+}
+
+impl<'a> Exchange<'a> {
+    /// The facts of a request served by Pingora's proxy.
+    pub fn of(session: &'a Session) -> Self {
+        Exchange {
+            req: session.req_header(),
+            written_status: session.response_written().map(|r| r.status.as_u16()),
+            body_bytes_read: session.body_bytes_read(),
+            body_bytes_sent: session.body_bytes_sent(),
+            client_addr: session.client_addr(),
+            http2: session.is_http2(),
+        }
+    }
+}
+
 /// Records the finished request in metrics and, when enabled, the access log.
-pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log: bool) {
-    let status = session
-        .response_written()
-        .map(|r| r.status.as_u16())
+pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_log: bool) {
+    let status = exchange
+        .written_status
         .or(ctx.reply.local_status)
         .unwrap_or(0);
     let labels = labels(ctx, status);
     let duration = ctx.started.elapsed();
-    let req = session.req_header();
+    let req = exchange.req;
     let header_bytes = super::headers::header_block_len(req) as u64;
-    let request_bytes = header_bytes + session.body_bytes_read() as u64;
-    let response_bytes = session.body_bytes_sent() as u64;
+    let request_bytes = header_bytes + exchange.body_bytes_read as u64;
+    let response_bytes = exchange.body_bytes_sent as u64;
     metrics.record_request(
         &labels,
         duration.as_secs_f64() * 1000.0,
@@ -39,14 +64,10 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
             start_time: format_start_time(ctx.start_time),
             method: req.method.as_str(),
             path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            protocol: if session.is_http2() {
-                "HTTP/2"
-            } else {
-                "HTTP/1.1"
-            },
+            protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
             response_code: status,
             response_flags: ctx.reply.flags,
-            bytes_received: session.body_bytes_read() as u64,
+            bytes_received: exchange.body_bytes_read as u64,
             bytes_sent: response_bytes,
             duration: duration.as_millis() as u64,
             upstream_host: ctx
@@ -58,7 +79,7 @@ pub fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics, access_log
             x_request_id: Some(ctx.request_id.as_str()),
             authority: super::headers::host(req),
             route_name: route.as_deref(),
-            downstream_remote_address: session.client_addr().map(|a| a.to_string()),
+            downstream_remote_address: exchange.client_addr.map(|a| a.to_string()),
             user_agent: req
                 .headers
                 .get(http::header::USER_AGENT)

@@ -79,7 +79,7 @@ impl Waypoint {
             RouteDecision::Forward(plan) => {
                 ctx.routed.route = plan.route.clone();
                 ctx.routed.plan = Some(plan);
-                match self.admit(session, ctx).await {
+                match self.admit(session.req_header(), ctx).await {
                     Ok(()) => Ok(false),
                     Err(failure) => self.answer(session, ctx, failure).await,
                 }
@@ -137,8 +137,11 @@ pub(super) fn destination_of(
 }
 
 /// Routing's view of a request.
-pub(super) fn request_info<'a>(session: &'a Session, host: &'a str, port: u16) -> RequestInfo<'a> {
-    let req = session.req_header();
+pub(super) fn request_info<'a>(
+    req: &'a pingora_http::RequestHeader,
+    host: &'a str,
+    port: u16,
+) -> RequestInfo<'a> {
     RequestInfo {
         method: req.method.as_str(),
         path_and_query: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
@@ -150,7 +153,7 @@ pub(super) fn request_info<'a>(session: &'a Session, host: &'a str, port: u16) -
 }
 
 /// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
-fn wants_h2c(plan: &ForwardPlan) -> bool {
+pub(super) fn wants_h2c(plan: &ForwardPlan) -> bool {
     matches!(
         plan.backend.port.app_protocol.as_deref(),
         Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")

@@ -149,13 +149,30 @@ impl Dialer {
         }
     }
 
+    /// True when in-mesh endpoints are reached over HBONE (the waypoint has
+    /// an identity).
+    pub fn tunnels_in_mesh(&self) -> bool {
+        self.hbone.is_some()
+    }
+
     /// Opens a byte stream to `target` within the connect timeout.
     pub async fn connect(
         &self,
         target: DialTarget,
         on_behalf_of: &Originator,
     ) -> Result<UpstreamIo, DialError> {
-        let timeout = self.connect_timeout;
+        self.connect_within(target, on_behalf_of, self.connect_timeout)
+            .await
+    }
+
+    /// Opens a byte stream to `target` within `timeout` (a cluster's
+    /// `connectTimeout`).
+    pub async fn connect_within(
+        &self,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+        timeout: Duration,
+    ) -> Result<UpstreamIo, DialError> {
         match (self.transport(target), &self.hbone) {
             (Transport::Hbone { ztunnel }, Some(h)) => {
                 let headers = on_behalf_of.headers();
