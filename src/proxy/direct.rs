@@ -11,7 +11,8 @@
 //!
 //! Which requests: HTTP/1.1 without a body or hop-by-hop headers (other than
 //! `Connection: keep-alive`), forwarded by a route with no Wasm plugin and no
-//! mirror to plain HTTP/1.1 endpoints. Everything else — and every request the
+//! mirror to HTTP/1.1 endpoints, plain or over HBONE (kept tunnels, as the
+//! full proxy keeps them). Everything else — and every request the
 //! waypoint answers itself before routing (errors, redirects) — goes to
 //! Pingora's proxy ([`super::Waypoint`]'s `ProxyHttp`) with its bytes replayed
 //! ([`crate::inbound::replay`]), so both paths give the same answers.
@@ -27,7 +28,6 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::v1::client::HttpSession as Upstream;
 use pingora_core::protocols::http::v1::server::HttpSession as Downstream1;
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -42,7 +42,7 @@ use crate::inbound::Downstream;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::routing::RouteDecision;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::dial::{DialError, DialTarget, UpstreamIo};
+use crate::upstream::dial::{DialTarget, Transport};
 use crate::upstream::outlier::Outcome;
 
 use super::ctx::{RequestCtx, Routed};
@@ -244,8 +244,7 @@ impl Waypoint {
         else {
             return None;
         };
-        let tunnelled = self.dialer.tunnels_in_mesh() && plan.endpoints.any_in_mesh();
-        if !plan.mirrors.is_empty() || wants_h2c(&plan) || tunnelled {
+        if !plan.mirrors.is_empty() || wants_h2c(&plan) {
             return None;
         }
         Some(RequestCtx {
@@ -265,12 +264,23 @@ impl Waypoint {
     async fn serve_fast(&self, down: &mut Downstream1, mut ctx: RequestCtx, pool: &pool::IdlePool) {
         let result = match self.admit(down.req_header(), &mut ctx).await {
             Ok(()) => self.forward(down, &mut ctx, pool).await,
-            Err(refused) => self.answer_fast(down, &mut ctx, refused).await,
+            Err(refused) => self
+                .answer_fast(down, &mut ctx, refused)
+                .await
+                .map(|()| false),
         };
-        if let Err(e) = result {
-            debug!(error = %e, "fast path: downstream write failed");
-            ctx.reply.flags.insert(ResponseFlags::DC);
-            down.set_server_keepalive(None);
+        let clean = match result {
+            Ok(clean) => clean,
+            Err(e) => {
+                debug!(error = %e, "fast path: downstream write failed");
+                ctx.reply.flags.insert(ResponseFlags::DC);
+                down.set_server_keepalive(None);
+                false
+            }
+        };
+        // The tunnel of the last attempt is kept only after a complete exchange.
+        if let Some(tunnel) = ctx.attempts.tunnel.take() {
+            tunnel.finish(clean);
         }
         let exchange = Exchange {
             req: down.req_header(),
@@ -299,20 +309,21 @@ impl Waypoint {
 
     /// The attempts loop (the fast path's `upstream_peer`, `fail_to_connect`,
     /// `error_while_proxy` and `upstream_response_filter`), then the response.
-    /// `Err` only when the downstream could not be written.
+    /// `Ok(true)` when the upstream exchange completed; `Err` only when the
+    /// downstream could not be written.
     async fn forward(
         &self,
         down: &mut Downstream1,
         ctx: &mut RequestCtx,
         pool: &pool::IdlePool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         loop {
             if let Some(wait) = attempts::backoff(ctx) {
                 tokio::time::sleep(wait).await;
             }
             let picked = match self.pick_attempt(ctx) {
                 Ok(p) => p,
-                Err(e) => return self.fail_fast(down, ctx, &e).await,
+                Err(e) => return self.fail_fast(down, ctx, &e).await.map(|()| false),
             };
             let addr = picked.endpoint.addr;
             let target = DialTarget {
@@ -323,7 +334,7 @@ impl Waypoint {
             let mut req = down.req_header().clone();
             req.remove_header(&header::CONNECTION);
             if let Err(e) = self.prepare_upstream_request(&mut req, ctx) {
-                return self.fail_fast(down, ctx, &e).await;
+                return self.fail_fast(down, ctx, &e).await.map(|()| false);
             }
 
             let (mut up, reused) = match self.open(ctx, target, pool).await {
@@ -334,7 +345,7 @@ impl Waypoint {
                     if attempts::try_retry(ctx, AttemptFailure::ConnectFailure) {
                         continue;
                     }
-                    return self.fail_fast(down, ctx, &e).await;
+                    return self.fail_fast(down, ctx, &e).await.map(|()| false);
                 }
             };
             let mut exchanged = self.exchange_head(&mut up, req.clone(), ctx).await;
@@ -348,7 +359,7 @@ impl Waypoint {
                         if attempts::try_retry(ctx, AttemptFailure::ConnectFailure) {
                             continue;
                         }
-                        return self.fail_fast(down, ctx, &e).await;
+                        return self.fail_fast(down, ctx, &e).await.map(|()| false);
                     }
                 };
                 exchanged = self.exchange_head(&mut up, req, ctx).await;
@@ -360,7 +371,7 @@ impl Waypoint {
                     if attempts::try_retry(ctx, attempts::classify(&e)) {
                         continue;
                     }
-                    return self.fail_fast(down, ctx, &e).await;
+                    return self.fail_fast(down, ctx, &e).await.map(|()| false);
                 }
             };
             attempts::report(ctx, Outcome::Status(code));
@@ -371,7 +382,7 @@ impl Waypoint {
                     }
                     let e =
                         Error::explain(ErrorType::HTTPStatus(code), "retriable upstream status");
-                    return self.fail_fast(down, ctx, &e).await;
+                    return self.fail_fast(down, ctx, &e).await.map(|()| false);
                 }
                 RetryDecision::GiveUp { urx: true } => ctx.reply.flags.insert(ResponseFlags::URX),
                 RetryDecision::GiveUp { urx: false } | RetryDecision::NotRetriable => {}
@@ -384,43 +395,39 @@ impl Waypoint {
     /// endpoint, else a new one. `true` when it was reused.
     async fn open(
         &self,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         target: DialTarget,
         pool: &pool::IdlePool,
     ) -> Result<(Upstream, bool)> {
-        let idle_timeout = ctx
-            .routed
-            .plan
-            .as_ref()
-            .and_then(|p| p.endpoints.cluster().idle_timeout);
-        if let Some(stream) = pool.take(target.addr, idle_timeout) {
-            return Ok((self.upstream_session(stream, ctx), true));
+        // Tunnels are kept by the dialer (per client), plain connections here.
+        if self.dialer.transport(target) == Transport::Plain {
+            let idle_timeout = ctx
+                .routed
+                .plan
+                .as_ref()
+                .and_then(|p| p.endpoints.cluster().idle_timeout);
+            if let Some(stream) = pool.take(target.addr, idle_timeout) {
+                return Ok((self.upstream_session(stream, ctx), true));
+            }
         }
         Ok((self.open_fresh(ctx, target).await?, false))
     }
 
-    /// A new connection through the one dialer, within the cluster's
-    /// `connectTimeout`.
-    async fn open_fresh(&self, ctx: &RequestCtx, target: DialTarget) -> Result<Upstream> {
-        let timeout = ctx
-            .routed
-            .plan
-            .as_ref()
-            .and_then(|p| p.endpoints.cluster().connect_timeout)
+    /// A new connection (or a kept HBONE tunnel) through the one dialer,
+    /// within the cluster's `connectTimeout`.
+    async fn open_fresh(&self, ctx: &mut RequestCtx, target: DialTarget) -> Result<Upstream> {
+        let cluster = ctx.routed.plan.as_ref().map(|p| p.endpoints.cluster());
+        let timeout = cluster
+            .and_then(|c| c.connect_timeout)
             .unwrap_or(self.settings.connect_timeout);
-        let io = self
+        let idle_for = cluster.and_then(|c| c.idle_timeout);
+        let (stream, lease) = self
             .dialer
-            .connect_within(target, &ctx.caller.originator(), timeout)
-            .await
-            .map_err(connect_error)?;
-        let UpstreamIo::Plain(tcp) = io else {
-            // `plan_fast` declines plans with in-mesh endpoints.
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "BUG: the fast path dialled HBONE",
-            ));
-        };
-        Ok(self.upstream_session(Box::new(L4Stream::from(tcp)), ctx))
+            .open_http1(target, &ctx.caller.originator(), timeout, idle_for)
+            .await?;
+        // The previous attempt's tunnel (if any) failed: dropping its lease closes it.
+        ctx.attempts.tunnel = lease;
+        Ok(self.upstream_session(Box::new(stream), ctx))
     }
 
     /// A client session whose reads and writes are bounded by the per-try
@@ -474,7 +481,7 @@ impl Waypoint {
         mut up: Upstream,
         addr: std::net::SocketAddr,
         pool: &pool::IdlePool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(head) = up.resp_header() else {
             return Error::e_explain(ErrorType::InternalError, "BUG: relay without a response");
         };
@@ -508,15 +515,18 @@ impl Waypoint {
                     }
                     down.set_server_keepalive(None);
                     down.finish_body().await.ok();
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         down.finish_body().await?;
         if let Some(stream) = up.reuse().await {
-            pool.put(addr, stream);
+            // A tunnel goes back to its lease when dropped.
+            if ctx.attempts.tunnel.is_none() {
+                pool.put(addr, stream);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Answers an attempt that failed for good, as `fail_to_proxy` does.
@@ -541,19 +551,6 @@ impl Waypoint {
             }
         }
     }
-}
-
-/// A dial failure as the Pingora error its connector would have raised, so
-/// the retry policy and the answer read it the same way.
-fn connect_error(e: DialError) -> Box<Error> {
-    let etype = match &e {
-        DialError::Timeout { .. } => ErrorType::ConnectTimedout,
-        DialError::Tcp { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-            ErrorType::ConnectRefused
-        }
-        _ => ErrorType::ConnectError,
-    };
-    Error::because(etype, "connecting to the upstream", e)
 }
 
 #[cfg(test)]

@@ -16,8 +16,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pingora_core::connectors::L4Connect;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::ErrorType;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -149,12 +153,6 @@ impl Dialer {
         }
     }
 
-    /// True when in-mesh endpoints are reached over HBONE (the waypoint has
-    /// an identity).
-    pub fn tunnels_in_mesh(&self) -> bool {
-        self.hbone.is_some()
-    }
-
     /// Opens a byte stream to `target` within the connect timeout.
     pub async fn connect(
         &self,
@@ -225,20 +223,9 @@ impl Dialer {
         let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) else {
             return None;
         };
-        let mut connector =
-            HboneConnector::new(h.pool.clone(), ztunnel, target.addr, on_behalf_of.headers());
-        let lease = (peer.options.alpn == ALPN::H1).then(|| {
-            let key = TunnelKey {
-                ztunnel,
-                target: target.addr,
-                client: on_behalf_of.client_ip.map(|ip| ip.ip()),
-            };
-            let idle_for = peer.options.idle_timeout.unwrap_or(KEPT_TUNNEL_IDLE);
-            h.keepalive.lease(key, idle_for)
-        });
-        if let Some(lease) = &lease {
-            connector = connector.with_lease(lease.connect_side());
-        }
+        let lease = (peer.options.alpn == ALPN::H1)
+            .then(|| h.lease(ztunnel, target, on_behalf_of, peer.options.idle_timeout));
+        let connector = h.connector(ztunnel, target, on_behalf_of, lease.as_ref());
         peer.options.custom_l4 = Some(Arc::new(connector));
         // Pingora keys its pool by address, not by custom_l4: a distinct group
         // keeps a pooled plaintext connection from ever serving an HBONE peer.
@@ -246,6 +233,100 @@ impl Dialer {
         // `connection_timeout` is not applied to custom L4 connects.
         peer.options.total_connection_timeout = Some(timeout);
         lease
+    }
+}
+
+impl Dialer {
+    /// For the HTTP/1.1 fast path (`proxy::direct`), which speaks HTTP itself: a
+    /// connection to `target` as a Pingora stream, within `timeout`, with the
+    /// errors Pingora's connector would raise. Over HBONE it is a kept tunnel when
+    /// a live one is idle, and comes with the lease that keeps it again after a
+    /// clean exchange (for `idle_for`, 60 s when unset), as [`Dialer::configure_peer`]
+    /// arranges for Pingora's proxy.
+    pub async fn open_http1(
+        &self,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+        timeout: Duration,
+        idle_for: Option<Duration>,
+    ) -> pingora_error::Result<(L4Stream, Option<TunnelLease>)> {
+        if let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) {
+            let lease = h.lease(ztunnel, target, on_behalf_of, idle_for);
+            let connector = h.connector(ztunnel, target, on_behalf_of, Some(&lease));
+            let addr = PingoraAddr::Inet(target.addr);
+            return match tokio::time::timeout(timeout, connector.connect(&addr)).await {
+                Ok(stream) => Ok((stream?, Some(lease))),
+                Err(_) => Err(pingora_error::Error::explain(
+                    ErrorType::ConnectTimedout,
+                    format!(
+                        "HBONE CONNECT {} via {ztunnel}: no tunnel after {timeout:?}",
+                        target.addr
+                    ),
+                )),
+            };
+        }
+        match self.connect_within(target, on_behalf_of, timeout).await {
+            Ok(UpstreamIo::Plain(tcp)) => Ok((L4Stream::from(tcp), None)),
+            Ok(UpstreamIo::Hbone(_)) => Err(pingora_error::Error::explain(
+                ErrorType::InternalError,
+                "BUG: a plain transport dialled HBONE",
+            )),
+            Err(e) => {
+                let etype = match &e {
+                    DialError::Timeout { .. } => ErrorType::ConnectTimedout,
+                    DialError::Tcp { source, .. }
+                        if source.kind() == io::ErrorKind::ConnectionRefused =>
+                    {
+                        ErrorType::ConnectRefused
+                    }
+                    _ => ErrorType::ConnectError,
+                };
+                Err(pingora_error::Error::because(
+                    etype,
+                    "connecting upstream",
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+impl HboneDialer {
+    /// A lease on a tunnel to `target` via `ztunnel` for `on_behalf_of`'s client.
+    fn lease(
+        &self,
+        ztunnel: SocketAddr,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+        idle_for: Option<Duration>,
+    ) -> TunnelLease {
+        let key = TunnelKey {
+            ztunnel,
+            target: target.addr,
+            client: on_behalf_of.client_ip.map(|ip| ip.ip()),
+        };
+        self.keepalive
+            .lease(key, idle_for.unwrap_or(KEPT_TUNNEL_IDLE))
+    }
+
+    /// Pingora's L4 connect for one tunnel, through `lease` when there is one.
+    fn connector(
+        &self,
+        ztunnel: SocketAddr,
+        target: DialTarget,
+        on_behalf_of: &Originator,
+        lease: Option<&TunnelLease>,
+    ) -> HboneConnector {
+        let connector = HboneConnector::new(
+            self.pool.clone(),
+            ztunnel,
+            target.addr,
+            on_behalf_of.headers(),
+        );
+        match lease {
+            Some(lease) => connector.with_lease(lease.connect_side()),
+            None => connector,
+        }
     }
 }
 

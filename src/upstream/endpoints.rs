@@ -27,8 +27,6 @@ pub struct EndpointSet {
     active: Vec<Arc<AtomicU64>>,
     cluster: ClusterPolicy,
     next: AtomicUsize,
-    /// Some endpoint is in the mesh (see [`EndpointSet::any_in_mesh`]).
-    any_in_mesh: bool,
 }
 
 impl fmt::Debug for EndpointSet {
@@ -88,13 +86,11 @@ impl EndpointSet {
             .map(Arc::new)
             .collect();
         let active = endpoints.iter().map(|e| load.counter(e.addr)).collect();
-        let any_in_mesh = endpoints.iter().any(|e| e.in_mesh);
         Self {
             endpoints,
             active,
             cluster,
             next: AtomicUsize::new(0),
-            any_in_mesh,
         }
     }
 
@@ -105,7 +101,6 @@ impl EndpointSet {
             active: Vec::new(),
             cluster: ClusterPolicy::plain(ClusterName(Arc::from("")), policy),
             next: AtomicUsize::new(0),
-            any_in_mesh: false,
         }
     }
 
@@ -117,12 +112,6 @@ impl EndpointSet {
     /// True when no endpoint is ready (the proxy answers 503 UH).
     pub fn is_empty(&self) -> bool {
         self.endpoints.is_empty()
-    }
-
-    /// True when some endpoint is captured by ambient (reached over HBONE
-    /// when the waypoint has an identity); computed once per snapshot.
-    pub fn any_in_mesh(&self) -> bool {
-        self.any_in_mesh
     }
 
     /// Number of ready endpoints.
