@@ -92,6 +92,11 @@ impl Front {
 
     /// Reads the next request head; `None` when the connection is over.
     async fn read_head(&self, down: &mut Downstream1) -> Option<Result<()>> {
+        // Registered before the flag is checked, so a shutdown between the two
+        // still wakes this connection.
+        let shutdown = self.shutdown.notified();
+        tokio::pin!(shutdown);
+        shutdown.as_mut().enable();
         if self.shutting_down.load(Ordering::Acquire) {
             return None;
         }
@@ -102,7 +107,30 @@ impl Front {
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
             },
-            _ = self.shutdown.notified() => None,
+            _ = shutdown => None,
+        }
+    }
+}
+
+/// Why an attempt failed, as the retry policy needs to know it.
+struct Failed {
+    error: Box<Error>,
+    /// No connection (UF, `connect-failure`), rather than a failed exchange.
+    connecting: bool,
+}
+
+impl Failed {
+    fn connect(error: Box<Error>) -> Self {
+        Failed {
+            error,
+            connecting: true,
+        }
+    }
+
+    fn exchange(error: Box<Error>) -> Self {
+        Failed {
+            error,
+            connecting: false,
         }
     }
 }
@@ -331,47 +359,20 @@ impl Waypoint {
                 in_mesh: picked.endpoint.in_mesh,
             };
             ctx.attempts.picked = Some(picked);
-            let mut req = down.req_header().clone();
-            req.remove_header(&header::CONNECTION);
-            if let Err(e) = self.prepare_upstream_request(&mut req, ctx) {
-                return self.fail_fast(down, ctx, &e).await.map(|()| false);
-            }
-
-            let (mut up, reused) = match self.open(ctx, target, pool).await {
-                Ok(opened) => opened,
-                Err(e) => {
-                    ctx.reply.flags.insert(ResponseFlags::UF);
-                    attempts::report(ctx, Outcome::LocalFailure);
-                    if attempts::try_retry(ctx, AttemptFailure::ConnectFailure) {
-                        continue;
-                    }
-                    return self.fail_fast(down, ctx, &e).await.map(|()| false);
-                }
-            };
-            let mut exchanged = self.exchange_head(&mut up, req.clone(), ctx).await;
-            if reused && matches!(&exchanged, Err(e) if e.esource() != &ErrorSource::Downstream) {
-                // The upstream closed the idle connection: once more, fresh.
-                up = match self.open_fresh(ctx, target).await {
-                    Ok(up) => up,
-                    Err(e) => {
+            let (up, code) = match self.attempt(ctx, target, pool, down.req_header()).await {
+                Ok(answered) => answered,
+                Err(Failed { error, connecting }) => {
+                    let failure = if connecting {
                         ctx.reply.flags.insert(ResponseFlags::UF);
-                        attempts::report(ctx, Outcome::LocalFailure);
-                        if attempts::try_retry(ctx, AttemptFailure::ConnectFailure) {
-                            continue;
-                        }
-                        return self.fail_fast(down, ctx, &e).await.map(|()| false);
-                    }
-                };
-                exchanged = self.exchange_head(&mut up, req, ctx).await;
-            }
-            let code = match exchanged {
-                Ok(code) => code,
-                Err(e) => {
+                        AttemptFailure::ConnectFailure
+                    } else {
+                        attempts::classify(&error)
+                    };
                     attempts::report(ctx, Outcome::LocalFailure);
-                    if attempts::try_retry(ctx, attempts::classify(&e)) {
+                    if attempts::try_retry(ctx, failure) {
                         continue;
                     }
-                    return self.fail_fast(down, ctx, &e).await.map(|()| false);
+                    return self.fail_fast(down, ctx, &error).await.map(|()| false);
                 }
             };
             attempts::report(ctx, Outcome::Status(code));
@@ -389,6 +390,57 @@ impl Waypoint {
             }
             return self.relay(down, ctx, up, addr, pool).await;
         }
+    }
+
+    /// One attempt: a connection, the request head sent, the response head read.
+    /// A parked connection the upstream closed meanwhile is replaced once.
+    async fn attempt(
+        &self,
+        ctx: &mut RequestCtx,
+        target: DialTarget,
+        pool: &pool::IdlePool,
+        downstream: &RequestHeader,
+    ) -> std::result::Result<(Upstream, u16), Failed> {
+        let (mut up, reused) = self
+            .open(ctx, target, pool)
+            .await
+            .map_err(Failed::connect)?;
+        let req = self
+            .upstream_request(downstream, ctx)
+            .map_err(Failed::exchange)?;
+        match self.exchange_head(&mut up, req).await {
+            Ok(code) => Ok((up, code)),
+            Err(e) if !reused || e.esource() == &ErrorSource::Downstream => {
+                Err(Failed::exchange(e))
+            }
+            Err(_) => {
+                let mut up = self
+                    .open_fresh(ctx, target)
+                    .await
+                    .map_err(Failed::connect)?;
+                let req = self
+                    .upstream_request(downstream, ctx)
+                    .map_err(Failed::exchange)?;
+                let code = self
+                    .exchange_head(&mut up, req)
+                    .await
+                    .map_err(Failed::exchange)?;
+                Ok((up, code))
+            }
+        }
+    }
+
+    /// The request as it goes upstream: the client's, without the hop's
+    /// `Connection`, with the route's request filters applied.
+    fn upstream_request(
+        &self,
+        downstream: &RequestHeader,
+        ctx: &RequestCtx,
+    ) -> Result<RequestHeader> {
+        let mut req = downstream.clone();
+        req.remove_header(&header::CONNECTION);
+        self.prepare_upstream_request(&mut req, ctx)?;
+        Ok(req)
     }
 
     /// An upstream connection for this attempt: an idle one to the same
@@ -448,13 +500,7 @@ impl Waypoint {
 
     /// Sends the request head and reads the response head (skipping 1xx);
     /// the response status.
-    async fn exchange_head(
-        &self,
-        up: &mut Upstream,
-        req: RequestHeader,
-        ctx: &RequestCtx,
-    ) -> Result<u16> {
-        let _ = ctx;
+    async fn exchange_head(&self, up: &mut Upstream, req: RequestHeader) -> Result<u16> {
         up.write_request_header(Box::new(req)).await?;
         up.finish_body().await?;
         loop {
