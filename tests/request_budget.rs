@@ -54,7 +54,7 @@ static GLOBAL: Counting = Counting;
 /// when the ledger improves.
 const REQUESTS: u64 = 2000;
 const WARMUP: u64 = 200;
-const MAX_ALLOCS_PER_REQUEST: f64 = 88.0;
+const MAX_ALLOCS_PER_REQUEST: f64 = 82.0;
 /// Most of it is Pingora's 64 KiB body buffer, allocated for every upstream response.
 const MAX_ALLOC_BYTES_PER_REQUEST: f64 = 100_000.0;
 /// One read of the request and one of the response.
