@@ -177,7 +177,8 @@ impl ServerApp for Front {
 
 /// Request headers that ask something of the hop (RFC 9110 §7.6.1; the set
 /// Pingora's proxy strips) or of the body; a request with any of them takes
-/// Pingora's proxy, which sanitises them. `Connection: keep-alive` alone is allowed (and not forwarded).
+/// Pingora's proxy, which sanitises them. `Connection: keep-alive` alone is
+/// allowed (and not forwarded).
 const HOP_HEADERS: [&str; 10] = [
     "keep-alive",
     "proxy-connection",

@@ -13,15 +13,15 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::policy::retry::{AttemptFailure, RetryDecision};
+use crate::proxy::ctx::RequestCtx;
+use crate::proxy::failure::{self, Failure};
+use crate::proxy::local_reply::failure_reply;
+use crate::proxy::observe::{self, Exchange};
+use crate::proxy::{attempts, Waypoint};
 use crate::telemetry::ResponseFlags;
 use crate::upstream::dial::{DialTarget, Transport};
 use crate::upstream::outlier::Outcome;
 
-use super::super::ctx::RequestCtx;
-use super::super::failure::{self, Failure};
-use super::super::local_reply::failure_reply;
-use super::super::observe::{self, Exchange};
-use super::super::{attempts, Waypoint};
 use super::pool;
 
 /// Why an attempt failed, as the retry policy needs to know it.
