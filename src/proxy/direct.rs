@@ -247,7 +247,7 @@ impl Waypoint {
         Some(RequestCtx {
             request_id: headers::request_id(req),
             caller: downstream.caller,
-            published: Some(published.clone()),
+            published: Some(published),
             routed: Routed {
                 destination: Some(destination),
                 route: plan.route.clone(),

@@ -32,6 +32,18 @@ impl<'a> Exchange<'a> {
             http2: session.is_http2(),
         }
     }
+
+    /// The facts of a request served by the HTTP/1.1 fast path.
+    pub fn of_http1(session: &'a pingora_core::protocols::http::v1::server::HttpSession) -> Self {
+        Exchange {
+            req: session.req_header(),
+            written_status: session.response_written().map(|r| r.status.as_u16()),
+            body_bytes_read: session.body_bytes_read(),
+            body_bytes_sent: session.body_bytes_sent(),
+            client_addr: session.client_addr(),
+            http2: false,
+        }
+    }
 }
 
 /// Records the finished request in metrics and, when enabled, the access log.

@@ -234,9 +234,7 @@ impl Dialer {
         peer.options.total_connection_timeout = Some(timeout);
         lease
     }
-}
 
-impl Dialer {
     /// For the HTTP/1.1 fast path (`proxy::direct`), which speaks HTTP itself: a
     /// connection to `target` as a Pingora stream, within `timeout`, with the
     /// errors Pingora's connector would raise. Over HBONE it is a kept tunnel when

@@ -75,14 +75,7 @@ impl Waypoint {
         if let Some(tunnel) = ctx.attempts.tunnel.take() {
             tunnel.finish(clean);
         }
-        let exchange = Exchange {
-            req: down.req_header(),
-            written_status: down.response_written().map(|r| r.status.as_u16()),
-            body_bytes_read: down.body_bytes_read(),
-            body_bytes_sent: down.body_bytes_sent(),
-            client_addr: down.client_addr(),
-            http2: false,
-        };
+        let exchange = Exchange::of_http1(down);
         observe::record(&exchange, &ctx, &self.metrics, self.settings.access_log);
     }
 
@@ -224,6 +217,9 @@ impl Waypoint {
                 .as_ref()
                 .and_then(|p| p.endpoints.cluster().idle_timeout);
             if let Some(stream) = pool.take(target.addr, idle_timeout) {
+                // An earlier attempt's tunnel failed: dropping its lease closes it,
+                // and the connection goes back to this pool, not to a lease.
+                ctx.attempts.tunnel = None;
                 return Ok((self.upstream_session(stream, ctx), true));
             }
         }
