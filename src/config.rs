@@ -11,6 +11,7 @@ mod istio;
 mod istio_traffic;
 pub mod load;
 mod meta;
+mod security;
 pub mod source;
 pub mod watch;
 
@@ -24,6 +25,7 @@ pub use istio::*;
 pub use istio_traffic::*;
 pub use load::{load_objects, load_path, load_str};
 pub use meta::{NamespacedName, ObjectMeta};
+pub use security::*;
 
 /// Where an object came from: the file and the 0-based index of the YAML
 /// document in it (items of a `List` share their document's index).
@@ -57,6 +59,7 @@ pub struct Resources {
     pub virtual_services: Vec<Sourced<VirtualService>>,
     pub destination_rules: Vec<Sourced<DestinationRule>>,
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
+    pub authorization_policies: Vec<Sourced<LoadedPolicy>>,
 }
 
 impl Resources {
@@ -74,6 +77,7 @@ impl Resources {
             ("VirtualService", self.virtual_services.len()),
             ("DestinationRule", self.destination_rules.len()),
             ("WasmPlugin", self.wasm_plugins.len()),
+            ("AuthorizationPolicy", self.authorization_policies.len()),
         ]
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod admin;
+pub mod authz;
 pub mod check;
 pub mod config;
 pub mod control;

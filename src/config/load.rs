@@ -15,12 +15,14 @@ use serde_yaml::Value;
 use tracing::{debug, warn};
 
 use super::{
-    ConfigError, ConfigErrors, Location, NamespacedName, ObjectRef, Origin, Resources, Sourced,
+    AuthorizationPolicy, ConfigError, ConfigErrors, LoadedPolicy, Location, NamespacedName,
+    ObjectRef, Origin, Resources, Sourced,
 };
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
 const ISTIO_EXTENSIONS_GROUP: &str = "extensions.istio.io";
+const ISTIO_SECURITY_GROUP: &str = "security.istio.io";
 
 /// Loads every object under `path` (file or directory). Namespaced objects
 /// without `metadata.namespace` land in `default_namespace`.
@@ -143,6 +145,7 @@ enum Kind {
     VirtualService,
     DestinationRule,
     WasmPlugin,
+    AuthorizationPolicy,
 }
 
 impl Kind {
@@ -169,6 +172,9 @@ impl Kind {
                 (Kind::DestinationRule, &["v1", "v1beta1", "v1alpha3"])
             }
             (ISTIO_EXTENSIONS_GROUP, "WasmPlugin") => (Kind::WasmPlugin, &["v1alpha1"]),
+            (ISTIO_SECURITY_GROUP, "AuthorizationPolicy") => {
+                (Kind::AuthorizationPolicy, &["v1", "v1beta1"])
+            }
             _ => return None,
         };
         if versions.contains(&version) {
@@ -357,6 +363,9 @@ impl<'a> Loader<'a> {
             Kind::WasmPlugin => ctx
                 .decode(value)
                 .map(|o| push(&mut r.wasm_plugins, origin, key, o)),
+            Kind::AuthorizationPolicy => ctx
+                .decode_policy(value)
+                .map(|o| push(&mut r.authorization_policies, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
@@ -408,6 +417,31 @@ fn object_ref(kind: &str, value: &Value, default_ns: Option<&str>) -> ObjectRef 
         kind: kind.to_string(),
         namespace,
         name,
+    }
+}
+
+/// A policy that fails to parse still loads when its targets can be read:
+/// it then denies what it targets (`src/authz`), and the rest of the config
+/// keeps serving. Only an unreadable target rejects the whole config.
+impl DecodeCtx<'_> {
+    fn decode_policy(&self, value: Value) -> Result<LoadedPolicy, ConfigError> {
+        let shell = LoadedPolicy::shell(&value);
+        match self.decode::<AuthorizationPolicy>(value) {
+            Ok(policy) => Ok(LoadedPolicy {
+                policy,
+                error: None,
+            }),
+            Err(error) => match shell {
+                Some(policy) => {
+                    warn!(%error, "AuthorizationPolicy rejected: it denies the traffic it targets");
+                    Ok(LoadedPolicy {
+                        policy,
+                        error: Some(error),
+                    })
+                }
+                None => Err(error),
+            },
+        }
     }
 }
 

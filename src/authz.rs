@@ -1,0 +1,319 @@
+//! Authorization: Istio's AuthorizationPolicy as a waypoint enforces it.
+//!
+//! `compile` turns the loaded policies into [`Policy`]s and decides which
+//! traffic of this waypoint each applies to; [`AuthzTable`] holds them per
+//! destination, swapped with the rest of the config; [`PolicySet::evaluate`]
+//! decides one request (or TCP connection) in Istio's order: DENY, then ALLOW
+//! (when any ALLOW policy applies, a request none matches is denied); AUDIT
+//! and `istio.io/dry-run` policies are evaluated and recorded, never enforced.
+//! With no policy configured the table is empty and a request pays one
+//! `is_empty` check.
+
+mod compile;
+pub mod matcher;
+pub mod path;
+mod rule;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Action, ConfigErrors, LoadedPolicy, NamespacedName, Sourced};
+use crate::routing::ServiceKind;
+
+pub use compile::Applies;
+pub use rule::{Attributes, HttpAttributes, Rule, TcpReading};
+
+/// Who this waypoint is, for deciding which policies target it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzOptions {
+    /// This waypoint's Gateway (`--gateway-name` in `--namespace`).
+    pub gateway: NamespacedName,
+    /// Its GatewayClass (`--gateway-class`).
+    pub gateway_class: String,
+    /// Istio's root namespace (`--root-namespace`, default `istio-system`).
+    pub root_namespace: String,
+}
+
+impl Default for AuthzOptions {
+    fn default() -> Self {
+        AuthzOptions {
+            gateway: NamespacedName::new("default".to_string(), "waypoint".to_string()),
+            gateway_class: "pingora-waypoint".to_string(),
+            root_namespace: "istio-system".to_string(),
+        }
+    }
+}
+
+/// What a policy applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every request through this waypoint (its Gateway or GatewayClass).
+    AllTraffic,
+    /// Requests for one Service or ServiceEntry.
+    Destination(ServiceKind, NamespacedName),
+}
+
+/// One compiled AuthorizationPolicy.
+#[derive(Debug, PartialEq)]
+pub struct Policy {
+    /// `namespace/name`, as metrics and logs name it.
+    pub name: Arc<str>,
+    pub key: NamespacedName,
+    pub action: Action,
+    /// `istio.io/dry-run: "true"`: evaluated and recorded, never enforced.
+    pub dry_run: bool,
+    pub rules: Vec<Rule>,
+    /// Why the policy could not be read as written; it then denies
+    /// everything it targets.
+    pub rejected: Option<String>,
+}
+
+impl Policy {
+    /// The index of the first rule that matches.
+    fn matching_rule(&self, a: &Attributes<'_>) -> Option<usize> {
+        let tcp = match self.action {
+            Action::Allow if self.rejected.is_none() => TcpReading::NoMatch,
+            _ => TcpReading::Ignore,
+        };
+        self.rules.iter().position(|r| r.matches(a, tcp))
+    }
+
+    /// Whether it acts as a DENY: DENY policies, and any policy we had to
+    /// reject (fail closed).
+    fn denies(&self) -> bool {
+        match self.action {
+            Action::Deny => true,
+            // AUDIT never changes an outcome, not even when it is unreadable.
+            Action::Audit => false,
+            Action::Allow | Action::Custom => self.rejected.is_some(),
+        }
+    }
+}
+
+/// The policies that apply to one destination, grouped by how they act.
+#[derive(Debug, Default, PartialEq)]
+pub struct PolicySet {
+    deny: Vec<Arc<Policy>>,
+    allow: Vec<Arc<Policy>>,
+    /// AUDIT and dry-run policies.
+    observe: Vec<Arc<Policy>>,
+}
+
+impl PolicySet {
+    fn add(&mut self, p: &Arc<Policy>) {
+        let group = if p.dry_run || p.action == Action::Audit {
+            &mut self.observe
+        } else if p.denies() {
+            &mut self.deny
+        } else {
+            &mut self.allow
+        };
+        if !group.iter().any(|q| Arc::ptr_eq(q, p)) {
+            group.push(p.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deny.is_empty() && self.allow.is_empty() && self.observe.is_empty()
+    }
+
+    /// Decides one request or connection.
+    pub fn evaluate(&self, a: &Attributes<'_>) -> Decision {
+        let mut records = Vec::new();
+        for p in &self.observe {
+            let rule = p.matching_rule(a);
+            let result = match (p.action, rule) {
+                (Action::Audit, _) if p.rejected.is_some() => continue,
+                (Action::Audit, Some(_)) => "audited",
+                (Action::Audit, None) => continue,
+                // What enforcing it would do; an unreadable one would deny.
+                _ if p.rejected.is_some() => "dry_run_denied",
+                (Action::Allow, Some(_)) | (Action::Deny, None) => "dry_run_allowed",
+                _ => "dry_run_denied",
+            };
+            records.push(Record::of(p, result, rule));
+        }
+        for p in &self.deny {
+            if let Some(rule) = p.matching_rule(a) {
+                let record = Record::of(p, "denied", Some(rule));
+                return Decision::deny(record, records);
+            }
+        }
+        if self.allow.is_empty() {
+            return Decision::allow(None, records);
+        }
+        for p in &self.allow {
+            if let Some(rule) = p.matching_rule(a) {
+                return Decision::allow(Some(Record::of(p, "allowed", Some(rule))), records);
+            }
+        }
+        let none = Record {
+            policy: None,
+            action: Action::Allow,
+            result: "denied",
+            rule: None,
+        };
+        Decision::deny(none, records)
+    }
+}
+
+/// One line of a decision, as metrics and the access log report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The policy that decided; `None` when no ALLOW policy matched.
+    pub policy: Option<Arc<Policy>>,
+    pub action: Action,
+    /// `allowed`, `denied`, `audited`, `dry_run_allowed`, `dry_run_denied`.
+    pub result: &'static str,
+    pub rule: Option<usize>,
+}
+
+impl Record {
+    fn of(p: &Arc<Policy>, result: &'static str, rule: Option<usize>) -> Self {
+        Record {
+            policy: Some(p.clone()),
+            action: p.action,
+            result,
+            rule,
+        }
+    }
+
+    /// The `policy` label: `namespace/name`, or `none`.
+    pub fn policy_name(&self) -> &str {
+        self.policy.as_ref().map(|p| &*p.name).unwrap_or("none")
+    }
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The deciding policy (denials always have one; an allow has one when
+    /// an ALLOW policy matched).
+    pub decided_by: Option<Record>,
+    /// AUDIT and dry-run results, recorded but not enforced.
+    pub observed: Vec<Record>,
+}
+
+impl Decision {
+    fn allow(decided_by: Option<Record>, observed: Vec<Record>) -> Self {
+        Decision {
+            allowed: true,
+            decided_by,
+            observed,
+        }
+    }
+
+    fn deny(decided_by: Record, observed: Vec<Record>) -> Self {
+        Decision {
+            allowed: false,
+            decided_by: Some(decided_by),
+            observed,
+        }
+    }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for a denial, e.g.
+    /// `rbac_access_denied_matched_policy[ns[shop]-policy[deny-x]-rule[0]]`.
+    pub fn details(&self) -> Option<String> {
+        if self.allowed {
+            return None;
+        }
+        let record = self.decided_by.as_ref()?;
+        Some(match &record.policy {
+            Some(p) => format!(
+                "rbac_access_denied_matched_policy[ns[{}]-policy[{}]-rule[{}]]",
+                p.key.namespace,
+                p.key.name,
+                record.rule.unwrap_or(0)
+            ),
+            None => "rbac_access_denied_matched_policy[none]".to_string(),
+        })
+    }
+
+    /// Every record, the deciding one first.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.decided_by.iter().chain(&self.observed)
+    }
+}
+
+/// Every policy of one config, by destination.
+#[derive(Debug, Default)]
+pub struct AuthzTable {
+    /// Policies for traffic to a destination no policy names: the
+    /// Gateway- and GatewayClass-wide ones.
+    all_traffic: Arc<PolicySet>,
+    by_destination: HashMap<NamespacedName, Vec<(ServiceKind, Arc<PolicySet>)>>,
+    /// Every policy with what it applies to, for `/config_dump` and `check`.
+    pub policies: Vec<(Arc<Policy>, Applies)>,
+}
+
+impl PartialEq for AuthzTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.policies == other.policies
+    }
+}
+
+impl AuthzTable {
+    /// Compiles every loaded AuthorizationPolicy. Errors only for policies
+    /// whose targets cannot be read.
+    pub fn compile(
+        policies: &[Sourced<LoadedPolicy>],
+        opts: &AuthzOptions,
+    ) -> Result<AuthzTable, ConfigErrors> {
+        let compiled = compile::compile_all(policies, opts)?;
+        let mut all_traffic = PolicySet::default();
+        let mut by_destination: HashMap<_, PolicySet> = HashMap::new();
+        for c in &compiled {
+            if let Applies::To(targets) = &c.applies {
+                for t in targets {
+                    match t {
+                        Target::AllTraffic => all_traffic.add(&c.policy),
+                        Target::Destination(kind, key) => by_destination
+                            .entry((*kind, key.clone()))
+                            .or_default()
+                            .add(&c.policy),
+                    }
+                }
+            }
+        }
+        // A destination's own policies, then the waypoint-wide ones.
+        let mut indexed: HashMap<NamespacedName, Vec<(ServiceKind, Arc<PolicySet>)>> =
+            HashMap::new();
+        for ((kind, key), mut set) in by_destination {
+            for p in all_traffic
+                .deny
+                .iter()
+                .chain(&all_traffic.allow)
+                .chain(&all_traffic.observe)
+            {
+                set.add(p);
+            }
+            indexed.entry(key).or_default().push((kind, Arc::new(set)));
+        }
+        Ok(AuthzTable {
+            all_traffic: Arc::new(all_traffic),
+            by_destination: indexed,
+            policies: compiled
+                .into_iter()
+                .map(|c| (c.policy, c.applies))
+                .collect(),
+        })
+    }
+
+    /// The policies for requests to `key`; `None` when none applies.
+    pub fn for_destination(&self, kind: ServiceKind, key: &NamespacedName) -> Option<&PolicySet> {
+        if self.by_destination.is_empty() && self.all_traffic.is_empty() {
+            return None;
+        }
+        let set = self
+            .by_destination
+            .get(key)
+            .and_then(|sets| sets.iter().find(|(k, _)| *k == kind))
+            .map(|(_, set)| set)
+            .unwrap_or(&self.all_traffic);
+        (!set.is_empty()).then_some(&**set)
+    }
+}
+
+#[cfg(test)]
+mod tests;
