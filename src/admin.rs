@@ -211,6 +211,7 @@ pub fn config_dump(store: &SnapshotStore, identity: Option<&IdentityStore>) -> s
             "seconds_to_expiry": id.seconds_to_expiry(),
         })),
         "snapshot": published.snapshot.dump(),
+        "authorization": published.authz.dump(),
     })
 }
 

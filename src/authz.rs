@@ -53,6 +53,16 @@ pub enum Target {
     Destination(ServiceKind, NamespacedName),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::AllTraffic => f.write_str("all traffic"),
+            Target::Destination(ServiceKind::Service, key) => write!(f, "Service {key}"),
+            Target::Destination(ServiceKind::ServiceEntry, key) => write!(f, "ServiceEntry {key}"),
+        }
+    }
+}
+
 /// One compiled AuthorizationPolicy.
 #[derive(Debug, PartialEq)]
 pub struct Policy {
@@ -298,6 +308,33 @@ impl AuthzTable {
                 .map(|c| (c.policy, c.applies))
                 .collect(),
         })
+    }
+
+    /// Every policy, in load order, with what it applies to and why it is
+    /// ignored or rejected (`/config_dump`'s `authorization`).
+    pub fn dump(&self) -> serde_json::Value {
+        let policies: Vec<serde_json::Value> = self
+            .policies
+            .iter()
+            .map(|(p, applies)| {
+                let (targets, ignored) = match applies {
+                    Applies::To(t) => (t.iter().map(|t| t.to_string()).collect(), None),
+                    Applies::Ignored(why) => (Vec::new(), Some(why.as_str())),
+                };
+                serde_json::json!({
+                    "name": &*p.name,
+                    "action": p.action.as_str(),
+                    "dry_run": p.dry_run,
+                    "rules": p.rules.len(),
+                    "applies_to": targets,
+                    "ignored": ignored,
+                    "rejected": p.rejected.as_ref().map(|why| {
+                        format!("denies all traffic it targets: {why}")
+                    }),
+                })
+            })
+            .collect();
+        serde_json::json!({ "policies": policies })
     }
 
     /// The policies for requests to `key`; `None` when none applies.

@@ -4,9 +4,11 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::config;
+use crate::authz::{Applies, AuthzTable, Target};
+use crate::config::{self, NamespacedName};
+use crate::routing::{ServiceKind, Snapshot};
 use crate::settings::Settings;
-use crate::store::{build_snapshot, compile_options};
+use crate::store::{build_snapshot, compile_options, Built};
 use crate::telemetry::Metrics;
 use crate::upstream::LoadRegistry;
 use crate::wasm::{HostOptions, WasmHost};
@@ -26,8 +28,12 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
         &LoadRegistry::default(),
         &wasm,
     );
-    let (snapshot, plugins) = match built {
-        Ok(s) => s,
+    let Built {
+        snapshot,
+        plugins,
+        authz,
+    } = match built {
+        Ok(b) => b,
         Err(errors) => return (false, error_report(path, &errors)),
     };
     let _ = writeln!(out, "{}: valid", path.display());
@@ -60,7 +66,60 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
             );
         }
     }
+    authorization_report(&mut out, &snapshot, &authz);
     (true, out)
+}
+
+/// Which AuthorizationPolicies apply to what, and warnings for those that
+/// do not do what their author may think.
+fn authorization_report(out: &mut String, snapshot: &Snapshot, authz: &AuthzTable) {
+    if authz.policies.is_empty() {
+        return;
+    }
+    let resources = snapshot.resources();
+    let served = |kind: ServiceKind, key: &NamespacedName| match kind {
+        ServiceKind::Service => resources.services.iter().any(|s| &s.key == key),
+        ServiceKind::ServiceEntry => resources.service_entries.iter().any(|s| &s.key == key),
+    };
+    let _ = writeln!(out, "authorization:");
+    for (policy, applies) in &authz.policies {
+        let mode = if policy.dry_run { " (dry-run)" } else { "" };
+        match applies {
+            Applies::To(targets) => {
+                let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+                let _ = writeln!(
+                    out,
+                    "  AuthorizationPolicy {} {}{mode} -> {}",
+                    policy.name,
+                    policy.action.as_str(),
+                    names.join(", ")
+                );
+                if let Some(why) = &policy.rejected {
+                    let _ = writeln!(
+                        out,
+                        "    error: cannot be enforced as written, so it denies all traffic it targets: {why}"
+                    );
+                }
+                for t in targets {
+                    if let Target::Destination(kind, key) = t {
+                        if !served(*kind, key) {
+                            let _ = writeln!(
+                                out,
+                                "    warning: targets {t}, which this config does not define: no traffic reaches it through this waypoint"
+                            );
+                        }
+                    }
+                }
+            }
+            Applies::Ignored(why) => {
+                let _ = writeln!(
+                    out,
+                    "  warning: AuthorizationPolicy {} is ignored by this waypoint: it {why}",
+                    policy.name
+                );
+            }
+        }
+    }
 }
 
 fn error_report(path: &Path, errors: &config::ConfigErrors) -> String {
@@ -74,4 +133,52 @@ fn error_report(path: &Path, errors: &config::ConfigErrors) -> String {
         let _ = writeln!(out, "  error: {e}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn says_which_policies_apply_and_warns_about_the_rest() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/authorization/config.yaml");
+        let (ok, report) = check(&path, "shop");
+        assert!(ok, "{report}");
+        assert!(report.contains(
+            "AuthorizationPolicy shop/productpage-viewer ALLOW -> Service shop/productpage"
+        ));
+        assert!(report.contains("AuthorizationPolicy istio-system/mesh-class AUDIT -> all traffic"));
+        assert!(report.contains(
+            "warning: AuthorizationPolicy shop/sidecar-style is ignored by this waypoint: it has a selector"
+        ));
+        assert!(report.contains(
+            "shop/other-waypoint is ignored by this waypoint: it targets Gateway shop/east"
+        ));
+    }
+
+    #[test]
+    fn flags_unenforceable_policies_and_missing_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  targetRefs: [{kind: Service, name: ghost}]\n  action: CUSTOM\n  provider: {name: ext-authz}\n  rules: [{}]\n",
+        )
+        .unwrap();
+        let (ok, report) = check(&path, "shop");
+        assert!(ok, "{report}");
+        assert!(
+            report.contains(
+                "error: cannot be enforced as written, so it denies all traffic it targets"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("CUSTOM"), "{report}");
+        assert!(
+            report
+                .contains("warning: targets Service shop/ghost, which this config does not define"),
+            "{report}"
+        );
+    }
 }

@@ -224,6 +224,9 @@ fn controller(args: waypoint::control::controller::ControllerArgs) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let mut settings = Settings::new(args.config.unwrap_or_default());
+    settings.gateway_name = args.kube.gateway_name.clone();
+    settings.gateway_class = args.kube.gateway_class.clone();
+    settings.root_namespace = args.kube.root_namespace.clone();
     settings.kube = args.kube.into_options();
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
@@ -362,9 +365,17 @@ struct KubeArgs {
     /// (istio.io/use-waypoint) and their routes and policies, instead of --config.
     #[arg(long)]
     kube: bool,
-    /// This waypoint's Gateway name, as in istio.io/use-waypoint=<name>.
-    #[arg(long, default_value = "waypoint", requires = "kube")]
+    /// This waypoint's Gateway name, as in istio.io/use-waypoint=<name>; also which
+    /// AuthorizationPolicy targetRefs name this waypoint.
+    #[arg(long, default_value = "waypoint")]
     gateway_name: String,
+    /// This waypoint's GatewayClass: root-namespace AuthorizationPolicies targeting it apply.
+    #[arg(long, default_value = "pingora-waypoint")]
+    gateway_class: String,
+    /// Istio's root namespace (MeshConfig rootNamespace), where GatewayClass-wide
+    /// policies live.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
     #[arg(long, requires = "kube")]
     kubeconfig: Option<PathBuf>,
@@ -376,7 +387,7 @@ struct KubeArgs {
 impl KubeArgs {
     fn into_options(self) -> Option<KubeSourceOptions> {
         self.kube.then_some(KubeSourceOptions {
-            gateway_name: self.gateway_name,
+            gateway_name: self.gateway_name.clone(),
             api_server: ApiServerOptions {
                 kubeconfig: self.kubeconfig,
                 context: self.context,

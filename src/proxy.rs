@@ -5,6 +5,7 @@
 
 mod admission;
 mod attempts;
+mod authorize;
 mod ctx;
 pub mod direct;
 pub mod failure;
@@ -190,6 +191,19 @@ impl ProxyHttp for Waypoint {
                 Err(failure) => return self.answer(session, ctx, failure).await,
             };
         ctx.routed.destination = Some(destination.clone());
+
+        // AuthorizationPolicy: after the destination, before plugins and routing.
+        if let Some(decision) = Self::authorize(
+            &published,
+            &destination,
+            session.req_header_mut(),
+            &ctx.caller,
+            downstream.target.as_ref(),
+        ) {
+            if let Err(denied) = self.settle_authz(ctx, &decision, session.req_header()) {
+                return self.answer(session, ctx, denied).await;
+            }
+        }
 
         // proxy-wasm plugins see (and may edit or answer) the request before routing.
         if let Some(answered) = self

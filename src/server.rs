@@ -267,12 +267,15 @@ async fn open_store(
         return Ok((Arc::new(store), None));
     };
     let api_server = ApiServer::connect(&options.api_server).await?;
-    let source = Arc::new(KubeSource::new(
-        &options.gateway_name,
-        &settings.namespace,
-        &settings.cluster_domain,
-        &api_server.url,
-    ));
+    let source = Arc::new(
+        KubeSource::new(
+            &options.gateway_name,
+            &settings.namespace,
+            &settings.cluster_domain,
+            &api_server.url,
+        )
+        .with_policy_scope(&settings.root_namespace, &settings.gateway_class),
+    );
     info!(api_server = %api_server.url, gateway = %options.gateway_name, namespace = %settings.namespace, "config from the Kubernetes API");
     let store = SnapshotStore::open_source(settings.clone(), metrics.clone(), source.clone())?;
     Ok((Arc::new(store), Some((api_server, source))))

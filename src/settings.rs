@@ -60,6 +60,13 @@ pub struct Settings {
     /// `/var/run/secrets/workload-spiffe-credentials`) before HBONE starts, then renewed.
     /// Off when `None`: the cert dir is filled by someone else.
     pub ca: Option<IstioCaConfig>,
+    /// This waypoint's Gateway, in `namespace` (`istio.io/use-waypoint=<name>`):
+    /// AuthorizationPolicies targeting it apply to all its traffic.
+    pub gateway_name: String,
+    /// This waypoint's GatewayClass: root-namespace policies targeting it apply.
+    pub gateway_class: String,
+    /// Istio's root namespace (MeshConfig `rootNamespace`).
+    pub root_namespace: String,
 }
 
 impl Settings {
@@ -91,6 +98,9 @@ impl Settings {
             forward_client_cert: false,
             locality: None,
             ca: None,
+            gateway_name: "waypoint".to_string(),
+            gateway_class: "pingora-waypoint".to_string(),
+            root_namespace: "istio-system".to_string(),
         }
     }
 }

@@ -12,8 +12,9 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
+use crate::authz::{AuthzOptions, AuthzTable};
 use crate::config::source::{ConfigSource, FileSource, Reload};
-use crate::config::ConfigErrors;
+use crate::config::{ConfigErrors, NamespacedName};
 use crate::routing::{CompileOptions, Snapshot};
 use crate::settings::Settings;
 use crate::telemetry::Metrics;
@@ -28,7 +29,32 @@ pub struct Published {
     pub snapshot: Snapshot,
     /// WasmPlugins, compiled (modules are compiled once and shared).
     pub plugins: PluginSet,
+    /// AuthorizationPolicies by destination.
+    pub authz: AuthzTable,
     pub loaded_at: SystemTime,
+}
+
+/// One config compiled: everything a [`Published`] holds but its bookkeeping.
+pub struct Built {
+    pub snapshot: Snapshot,
+    pub plugins: PluginSet,
+    pub authz: AuthzTable,
+}
+
+impl Built {
+    fn same_as(&self, p: &Published) -> bool {
+        p.snapshot == self.snapshot && p.plugins == self.plugins && p.authz == self.authz
+    }
+
+    fn publish(self, generation: u64) -> Published {
+        Published {
+            generation,
+            snapshot: self.snapshot,
+            plugins: self.plugins,
+            authz: self.authz,
+            loaded_at: SystemTime::now(),
+        }
+    }
 }
 
 /// The last rejected config, for `/config_dump`.
@@ -54,38 +80,54 @@ pub struct SnapshotStore {
     attempts: tokio::sync::watch::Sender<u64>,
 }
 
-/// Loads and compiles the config at `settings.config_path`: routes and
-/// WasmPlugins, all or nothing.
+/// Loads and compiles the config at `settings.config_path`: routes,
+/// WasmPlugins and AuthorizationPolicies, all or nothing.
 pub fn build_snapshot(
     settings: &Settings,
     options: &CompileOptions,
     load: &LoadRegistry,
     wasm: &WasmHost,
-) -> Result<(Snapshot, PluginSet), ConfigErrors> {
+) -> Result<Built, ConfigErrors> {
     let source = FileSource {
         path: settings.config_path.clone(),
     };
     build_snapshot_from(&source, settings, options, load, wasm)
 }
 
-/// Loads `source` and compiles it: routes and WasmPlugins, all or nothing.
+/// Loads `source` and compiles it: routes, WasmPlugins and
+/// AuthorizationPolicies, all or nothing (a policy that cannot be enforced
+/// as written still compiles: it denies what it targets).
 pub fn build_snapshot_from(
     source: &dyn ConfigSource,
     settings: &Settings,
     options: &CompileOptions,
     load: &LoadRegistry,
     wasm: &WasmHost,
-) -> Result<(Snapshot, PluginSet), ConfigErrors> {
+) -> Result<Built, ConfigErrors> {
     let resources = Arc::new(source.load(&settings.namespace)?);
+    let authz = AuthzTable::compile(&resources.authorization_policies, &authz_options(settings));
     let snapshot = Snapshot::compile(resources.clone(), options, load);
     let plugins = compile_plugins(&resources, &source.base_dir(), wasm);
-    match (snapshot, plugins) {
-        (Ok(s), Ok(p)) => Ok((s, p)),
-        (Err(mut a), Err(b)) => {
-            a.0.extend(b.0);
-            Err(a)
-        }
-        (Err(e), _) | (_, Err(e)) => Err(e),
+    let mut errors = ConfigErrors::default();
+    let snapshot = snapshot.map_err(|e| errors.0.extend(e.0)).ok();
+    let plugins = plugins.map_err(|e| errors.0.extend(e.0)).ok();
+    let authz = authz.map_err(|e| errors.0.extend(e.0)).ok();
+    match (snapshot, plugins, authz) {
+        (Some(snapshot), Some(plugins), Some(authz)) => Ok(Built {
+            snapshot,
+            plugins,
+            authz,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Who this waypoint is, for AuthorizationPolicy targets.
+pub fn authz_options(settings: &Settings) -> AuthzOptions {
+    AuthzOptions {
+        gateway: NamespacedName::new(settings.namespace.clone(), settings.gateway_name.clone()),
+        gateway_class: settings.gateway_class.clone(),
+        root_namespace: settings.root_namespace.clone(),
     }
 }
 
@@ -117,16 +159,10 @@ impl SnapshotStore {
         let load = LoadRegistry::default();
         let options = compile_options(&settings);
         let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
-        let (snapshot, plugins) =
-            build_snapshot_from(source.as_ref(), &settings, &options, &load, &wasm)?;
+        let built = build_snapshot_from(source.as_ref(), &settings, &options, &load, &wasm)?;
         metrics.record_reload(true, 1);
         Ok(Self {
-            current: ArcSwap::from_pointee(Published {
-                generation: 1,
-                snapshot,
-                plugins,
-                loaded_at: SystemTime::now(),
-            }),
+            current: ArcSwap::from_pointee(built.publish(1)),
             last_error: Mutex::new(None),
             reload_lock: Mutex::new(()),
             load,
@@ -183,18 +219,13 @@ impl SnapshotStore {
             &self.wasm,
         );
         match built {
-            Ok((snapshot, plugins)) => {
+            Ok(built) => {
                 let current = self.current.load();
-                let generation = if current.snapshot == snapshot && current.plugins == plugins {
+                let generation = if built.same_as(&current) {
                     current.generation
                 } else {
                     let generation = current.generation + 1;
-                    self.current.store(Arc::new(Published {
-                        generation,
-                        snapshot,
-                        plugins,
-                        loaded_at: SystemTime::now(),
-                    }));
+                    self.current.store(Arc::new(built.publish(generation)));
                     info!(generation, "config reloaded");
                     generation
                 };

@@ -32,6 +32,7 @@ const CASES: &[(&str, &str)] = &[
     ("producer-consumer", "bookinfo"),
     ("istio-traffic", "bookinfo"),
     ("serviceentry-mesh", "payments"),
+    ("authorization", "shop"),
 ];
 
 /// Marks a masked value in the golden files.
@@ -60,6 +61,11 @@ async fn istio_traffic() {
 #[tokio::test]
 async fn serviceentry_mesh() {
     check_case("serviceentry-mesh").await;
+}
+
+#[tokio::test]
+async fn authorization() {
+    check_case("authorization").await;
 }
 
 /// A case directory nobody runs would look tested but not be.

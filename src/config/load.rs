@@ -294,6 +294,17 @@ impl<'a> Loader<'a> {
             }
             return;
         }
+        if api_version.starts_with("security.istio.io/") && kind == "RequestAuthentication" {
+            // Skipping it would leave policies that require a JWT believing one was checked.
+            self.errors.push(ConfigError::new(
+                location(
+                    Some(object_ref(kind, &value, Some(self.default_namespace))),
+                    None,
+                ),
+                "RequestAuthentication (JWT validation) is not supported by this waypoint yet",
+            ));
+            return;
+        }
         let kind_enum = match Kind::from_type(api_version, kind) {
             None => {
                 debug!(file = %origin.file, document = origin.document, %api_version, %kind, "skipping unknown kind");

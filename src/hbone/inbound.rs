@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 use super::h2_config::{keepalive, H2Settings, KeepaliveEnd};
-use super::request::{parse_request, ConnectHandler};
+use super::request::{parse_request, ConnectHandler, TunnelRequest};
 use super::stream::TunnelStream;
 use crate::identity::{handshake_failure_reason, peer_identity, Identity};
 
@@ -145,15 +145,16 @@ async fn serve_connection<H: ConnectHandler + 'static>(
             warn!("BUG: verified client certificate without SPIFFE id");
             return Err(());
         };
+        let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(Arc::from);
         // Phase 2: the HTTP/2 handshake.
         let conn = cfg
             .h2_builder()
             .handshake::<_, Bytes>(tls)
             .await
             .map_err(|e| debug!(error = %e, "HTTP/2 handshake failed"))?;
-        Ok((peer, conn))
+        Ok((peer, sni, conn))
     };
-    let (peer, mut conn) = match timeout(cfg.handshake_timeout, handshake).await {
+    let (peer, sni, mut conn) = match timeout(cfg.handshake_timeout, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(())) => return,
         Err(_) => {
@@ -175,7 +176,7 @@ async fn serve_connection<H: ConnectHandler + 'static>(
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
-                    let stream = serve_stream(req, respond, peer.clone(), peer_addr, handler.clone());
+                    let stream = serve_stream(req, respond, (peer.clone(), sni.clone()), peer_addr, handler.clone());
                     tokio::spawn(stream.in_current_span());
                 }
                 Some(Err(e)) => {
@@ -206,13 +207,13 @@ async fn serve_connection<H: ConnectHandler + 'static>(
 async fn serve_stream<H: ConnectHandler>(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: Identity,
+    (peer, sni): (Identity, Option<Arc<str>>),
     peer_addr: SocketAddr,
     handler: Arc<H>,
 ) {
     // Phase 1: validate; malformed requests never reach the handler.
     let tunnel = match parse_request(&req, &peer, peer_addr) {
-        Ok(t) => t,
+        Ok(t) => TunnelRequest { sni, ..t },
         Err(e) => {
             debug!(%peer, error = %e, "bad HBONE request");
             send_status(&mut respond, StatusCode::BAD_REQUEST);

@@ -2,6 +2,7 @@
 //! decides and serves it (`ConnectHandler`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{Method, Request, StatusCode};
@@ -28,6 +29,8 @@ pub struct TunnelRequest {
     pub forwarded_for: Option<IpAddr>,
     /// The `traceparent` header, as sent.
     pub traceparent: Option<String>,
+    /// The server name the client sent in the TLS handshake, if any.
+    pub sni: Option<Arc<str>>,
 }
 
 impl TunnelRequest {
@@ -103,5 +106,6 @@ pub(crate) fn parse_request<B>(
         baggage,
         forwarded_for,
         traceparent: header("traceparent").map(str::to_owned),
+        sni: None,
     })
 }

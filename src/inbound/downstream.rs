@@ -76,6 +76,8 @@ pub struct Caller {
     pub identity: Option<Identity>,
     /// W3C `traceparent` of the tunnel, for logs.
     pub traceparent: Option<Arc<str>>,
+    /// The TLS server name of the downstream connection (HBONE), if sent.
+    pub sni: Option<Arc<str>>,
 }
 
 impl Caller {
@@ -93,6 +95,13 @@ impl Caller {
     /// routes); `None` on the plain listener.
     pub fn namespace(&self) -> Option<&str> {
         self.identity.as_ref().map(|id| id.namespace())
+    }
+
+    /// The identity as AuthorizationPolicy `principals` name it
+    /// (`cluster.local/ns/x/sa/y`), borrowed from the metric label.
+    pub fn principal(&self) -> Option<&str> {
+        self.identity.as_ref()?;
+        self.labels.principal.strip_prefix("spiffe://")
     }
 
     /// What an upstream connection opened for this caller tells the

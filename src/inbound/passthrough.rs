@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::authz::Attributes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
@@ -42,6 +43,10 @@ impl Passthrough {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let destination = &accepted.destination;
+        if !self.authorized(caller, accepted) {
+            // As Envoy's RBAC network filter: the connection is closed.
+            return;
+        }
         let labels = self.labels(caller, destination);
         let Some(endpoints) = accepted.published.snapshot.endpoints(destination) else {
             return;
@@ -69,6 +74,38 @@ impl Passthrough {
         };
         self.metrics.record_tcp_close(&labels, sent, received);
         drop(picked);
+    }
+
+    /// AuthorizationPolicy for a TCP connection: only L4 attributes exist, so
+    /// ALLOW rules that need HTTP never match and DENY rules drop those fields.
+    fn authorized(&self, caller: &Caller, accepted: &ResolvedTarget) -> bool {
+        let destination = &accepted.destination;
+        let Some(policies) = accepted
+            .published
+            .authz
+            .for_destination(destination.service.kind, &destination.service.key)
+        else {
+            return true;
+        };
+        let source_ip = caller.client_ip.map(|c| c.ip());
+        let decision = policies.evaluate(&Attributes {
+            principal: caller.principal(),
+            namespace: caller.namespace(),
+            source_ip,
+            remote_ip: source_ip,
+            destination_ip: destination.service.addresses.first().copied(),
+            destination_port: destination.port.number,
+            sni: caller.sni.as_deref(),
+            http: None,
+        });
+        for r in decision.records() {
+            self.metrics
+                .record_authz(r.policy_name(), r.action.as_str(), r.result);
+        }
+        if !decision.allowed {
+            debug!(details = ?decision.details(), service = %destination.service.key, "TCP connection denied by AuthorizationPolicy");
+        }
+        decision.allowed
     }
 
     fn labels(&self, caller: &Caller, destination: &DestinationPort) -> RequestLabels {

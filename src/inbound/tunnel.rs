@@ -78,6 +78,7 @@ pub fn caller_from(
         client_ip,
         identity: identity.cloned(),
         traceparent: None,
+        sni: None,
     }
 }
 
@@ -165,6 +166,7 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectHandler for TunnelHandler<A> {
             Some(ClientIp(req.client_addr().ip())),
         );
         caller.traceparent = req.traceparent.as_deref().map(Arc::from);
+        caller.sni = req.sni.clone();
         let client: SocketAddr = req.client_addr();
         debug!(%client, target = %req.target, ?sniffed, "tunnel accepted");
         let downstream = Downstream {

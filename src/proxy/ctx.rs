@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::authz::Decision;
 use crate::hbone::TunnelLease;
 use crate::inbound::Caller;
 use crate::policy::deadline::Deadline;
@@ -32,6 +33,9 @@ pub struct RequestCtx {
     pub attempts: Attempts,
     pub reply: Reply,
     pub wasm: WasmState,
+    /// The fast path's AuthorizationPolicy decision, made while planning and
+    /// recorded once the request is served there.
+    pub authz: Option<Decision>,
 }
 
 /// Where routing sent the request.
@@ -88,6 +92,9 @@ pub struct Reply {
     pub failure: Option<Failure>,
     /// Status of a response the waypoint wrote itself (redirects, errors).
     pub local_status: Option<u16>,
+    /// Envoy's `response_code_details` when it says more than the status
+    /// (which AuthorizationPolicy denied the request).
+    pub details: Option<String>,
 }
 
 /// The request's proxy-wasm chain and the local responses it produced.
@@ -113,6 +120,7 @@ impl Default for RequestCtx {
             attempts: Attempts::default(),
             reply: Reply::default(),
             wasm: WasmState::default(),
+            authz: None,
         }
     }
 }

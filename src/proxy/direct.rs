@@ -219,14 +219,14 @@ impl Waypoint {
         if !down.is_body_empty() || !plain_request(down.req_header()) {
             return None;
         }
-        let req = down.req_header();
-        if headers::header_block_len(req) > self.settings.max_request_headers_bytes {
+        if headers::header_block_len(down.req_header()) > self.settings.max_request_headers_bytes {
             return None;
         }
         let published = self.store.load();
         let snapshot = &published.snapshot;
         let downstream = Downstream::of_connection(Some(down.digest()), down.client_addr());
-        let destination = destination_of(snapshot, downstream.target.as_ref(), req).ok()?;
+        let destination =
+            destination_of(snapshot, downstream.target.as_ref(), down.req_header()).ok()?;
         if !published
             .plugins
             .chain_for(&destination.service.key, destination.port.number)
@@ -234,6 +234,18 @@ impl Waypoint {
         {
             return None;
         }
+        // A denial is answered by the full proxy, which decides (and records) again.
+        let authz = Self::authorize(
+            &published,
+            &destination,
+            down.req_header_mut(),
+            &downstream.caller,
+            downstream.target.as_ref(),
+        );
+        if authz.as_ref().is_some_and(|d| !d.allowed) {
+            return None;
+        }
+        let req = down.req_header();
         let (host, _) = headers::split_port(headers::host(req).unwrap_or(""));
         let info = request_info(req, host, destination.port.number);
         let RouteDecision::Forward(plan) =
@@ -253,6 +265,7 @@ impl Waypoint {
                 route: plan.route.clone(),
                 plan: Some(plan),
             },
+            authz,
             ..RequestCtx::default()
         })
     }

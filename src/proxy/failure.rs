@@ -35,6 +35,10 @@ pub enum Failure {
     Overflow,
     #[error("fault filter abort")]
     FaultAbort(Abort),
+    /// An AuthorizationPolicy denied the request; `grpc` for gRPC callers,
+    /// who get Envoy's trailers-only PERMISSION_DENIED.
+    #[error("RBAC: access denied")]
+    Denied { grpc: bool },
     #[error("internal error")]
     Internal,
 }
@@ -53,6 +57,8 @@ impl Failure {
             Failure::FaultAbort(Abort::Http(code)) => *code,
             // gRPC aborts are HTTP 200 with a grpc-status (trailers-only).
             Failure::FaultAbort(Abort::Grpc(_)) => 200,
+            Failure::Denied { grpc: false } => 403,
+            Failure::Denied { grpc: true } => 200,
         }
     }
 
@@ -67,7 +73,10 @@ impl Failure {
             Failure::BadRequest | Failure::HeadersTooLarge => ResponseFlags::DPE,
             Failure::Overflow => ResponseFlags::UO,
             Failure::FaultAbort(_) => ResponseFlags::FI,
-            Failure::InvalidBackend(_) | Failure::Internal => ResponseFlags::NONE,
+            // Envoy sets no flag for an RBAC denial; response_code_details names it.
+            Failure::InvalidBackend(_) | Failure::Internal | Failure::Denied { .. } => {
+                ResponseFlags::NONE
+            }
         }
     }
 
@@ -82,6 +91,8 @@ impl Failure {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination".to_string()
             }
             Failure::UpstreamTimeout => "upstream request timeout".to_string(),
+            // Trailers-only: everything is in the headers.
+            Failure::Denied { grpc: true } => String::new(),
             other => other.to_string(),
         }
     }
@@ -89,7 +100,9 @@ impl Failure {
     /// `Content-Type` of the local response.
     pub fn content_type(&self) -> &'static str {
         match self {
-            Failure::FaultAbort(Abort::Grpc(_)) => "application/grpc",
+            Failure::FaultAbort(Abort::Grpc(_)) | Failure::Denied { grpc: true } => {
+                "application/grpc"
+            }
             _ => "text/plain",
         }
     }
@@ -100,6 +113,11 @@ impl Failure {
         match self {
             Failure::Overflow => vec![("x-envoy-overloaded", "true".to_string())],
             Failure::FaultAbort(Abort::Grpc(code)) => vec![("grpc-status", code.to_string())],
+            // PERMISSION_DENIED, with the message Envoy's local reply carries.
+            Failure::Denied { grpc: true } => vec![
+                ("grpc-status", "7".to_string()),
+                ("grpc-message", "RBAC: access denied".to_string()),
+            ],
             _ => Vec::new(),
         }
     }

@@ -79,6 +79,7 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_l
             protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
             response_code: status,
             response_flags: ctx.reply.flags,
+            response_code_details: ctx.reply.details.as_deref(),
             bytes_received: exchange.body_bytes_read as u64,
             bytes_sent: response_bytes,
             duration: duration.as_millis() as u64,

@@ -17,6 +17,9 @@ pub struct AccessLogEntry<'a> {
     pub response_code: u16,
     #[serde(serialize_with = "as_display")]
     pub response_flags: ResponseFlags,
+    /// Why the waypoint answered as it did, in Envoy's words
+    /// (`rbac_access_denied_matched_policy[…]`).
+    pub response_code_details: Option<&'a str>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// Milliseconds from the first request byte to the last response byte.
@@ -72,6 +75,7 @@ mod tests {
             protocol: "HTTP/1.1",
             response_code: 503,
             response_flags: ResponseFlags::UH,
+            response_code_details: None,
             bytes_received: 0,
             bytes_sent: 19,
             duration: 1,

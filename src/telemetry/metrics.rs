@@ -60,6 +60,7 @@ pub struct Metrics {
     tcp_received: IntCounterVec,
     cert_expiry: IntGauge,
     overflow: IntCounterVec,
+    authz: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -149,6 +150,14 @@ impl Metrics {
             &["cluster", "reason"],
         )
         .expect("static metric definition is valid");
+        let authz = IntCounterVec::new(
+            Opts::new(
+                "waypoint_authz_decisions_total",
+                "AuthorizationPolicy decisions, by deciding policy (namespace/name, or none), action and result (allowed, denied, audited, dry_run_allowed, dry_run_denied).",
+            ),
+            &["policy", "action", "result"],
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -162,6 +171,7 @@ impl Metrics {
             Box::new(tcp_received.clone()),
             Box::new(cert_expiry.clone()),
             Box::new(overflow.clone()),
+            Box::new(authz.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -182,7 +192,15 @@ impl Metrics {
             tcp_received,
             cert_expiry,
             overflow,
+            authz,
         }
+    }
+
+    /// Counts one AuthorizationPolicy decision.
+    pub fn record_authz(&self, policy: &str, action: &str, result: &str) {
+        self.authz
+            .with_label_values(&[policy, action, result])
+            .inc();
     }
 
     /// Counts a request refused by a connection-pool limit.

@@ -54,6 +54,8 @@ pub struct KubeSource {
     gateway_name: String,
     namespace: String,
     cluster_domain: String,
+    root_namespace: String,
+    gateway_class: String,
     url: String,
     maps: Mutex<BTreeMap<WatchedKind, ObjectMap>>,
 }
@@ -66,6 +68,8 @@ impl KubeSource {
             gateway_name: gateway_name.to_string(),
             namespace: namespace.to_string(),
             cluster_domain: cluster_domain.to_string(),
+            root_namespace: "istio-system".to_string(),
+            gateway_class: "pingora-waypoint".to_string(),
             url: url.to_string(),
             maps: Mutex::new(
                 WatchedKind::ALL
@@ -74,6 +78,14 @@ impl KubeSource {
                     .collect(),
             ),
         }
+    }
+
+    /// Where GatewayClass-wide AuthorizationPolicies live and which class is
+    /// this waypoint's (defaults: `istio-system`, `pingora-waypoint`).
+    pub fn with_policy_scope(mut self, root_namespace: &str, gateway_class: &str) -> Self {
+        self.root_namespace = root_namespace.to_string();
+        self.gateway_class = gateway_class.to_string();
+        self
     }
 
     fn maps(&self) -> MutexGuard<'_, BTreeMap<WatchedKind, ObjectMap>> {
@@ -107,6 +119,8 @@ impl ConfigSource for KubeSource {
             gateway_name: &self.gateway_name,
             namespace: &self.namespace,
             cluster_domain: &self.cluster_domain,
+            root_namespace: &self.root_namespace,
+            gateway_class: &self.gateway_class,
         };
         // Copy out under the lock; parse and validate without it.
         let objects = relevance::select(&id, &self.maps());

@@ -55,6 +55,10 @@ impl Waypoint {
         mut ctx: RequestCtx,
         pool: &pool::IdlePool,
     ) {
+        if let Some(decision) = ctx.authz.take() {
+            // Planning let only allowed requests through; this records the decision.
+            let _ = self.settle_authz(&mut ctx, &decision, down.req_header());
+        }
         let result = match self.admit(down.req_header(), &mut ctx).await {
             Ok(()) => self.forward(down, &mut ctx, pool).await,
             Err(refused) => self

@@ -16,11 +16,12 @@ pub enum WatchedKind {
     VirtualService,
     DestinationRule,
     WasmPlugin,
+    AuthorizationPolicy,
 }
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 9] = [
+    pub const ALL: [WatchedKind; 10] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -30,6 +31,7 @@ impl WatchedKind {
         WatchedKind::VirtualService,
         WatchedKind::DestinationRule,
         WatchedKind::WasmPlugin,
+        WatchedKind::AuthorizationPolicy,
     ];
 
     /// `(group, version, kind, plural)`.
@@ -67,6 +69,12 @@ impl WatchedKind {
                 "v1alpha1",
                 "WasmPlugin",
                 "wasmplugins",
+            ),
+            WatchedKind::AuthorizationPolicy => (
+                "security.istio.io",
+                "v1",
+                "AuthorizationPolicy",
+                "authorizationpolicies",
             ),
         }
     }

@@ -28,6 +28,10 @@ pub struct WaypointId<'a> {
     pub gateway_name: &'a str,
     pub namespace: &'a str,
     pub cluster_domain: &'a str,
+    /// Istio's root namespace, where GatewayClass-wide policies live.
+    pub root_namespace: &'a str,
+    /// This waypoint's GatewayClass.
+    pub gateway_class: &'a str,
 }
 
 /// The objects to hand to the loader, each with the name errors use for it
@@ -140,6 +144,38 @@ pub fn select(
             })
         });
 
+    // Phase 5: AuthorizationPolicies that target this waypoint: its Gateway, a
+    // bound Service or ServiceEntry, or (from the root namespace) its GatewayClass.
+    // Selector and namespace-wide ones in this namespace come too, so
+    // `/config_dump` can say why they are ignored.
+    let policies = map(WatchedKind::AuthorizationPolicy)
+        .iter()
+        .filter(|((ns, _), policy)| {
+            let spec = &policy["spec"];
+            let refs: Vec<&Value> = array(&spec["targetRefs"])
+                .chain(spec.get("targetRef").filter(|r| r.is_object()))
+                .collect();
+            if refs.is_empty() {
+                return ns == id.namespace;
+            }
+            refs.iter().any(|r| {
+                let name = r["name"].as_str().unwrap_or("");
+                let key = (ns.clone(), name.to_string());
+                match (
+                    r["group"].as_str().unwrap_or(""),
+                    r["kind"].as_str().unwrap_or(""),
+                ) {
+                    (GATEWAY_GROUP, "Gateway") => ns == id.namespace && name == id.gateway_name,
+                    (GATEWAY_GROUP, "GatewayClass") => {
+                        ns == id.root_namespace && name == id.gateway_class
+                    }
+                    ("" | "core", "Service") => bound_services.contains(&key),
+                    ("networking.istio.io", "ServiceEntry") => bound_entries.contains(&key),
+                    _ => false,
+                }
+            })
+        });
+
     let mut out = Vec::new();
     let mut push = |kind: WatchedKind, (ns, name): &(String, String), value: &Value| {
         let origin = if kind.namespaced() {
@@ -171,6 +207,9 @@ pub fn select(
     }
     for (key, value) in plugins {
         push(WatchedKind::WasmPlugin, key, value);
+    }
+    for (key, value) in policies {
+        push(WatchedKind::AuthorizationPolicy, key, value);
     }
     out
 }

@@ -8,6 +8,8 @@ const ID: WaypointId<'static> = WaypointId {
     gateway_name: "waypoint",
     namespace: "shop",
     cluster_domain: "cluster.local",
+    root_namespace: "istio-system",
+    gateway_class: "pingora-waypoint",
 };
 
 fn maps(objects: &[(WatchedKind, Value)]) -> BTreeMap<WatchedKind, ObjectMap> {
@@ -148,6 +150,68 @@ fn routes_and_policies_follow_bound_services() {
             "kube:DestinationRule/shop/dr-reviews",
             "kube:DestinationRule/shop/dr-wildcard",
             "kube:WasmPlugin/shop/gw",
+        ]
+    );
+}
+
+fn authz(ns: &str, name: &str, spec: Value) -> (WatchedKind, Value) {
+    (
+        WatchedKind::AuthorizationPolicy,
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+               "metadata": {"name": name, "namespace": ns}, "spec": spec}),
+    )
+}
+
+#[test]
+fn authorization_policies_that_target_this_waypoint() {
+    let gw = |kind: &str, name: &str| json!({"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": kind, "name": name}]});
+    let objects = [
+        svc("shop", "cart", json!({"istio.io/use-waypoint": "waypoint"})),
+        svc("shop", "other", json!({})),
+        authz("shop", "to-gateway", gw("Gateway", "waypoint")),
+        authz("shop", "to-other-gateway", gw("Gateway", "east")),
+        authz(
+            "istio-system",
+            "to-class",
+            gw("GatewayClass", "pingora-waypoint"),
+        ),
+        authz(
+            "istio-system",
+            "to-istio-class",
+            gw("GatewayClass", "istio-waypoint"),
+        ),
+        authz(
+            "shop",
+            "to-cart",
+            json!({"targetRefs": [{"kind": "Service", "name": "cart"}]}),
+        ),
+        authz(
+            "shop",
+            "to-unbound",
+            json!({"targetRefs": [{"kind": "Service", "name": "other"}]}),
+        ),
+        authz(
+            "shop",
+            "selector",
+            json!({"selector": {"matchLabels": {"app": "cart"}}}),
+        ),
+        authz(
+            "elsewhere",
+            "selector",
+            json!({"selector": {"matchLabels": {"app": "x"}}}),
+        ),
+    ];
+    let got: Vec<String> = selected(&objects)
+        .into_iter()
+        .filter(|o| o.contains("AuthorizationPolicy"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "kube:AuthorizationPolicy/istio-system/to-class",
+            "kube:AuthorizationPolicy/shop/selector",
+            "kube:AuthorizationPolicy/shop/to-cart",
+            "kube:AuthorizationPolicy/shop/to-gateway",
         ]
     );
 }

@@ -1,0 +1,113 @@
+//! AuthorizationPolicy at the moment Istio's waypoint applies it: once the
+//! destination is known, before proxy-wasm plugins and routing. Both request
+//! paths call these two steps; with no policy configured `authorize` is one
+//! `is_empty` check.
+
+use std::borrow::Cow;
+
+use pingora_http::RequestHeader;
+use tracing::debug;
+
+use crate::authz::{self, Attributes, Decision, HttpAttributes};
+use crate::hbone::ConnectTarget;
+use crate::inbound::Caller;
+use crate::routing::DestinationPort;
+use crate::store::Published;
+
+use super::ctx::RequestCtx;
+use super::failure::Failure;
+use super::{headers, Waypoint};
+
+impl Waypoint {
+    /// The decision for this request when a policy applies to its
+    /// destination. The path a policy judges is normalised (Istio's `BASE`),
+    /// and the request goes on with that path, as Envoy forwards it: the
+    /// backend never sees a path the policy did not.
+    pub(super) fn authorize(
+        published: &Published,
+        destination: &DestinationPort,
+        req: &mut RequestHeader,
+        caller: &Caller,
+        tunnel_target: Option<&ConnectTarget>,
+    ) -> Option<Decision> {
+        let policies = published
+            .authz
+            .for_destination(destination.service.kind, &destination.service.key)?;
+        normalize_path(req);
+        let host = headers::host(req).unwrap_or("");
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        let source_ip = caller.client_ip.map(|c| c.ip());
+        let destination_ip = match tunnel_target {
+            Some(ConnectTarget::Addr(a)) => Some(a.ip()),
+            _ => destination.service.addresses.first().copied(),
+        };
+        let attributes = Attributes {
+            principal: caller.principal(),
+            namespace: caller.namespace(),
+            source_ip,
+            remote_ip: source_ip,
+            destination_ip,
+            destination_port: destination.port.number,
+            sni: caller.sni.as_deref(),
+            http: Some(HttpAttributes {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                host: &host,
+                headers: &req.headers,
+            }),
+        };
+        Some(policies.evaluate(&attributes))
+    }
+
+    /// Records `decision` (metrics, the access log's details) and says
+    /// whether the request may go on: `Err` is the answer to a denied one.
+    pub(super) fn settle_authz(
+        &self,
+        ctx: &mut RequestCtx,
+        decision: &Decision,
+        req: &RequestHeader,
+    ) -> Result<(), Failure> {
+        for r in decision.records() {
+            self.metrics
+                .record_authz(r.policy_name(), r.action.as_str(), r.result);
+        }
+        if decision.allowed {
+            return Ok(());
+        }
+        ctx.reply.details = decision.details();
+        debug!(details = ?ctx.reply.details, "request denied by AuthorizationPolicy");
+        let grpc = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        Err(Failure::Denied { grpc })
+    }
+}
+
+/// Rewrites the request's path to its normalised form when that differs.
+fn normalize_path(req: &mut RequestHeader) {
+    let Some(pq) = req.uri.path_and_query() else {
+        return;
+    };
+    let Cow::Owned(path) = authz::path::normalize(pq.as_str()) else {
+        // Already normal, or normal but for a query the policy does not read.
+        return;
+    };
+    let rewritten = match pq.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri.clone().into_parts();
+    let uri = rewritten.parse().map_err(http::Error::from).and_then(|pq| {
+        parts.path_and_query = Some(pq);
+        http::Uri::from_parts(parts).map_err(http::Error::from)
+    });
+    match uri {
+        Ok(uri) => req.set_uri(uri),
+        Err(e) => debug!(error = %e, "normalised path is not a URI; left as sent"),
+    }
+}
