@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
-use waypoint::authz::{path, Attributes, AuthzOptions, AuthzTable, HttpAttributes};
+use waypoint::authz::{path, Attributes, AuthzOptions, AuthzTable, HttpAttributes, JwksRegistry};
 use waypoint::config::{self, NamespacedName};
 use waypoint::routing::ServiceKind;
 
@@ -33,12 +33,13 @@ fn bench_authz(c: &mut Criterion) {
         gateway: NamespacedName::new("bench", "waypoint"),
         ..AuthzOptions::default()
     };
-    let table = AuthzTable::compile(&resources.authorization_policies, &opts)
+    let table = AuthzTable::compile(&resources, &opts, &JwksRegistry::default())
         .expect("bench policies compile");
     let key = NamespacedName::new("bench", "svc");
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", http::HeaderValue::from_static("t9"));
     headers.insert("user-agent", http::HeaderValue::from_static("bench"));
+    let (table, key) = (&table, &key);
     let request = |principal: &'static str, path: &'static str| {
         move |headers: &HeaderMap| {
             let policies = table
@@ -59,6 +60,7 @@ fn bench_authz(c: &mut Criterion) {
                     host: "svc.bench.svc.cluster.local:8080",
                     headers,
                 }),
+                auth: None,
             };
             policies.evaluate(&a).allowed
         }

@@ -10,17 +10,19 @@
 //! `is_empty` check.
 
 mod compile;
+pub mod jwt;
 pub mod matcher;
 pub mod path;
 mod rule;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::config::{Action, ConfigErrors, LoadedPolicy, NamespacedName, Sourced};
+use crate::config::{Action, ConfigErrors, NamespacedName, Resources};
 use crate::routing::ServiceKind;
 
 pub use compile::Applies;
+pub use jwt::{JwtFailure, JwtProvider, RemoteKeys, RequestAuth};
 pub use rule::{Attributes, HttpAttributes, Rule, TcpReading};
 
 /// Who this waypoint is, for deciding which policies target it.
@@ -100,13 +102,15 @@ impl Policy {
     }
 }
 
-/// The policies that apply to one destination, grouped by how they act.
+/// The policies that apply to one destination, grouped by how they act,
+/// and the JWT rules of its RequestAuthentications.
 #[derive(Debug, Default, PartialEq)]
 pub struct PolicySet {
     deny: Vec<Arc<Policy>>,
     allow: Vec<Arc<Policy>>,
     /// AUDIT and dry-run policies.
     observe: Vec<Arc<Policy>>,
+    jwt: Vec<Arc<JwtProvider>>,
 }
 
 impl PolicySet {
@@ -123,8 +127,38 @@ impl PolicySet {
         }
     }
 
+    fn add_jwt(&mut self, p: &Arc<JwtProvider>) {
+        if !self.jwt.iter().any(|q| Arc::ptr_eq(q, p)) {
+            self.jwt.push(p.clone());
+        }
+    }
+
+    fn merge(&mut self, other: &PolicySet) {
+        for p in other.deny.iter().chain(&other.allow).chain(&other.observe) {
+            self.add(p);
+        }
+        for p in &other.jwt {
+            self.add_jwt(p);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.deny.is_empty() && self.allow.is_empty() && self.observe.is_empty()
+        self.deny.is_empty()
+            && self.allow.is_empty()
+            && self.observe.is_empty()
+            && self.jwt.is_empty()
+    }
+
+    /// RequestAuthentication: verifies the request's JWT, if it has one
+    /// (see [`jwt::authenticate`]). `Ok(None)` also when no rule applies.
+    pub fn authenticate(
+        &self,
+        req: &mut pingora_http::RequestHeader,
+    ) -> Result<Option<RequestAuth>, JwtFailure> {
+        if self.jwt.is_empty() {
+            return Ok(None);
+        }
+        jwt::authenticate(&self.jwt, req)
     }
 
     /// Decides one request or connection.
@@ -246,6 +280,22 @@ impl Decision {
     }
 }
 
+/// What authorization made of a request.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// A JWT was present and invalid.
+    Unauthenticated(JwtFailure),
+    /// The policies' decision.
+    Decided(Decision),
+}
+
+impl Verdict {
+    /// Whether the request may go on.
+    pub fn allowed(&self) -> bool {
+        matches!(self, Verdict::Decided(d) if d.allowed)
+    }
+}
+
 /// Every policy of one config, by destination.
 #[derive(Debug, Default)]
 pub struct AuthzTable {
@@ -255,11 +305,37 @@ pub struct AuthzTable {
     by_destination: HashMap<NamespacedName, Vec<(ServiceKind, Arc<PolicySet>)>>,
     /// Every policy with what it applies to, for `/config_dump` and `check`.
     pub policies: Vec<(Arc<Policy>, Applies)>,
+    /// Every RequestAuthentication: its JWT rules and what they apply to.
+    pub authentications: Vec<(Arc<str>, Vec<Arc<JwtProvider>>, Applies)>,
 }
 
 impl PartialEq for AuthzTable {
     fn eq(&self, other: &Self) -> bool {
-        self.policies == other.policies
+        self.policies == other.policies && self.authentications == other.authentications
+    }
+}
+
+/// Keys fetched from `jwksUri`s, by URI; outlives reloads so a new config
+/// naming the same URI keeps the keys already fetched.
+#[derive(Debug, Default)]
+pub struct JwksRegistry {
+    by_uri: Mutex<HashMap<String, Arc<RemoteKeys>>>,
+}
+
+impl JwksRegistry {
+    /// The shared entry for `uri` (empty until a fetch fills it).
+    pub fn entry(&self, uri: &str) -> Arc<RemoteKeys> {
+        self.by_uri
+            .lock()
+            .expect("jwks registry lock is never poisoned: no panics while held")
+            .entry(uri.to_string())
+            .or_insert_with(|| {
+                Arc::new(RemoteKeys {
+                    uri: uri.to_string(),
+                    ..Default::default()
+                })
+            })
+            .clone()
     }
 }
 
@@ -267,37 +343,58 @@ impl AuthzTable {
     /// Compiles every loaded AuthorizationPolicy. Errors only for policies
     /// whose targets cannot be read.
     pub fn compile(
-        policies: &[Sourced<LoadedPolicy>],
+        resources: &Resources,
         opts: &AuthzOptions,
+        jwks: &JwksRegistry,
     ) -> Result<AuthzTable, ConfigErrors> {
-        let compiled = compile::compile_all(policies, opts)?;
+        let compiled = compile::compile_all(&resources.authorization_policies, opts);
+        let mut errors = ConfigErrors::default();
+        let authn: Vec<_> = resources
+            .request_authentications
+            .iter()
+            .filter_map(|r| {
+                compile::compile_authn(r, opts, &|uri| jwks.entry(uri))
+                    .map_err(|e| errors.0.push(e))
+                    .ok()
+            })
+            .collect();
+        let compiled = match compiled {
+            Ok(c) if errors.is_empty() => c,
+            Ok(_) => return Err(errors),
+            Err(mut e) => {
+                e.0.extend(errors.0);
+                return Err(e);
+            }
+        };
         let mut all_traffic = PolicySet::default();
         let mut by_destination: HashMap<_, PolicySet> = HashMap::new();
-        for c in &compiled {
-            if let Applies::To(targets) = &c.applies {
+        let mut place = |applies: &Applies, put: &dyn Fn(&mut PolicySet)| {
+            if let Applies::To(targets) = applies {
                 for t in targets {
                     match t {
-                        Target::AllTraffic => all_traffic.add(&c.policy),
-                        Target::Destination(kind, key) => by_destination
-                            .entry((*kind, key.clone()))
-                            .or_default()
-                            .add(&c.policy),
+                        Target::AllTraffic => put(&mut all_traffic),
+                        Target::Destination(kind, key) => {
+                            put(by_destination.entry((*kind, key.clone())).or_default())
+                        }
                     }
                 }
             }
+        };
+        for c in &compiled {
+            place(&c.applies, &|set| set.add(&c.policy));
+        }
+        for a in &authn {
+            place(&a.applies, &|set| {
+                for p in &a.providers {
+                    set.add_jwt(p);
+                }
+            });
         }
         // A destination's own policies, then the waypoint-wide ones.
         let mut indexed: HashMap<NamespacedName, Vec<(ServiceKind, Arc<PolicySet>)>> =
             HashMap::new();
         for ((kind, key), mut set) in by_destination {
-            for p in all_traffic
-                .deny
-                .iter()
-                .chain(&all_traffic.allow)
-                .chain(&all_traffic.observe)
-            {
-                set.add(p);
-            }
+            set.merge(&all_traffic);
             indexed.entry(key).or_default().push((kind, Arc::new(set)));
         }
         Ok(AuthzTable {
@@ -307,7 +404,24 @@ impl AuthzTable {
                 .into_iter()
                 .map(|c| (c.policy, c.applies))
                 .collect(),
+            authentications: authn
+                .into_iter()
+                .map(|a| (a.name, a.providers, a.applies))
+                .collect(),
         })
+    }
+
+    /// Every `jwksUri` the config names, to fetch.
+    pub fn remote_keys(&self) -> Vec<Arc<RemoteKeys>> {
+        let mut out: Vec<Arc<RemoteKeys>> = Vec::new();
+        for p in self.authentications.iter().flat_map(|(_, p, _)| p) {
+            if let jwt::Keys::Remote(r) = &p.keys {
+                if !out.iter().any(|o| Arc::ptr_eq(o, r)) {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Every policy, in load order, with what it applies to and why it is
@@ -334,7 +448,36 @@ impl AuthzTable {
                 })
             })
             .collect();
-        serde_json::json!({ "policies": policies })
+        let authentications: Vec<serde_json::Value> = self
+            .authentications
+            .iter()
+            .map(|(name, providers, applies)| {
+                let (targets, ignored) = match applies {
+                    Applies::To(t) => (t.iter().map(|t| t.to_string()).collect(), None),
+                    Applies::Ignored(why) => (Vec::new(), Some(why.as_str())),
+                };
+                let rules: Vec<serde_json::Value> = providers
+                    .iter()
+                    .map(|p| {
+                        let keys = match &p.keys {
+                            jwt::Keys::Inline(k) => serde_json::json!({"inline": k.len()}),
+                            jwt::Keys::Remote(r) => serde_json::json!({
+                                "jwks_uri": r.uri,
+                                "fetched": r.keys.load().as_ref().map(|k| k.len()),
+                            }),
+                        };
+                        serde_json::json!({"issuer": p.issuer, "audiences": p.audiences, "keys": keys})
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": &**name,
+                    "jwt_rules": rules,
+                    "applies_to": targets,
+                    "ignored": ignored,
+                })
+            })
+            .collect();
+        serde_json::json!({ "policies": policies, "request_authentications": authentications })
     }
 
     /// The policies for requests to `key`; `None` when none applies.

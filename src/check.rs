@@ -73,7 +73,7 @@ pub fn check(path: &Path, namespace: &str) -> (bool, String) {
 /// Which AuthorizationPolicies apply to what, and warnings for those that
 /// do not do what their author may think.
 fn authorization_report(out: &mut String, snapshot: &Snapshot, authz: &AuthzTable) {
-    if authz.policies.is_empty() {
+    if authz.policies.is_empty() && authz.authentications.is_empty() {
         return;
     }
     let resources = snapshot.resources();
@@ -116,6 +116,35 @@ fn authorization_report(out: &mut String, snapshot: &Snapshot, authz: &AuthzTabl
                     out,
                     "  warning: AuthorizationPolicy {} is ignored by this waypoint: it {why}",
                     policy.name
+                );
+            }
+        }
+    }
+    let required = authz.policies.iter().any(|(p, a)| {
+        matches!(a, Applies::To(_)) && p.rules.iter().any(|r| r.reads_request_auth())
+    });
+    for (name, providers, applies) in &authz.authentications {
+        let issuers: Vec<&str> = providers.iter().map(|p| p.issuer.as_str()).collect();
+        match applies {
+            Applies::To(targets) => {
+                let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+                let _ = writeln!(
+                    out,
+                    "  RequestAuthentication {name} (issuers {}) -> {}",
+                    issuers.join(", "),
+                    names.join(", ")
+                );
+                if !required {
+                    let _ = writeln!(
+                        out,
+                        "    warning: no AuthorizationPolicy requires requestPrincipals: invalid tokens are refused, but requests without a token are allowed"
+                    );
+                }
+            }
+            Applies::Ignored(why) => {
+                let _ = writeln!(
+                    out,
+                    "  warning: RequestAuthentication {name} is ignored by this waypoint: it {why}"
                 );
             }
         }

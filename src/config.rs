@@ -60,6 +60,7 @@ pub struct Resources {
     pub destination_rules: Vec<Sourced<DestinationRule>>,
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
     pub authorization_policies: Vec<Sourced<LoadedPolicy>>,
+    pub request_authentications: Vec<Sourced<RequestAuthentication>>,
 }
 
 impl Resources {
@@ -78,6 +79,7 @@ impl Resources {
             ("DestinationRule", self.destination_rules.len()),
             ("WasmPlugin", self.wasm_plugins.len()),
             ("AuthorizationPolicy", self.authorization_policies.len()),
+            ("RequestAuthentication", self.request_authentications.len()),
         ]
     }
 }

@@ -10,6 +10,7 @@ mod ctx;
 pub mod direct;
 pub mod failure;
 pub mod headers;
+pub mod jwks;
 mod local_reply;
 mod mirror;
 mod observe;

@@ -141,6 +141,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     let tracker = Arc::new(ConnectionTracker::default());
     let mut tasks = Vec::new();
+    // RequestAuthentication `jwksUri`s, fetched through the same dialer.
+    tasks.push(tokio::spawn(crate::proxy::jwks::keep_fetched(
+        store.clone(),
+        dialer.clone(),
+        shutdown_rx.clone(),
+    )));
     let admin_state = Arc::new(AdminState {
         store: store.clone(),
         metrics: metrics.clone(),

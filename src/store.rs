@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
-use crate::authz::{AuthzOptions, AuthzTable};
+use crate::authz::{AuthzOptions, AuthzTable, JwksRegistry};
 use crate::config::source::{ConfigSource, FileSource, Reload};
 use crate::config::{ConfigErrors, NamespacedName};
 use crate::routing::{CompileOptions, Snapshot};
@@ -71,6 +71,8 @@ pub struct SnapshotStore {
     /// Serialises reloads so two watchers' events cannot publish out of order.
     reload_lock: Mutex<()>,
     load: LoadRegistry,
+    /// Keys fetched from `jwksUri`s, kept across reloads.
+    jwks: Arc<JwksRegistry>,
     options: CompileOptions,
     settings: Arc<Settings>,
     source: Arc<dyn ConfigSource>,
@@ -91,7 +93,14 @@ pub fn build_snapshot(
     let source = FileSource {
         path: settings.config_path.clone(),
     };
-    build_snapshot_from(&source, settings, options, load, wasm)
+    build_snapshot_from(
+        &source,
+        settings,
+        options,
+        load,
+        wasm,
+        &JwksRegistry::default(),
+    )
 }
 
 /// Loads `source` and compiles it: routes, WasmPlugins and
@@ -103,9 +112,10 @@ pub fn build_snapshot_from(
     options: &CompileOptions,
     load: &LoadRegistry,
     wasm: &WasmHost,
+    jwks: &JwksRegistry,
 ) -> Result<Built, ConfigErrors> {
     let resources = Arc::new(source.load(&settings.namespace)?);
-    let authz = AuthzTable::compile(&resources.authorization_policies, &authz_options(settings));
+    let authz = AuthzTable::compile(&resources, &authz_options(settings), jwks);
     let snapshot = Snapshot::compile(resources.clone(), options, load);
     let plugins = compile_plugins(&resources, &source.base_dir(), wasm);
     let mut errors = ConfigErrors::default();
@@ -159,13 +169,15 @@ impl SnapshotStore {
         let load = LoadRegistry::default();
         let options = compile_options(&settings);
         let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
-        let built = build_snapshot_from(source.as_ref(), &settings, &options, &load, &wasm)?;
+        let jwks = Arc::new(JwksRegistry::default());
+        let built = build_snapshot_from(source.as_ref(), &settings, &options, &load, &wasm, &jwks)?;
         metrics.record_reload(true, 1);
         Ok(Self {
             current: ArcSwap::from_pointee(built.publish(1)),
             last_error: Mutex::new(None),
             reload_lock: Mutex::new(()),
             load,
+            jwks,
             options,
             settings,
             source,
@@ -217,6 +229,7 @@ impl SnapshotStore {
             &self.options,
             &self.load,
             &self.wasm,
+            &self.jwks,
         );
         match built {
             Ok(built) => {

@@ -17,5 +17,6 @@
 
 pub mod ca;
 pub mod fake_api;
+pub mod jwt;
 pub mod wasm_filters;
 pub mod ztunnel;

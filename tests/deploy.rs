@@ -348,7 +348,7 @@ fn proxy_role_is_read_only_over_what_the_waypoint_watches() {
     expect(
         &mut want,
         "security.istio.io",
-        &["authorizationpolicies"],
+        &["authorizationpolicies", "requestauthentications"],
         read,
         "",
     );

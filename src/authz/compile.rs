@@ -5,12 +5,15 @@
 
 use std::sync::Arc;
 
+use http::HeaderName;
+
 use crate::config::{
     self, Action, AuthorizationPolicy, ConfigError, ConfigErrors, Location, ObjectRef, Sourced,
 };
-use crate::config::{LoadedPolicy, NamespacedName};
+use crate::config::{LoadedPolicy, NamespacedName, PolicyTargetReference, RequestAuthentication};
 use crate::routing::ServiceKind;
 
+use super::jwt::{parse_jwks, JwtProvider, Keys, RemoteKeys, TokenLocation};
 use super::matcher::{parse_port, Cidr, HostMatch, MatcherError, PathMatch, StrMatch};
 use super::rule::{Attr, ConditionMatch, Field, OperationMatch, Rule, SourceMatch, Value};
 use super::{AuthzOptions, Policy, Target};
@@ -42,27 +45,22 @@ pub fn compile_policy(
     let object = &loaded.object.policy;
     let spec = &object.spec;
     let key = &loaded.key;
-    let located = |field: &str, reason: String| {
-        ConfigError::new(
-            Location {
-                file: Some(loaded.origin.file.to_string()),
-                document: Some(loaded.origin.document),
-                object: Some(ObjectRef {
-                    kind: "AuthorizationPolicy".to_string(),
-                    namespace: Some(key.namespace.clone()),
-                    name: key.name.clone(),
-                }),
-                field: Some(field.to_string()),
-            },
-            reason,
-        )
-    };
+    let located = locator(loaded, "AuthorizationPolicy");
     let dry_run = object
         .metadata
         .annotations
         .get(DRY_RUN)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let applies = applies(loaded, opts, &located)?;
+    let applies = applies(
+        Scope {
+            namespace: &key.namespace,
+            selector: spec.selector.is_some(),
+            refs: spec.target_ref.iter().chain(&spec.target_refs).collect(),
+            single_ref: spec.target_ref.is_some(),
+        },
+        opts,
+        &located,
+    )?;
     let mut rejected = loaded.object.error.as_ref().map(|e| e.to_string());
     let mut rules = Vec::new();
     if rejected.is_none() {
@@ -89,32 +87,57 @@ pub fn compile_policy(
     })
 }
 
+/// Builds errors located at a field of `sourced`.
+fn locator<'a, T>(
+    sourced: &'a Sourced<T>,
+    kind: &'static str,
+) -> impl Fn(&str, String) -> ConfigError + 'a {
+    move |field: &str, reason: String| {
+        ConfigError::new(
+            Location {
+                file: Some(sourced.origin.file.to_string()),
+                document: Some(sourced.origin.document),
+                object: Some(ObjectRef {
+                    kind: kind.to_string(),
+                    namespace: Some(sourced.key.namespace.clone()),
+                    name: sourced.key.name.clone(),
+                }),
+                field: Some(field.to_string()),
+            },
+            reason,
+        )
+    }
+}
+
 /// Which traffic of this waypoint a policy is for, as Istio decides it for
 /// waypoints: `targetRefs` to this Gateway, a Service or a ServiceEntry, or
 /// from the root namespace to this waypoint's GatewayClass. `selector` and
 /// namespace-wide policies are for ztunnel and sidecars.
 fn applies(
-    loaded: &Sourced<LoadedPolicy>,
+    scope: Scope<'_>,
     opts: &AuthzOptions,
     located: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<Applies, ConfigError> {
-    let spec = &loaded.object.policy.spec;
-    let ns = &loaded.key.namespace;
-    let refs: Vec<_> = spec.target_ref.iter().chain(&spec.target_refs).collect();
+    let Scope {
+        namespace: ns,
+        selector,
+        refs,
+        single_ref,
+    } = scope;
     let field = |i: usize| {
-        if spec.target_ref.is_some() {
+        if single_ref {
             "spec.targetRef".to_string()
         } else {
             format!("spec.targetRefs[{i}]")
         }
     };
-    if spec.selector.is_some() && !refs.is_empty() {
+    if selector && !refs.is_empty() {
         return Err(located(
             "spec.selector",
             "only one of selector and targetRefs may be set".to_string(),
         ));
     }
-    if spec.selector.is_some() {
+    if selector {
         return Ok(Applies::Ignored(
             "has a selector: enforced by ztunnel or sidecars, not by a waypoint".to_string(),
         ));
@@ -137,7 +160,7 @@ fn applies(
                 format!("must be the policy's namespace {ns}"),
             ));
         }
-        let named = NamespacedName::new(ns.clone(), r.name.clone());
+        let named = NamespacedName::new(ns.to_string(), r.name.clone());
         match (r.group.as_str(), r.kind.as_str()) {
             (GATEWAY_GROUP, "Gateway") => {
                 if named == opts.gateway {
@@ -147,7 +170,7 @@ fn applies(
                 }
             }
             (GATEWAY_GROUP, "GatewayClass") => {
-                if ns != &opts.root_namespace {
+                if ns != opts.root_namespace {
                     return Err(located(
                         &field(i),
                         format!(
@@ -186,6 +209,15 @@ fn applies(
         )));
     }
     Ok(Applies::To(targets))
+}
+
+/// Where a policy object says it applies.
+struct Scope<'a> {
+    namespace: &'a str,
+    selector: bool,
+    refs: Vec<&'a PolicyTargetReference>,
+    /// Written as the deprecated single `targetRef`.
+    single_ref: bool,
 }
 
 type Invalid = (String, String);
@@ -328,11 +360,14 @@ fn condition(c: &config::Condition, at: &str) -> Result<ConditionMatch, Invalid>
             "destination.ip" => (Attr::DestinationIp, Kind::Ip),
             "destination.port" => (Attr::DestinationPort, Kind::Port),
             "connection.sni" => (Attr::Sni, Kind::Str),
-            "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter" => {
-                (Attr::RequestAuth, Kind::Str)
-            }
-            k if k.starts_with("request.auth.claims[") && k.ends_with(']') => {
-                (Attr::RequestAuth, Kind::Str)
+            "request.auth.principal" => (Attr::AuthPrincipal, Kind::Str),
+            "request.auth.audiences" => (Attr::AuthAudiences, Kind::Str),
+            "request.auth.presenter" => (Attr::AuthPresenter, Kind::Str),
+            k if k.starts_with("request.auth.claims[") => {
+                let path = claim_path(&k["request.auth.claims".len()..]).ok_or_else(|| {
+                    bad_key("claims are written request.auth.claims[name][nested]")
+                })?;
+                (Attr::AuthClaim(path), Kind::Str)
             }
             _ => return Err(bad_key("unsupported condition key")),
         }
@@ -346,6 +381,21 @@ fn condition(c: &config::Condition, at: &str) -> Result<ConditionMatch, Invalid>
     };
     let values = field(&c.values, &c.not_values, at, "values", parse)?;
     Ok(ConditionMatch { attr, values })
+}
+
+/// `[a][b]` → `["a", "b"]`.
+fn claim_path(mut rest: &str) -> Option<Vec<String>> {
+    let mut path = Vec::new();
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let end = inner.find(']')?;
+        if end == 0 {
+            return None;
+        }
+        path.push(inner[..end].to_string());
+        rest = &inner[end + 1..];
+    }
+    (!path.is_empty()).then_some(path)
 }
 
 #[derive(Clone, Copy)]
@@ -373,4 +423,118 @@ pub fn compile_all(
     } else {
         Err(errors)
     }
+}
+
+/// One RequestAuthentication compiled: its JWT rules and what they apply to.
+pub struct CompiledAuthn {
+    pub name: Arc<str>,
+    pub providers: Vec<Arc<JwtProvider>>,
+    pub applies: Applies,
+}
+
+/// Compiles a RequestAuthentication; its errors reject the config (a rule
+/// that cannot verify tokens must not let them through unverified).
+pub fn compile_authn(
+    sourced: &Sourced<RequestAuthentication>,
+    opts: &AuthzOptions,
+    remote: &dyn Fn(&str) -> Arc<RemoteKeys>,
+) -> Result<CompiledAuthn, ConfigError> {
+    let spec = &sourced.object.spec;
+    let located = locator(sourced, "RequestAuthentication");
+    let applies = applies(
+        Scope {
+            namespace: &sourced.key.namespace,
+            selector: spec.selector.is_some(),
+            refs: spec.target_ref.iter().chain(&spec.target_refs).collect(),
+            single_ref: spec.target_ref.is_some(),
+        },
+        opts,
+        &located,
+    )?;
+    let name: Arc<str> = Arc::from(sourced.key.to_string());
+    let mut providers = Vec::new();
+    for (i, rule) in spec.jwt_rules.iter().enumerate() {
+        let at = |f: &str| format!("spec.jwtRules[{i}].{f}");
+        if rule.issuer.is_empty() {
+            return Err(located(&at("issuer"), "is required".to_string()));
+        }
+        let keys = match (&rule.jwks, &rule.jwks_uri) {
+            (Some(text), _) => Keys::Inline(parse_jwks(text).map_err(|e| located(&at("jwks"), e))?),
+            (None, Some(uri)) => {
+                if !uri.starts_with("http://") {
+                    return Err(located(
+                        &at("jwksUri"),
+                        format!("{uri}: only http:// through the mesh is supported (TLS origination is not); use jwks inline"),
+                    ));
+                }
+                uri.parse::<http::Uri>()
+                    .ok()
+                    .filter(|u| u.authority().is_some())
+                    .ok_or_else(|| located(&at("jwksUri"), format!("{uri:?} is not a URL")))?;
+                Keys::Remote(remote(uri))
+            }
+            (None, None) => {
+                return Err(located(
+                    &at("jwks"),
+                    "one of jwks and jwksUri is required".to_string(),
+                ))
+            }
+        };
+        if let Some(t) = &rule.timeout {
+            humantime::parse_duration(t).map_err(|e| located(&at("timeout"), e.to_string()))?;
+        }
+        let header = |field: String, name: &str| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| located(&field, format!("{name:?} is not a header name")))
+        };
+        let mut locations = Vec::new();
+        for (j, h) in rule.from_headers.iter().enumerate() {
+            locations.push(TokenLocation::Header {
+                name: header(at(&format!("fromHeaders[{j}].name")), &h.name)?,
+                prefix: h.prefix.clone().unwrap_or_default(),
+            });
+        }
+        locations.extend(rule.from_params.iter().cloned().map(TokenLocation::Param));
+        locations.extend(rule.from_cookies.iter().cloned().map(TokenLocation::Cookie));
+        if locations.is_empty() {
+            locations = TokenLocation::defaults();
+        }
+        let output_payload_to_header = rule
+            .output_payload_to_header
+            .as_deref()
+            .map(|h| header(at("outputPayloadToHeader"), h))
+            .transpose()?;
+        let output_claim_to_headers = rule
+            .output_claim_to_headers
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if c.claim.is_empty() {
+                    return Err(located(
+                        &at(&format!("outputClaimToHeaders[{j}].claim")),
+                        "is required".to_string(),
+                    ));
+                }
+                Ok((
+                    header(at(&format!("outputClaimToHeaders[{j}].header")), &c.header)?,
+                    c.claim.split('.').map(str::to_string).collect(),
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        providers.push(Arc::new(JwtProvider {
+            name: name.clone(),
+            issuer: rule.issuer.clone(),
+            audiences: rule.audiences.clone(),
+            keys,
+            locations,
+            forward_original_token: rule.forward_original_token,
+            output_payload_to_header,
+            output_claim_to_headers,
+        }));
+    }
+    Ok(CompiledAuthn {
+        name,
+        providers,
+        applies,
+    })
 }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
+use super::jwt::RequestAuth;
 use super::matcher::{Cidr, HostMatch, PathMatch, StrMatch};
 
 /// What a request offers to a policy.
@@ -33,6 +34,8 @@ pub struct Attributes<'a> {
     pub sni: Option<&'a str>,
     /// `None` for a TCP connection.
     pub http: Option<HttpAttributes<'a>>,
+    /// What a verified JWT says (RequestAuthentication); `None` without one.
+    pub auth: Option<&'a RequestAuth>,
 }
 
 /// The HTTP part of [`Attributes`].
@@ -107,8 +110,12 @@ pub enum Attr {
     RemoteIp,
     SourceNamespace,
     SourcePrincipal,
-    /// `request.auth.*`: set only by a validated JWT (RequestAuthentication).
-    RequestAuth,
+    /// `request.auth.principal`: `iss/sub` of a verified JWT.
+    AuthPrincipal,
+    AuthAudiences,
+    AuthPresenter,
+    /// `request.auth.claims[a][b]`: a claim by its path.
+    AuthClaim(Vec<String>),
     DestinationIp,
     DestinationPort,
     Sni,
@@ -116,7 +123,16 @@ pub enum Attr {
 
 impl Attr {
     fn http_only(&self) -> bool {
-        matches!(self, Attr::Header(_) | Attr::RequestAuth)
+        !matches!(
+            self,
+            Attr::SourceIp
+                | Attr::RemoteIp
+                | Attr::SourceNamespace
+                | Attr::SourcePrincipal
+                | Attr::DestinationIp
+                | Attr::DestinationPort
+                | Attr::Sni
+        )
     }
 }
 
@@ -148,6 +164,20 @@ impl Rule {
         Rule::default()
     }
 
+    /// Whether it reads what a JWT says (`requestPrincipals`, `request.auth.*`).
+    pub fn reads_request_auth(&self) -> bool {
+        self.from.iter().any(|s| s.request_principals.is_set())
+            || self.when.iter().any(|c| {
+                matches!(
+                    c.attr,
+                    Attr::AuthPrincipal
+                        | Attr::AuthAudiences
+                        | Attr::AuthPresenter
+                        | Attr::AuthClaim(_)
+                )
+            })
+    }
+
     pub fn matches(&self, a: &Attributes<'_>, tcp: TcpReading) -> bool {
         (self.from.is_empty() || self.from.iter().any(|s| s.matches(a, tcp)))
             && (self.to.is_empty() || self.to.iter().any(|o| o.matches(a, tcp)))
@@ -171,8 +201,9 @@ fn opt_ip(c: &Cidr, ip: Option<IpAddr>) -> bool {
 impl SourceMatch {
     fn matches(&self, a: &Attributes<'_>, tcp: TcpReading) -> bool {
         let request_principals = match a.http {
-            // No RequestAuthentication is loaded: no request has a request principal.
-            Some(_) => self.request_principals.matches(|m| opt_str(m, None)),
+            Some(_) => self
+                .request_principals
+                .matches(|m| opt_str(m, a.auth.map(|x| x.principal.as_str()))),
             None => without_http(&self.request_principals, tcp),
         };
         request_principals
@@ -224,8 +255,18 @@ impl ConditionMatch {
             (Attr::SourceNamespace, Value::Str(m)) => opt_str(m, a.namespace),
             (Attr::SourcePrincipal, Value::Str(m)) => opt_str(m, a.principal),
             (Attr::Sni, Value::Str(m)) => opt_str(m, a.sni),
-            // No RequestAuthentication is loaded: no request carries claims.
-            (Attr::RequestAuth, _) => false,
+            (Attr::AuthPrincipal, Value::Str(m)) => {
+                opt_str(m, a.auth.map(|x| x.principal.as_str()))
+            }
+            (Attr::AuthAudiences, Value::Str(m)) => a
+                .auth
+                .is_some_and(|x| x.audiences.iter().any(|v| m.matches(v))),
+            (Attr::AuthPresenter, Value::Str(m)) => {
+                opt_str(m, a.auth.and_then(|x| x.presenter.as_deref()))
+            }
+            (Attr::AuthClaim(path), Value::Str(m)) => a
+                .auth
+                .is_some_and(|x| x.claim(path).iter().any(|v| m.matches(v))),
             _ => false,
         }
     }

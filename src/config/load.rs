@@ -146,6 +146,7 @@ enum Kind {
     DestinationRule,
     WasmPlugin,
     AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 impl Kind {
@@ -174,6 +175,9 @@ impl Kind {
             (ISTIO_EXTENSIONS_GROUP, "WasmPlugin") => (Kind::WasmPlugin, &["v1alpha1"]),
             (ISTIO_SECURITY_GROUP, "AuthorizationPolicy") => {
                 (Kind::AuthorizationPolicy, &["v1", "v1beta1"])
+            }
+            (ISTIO_SECURITY_GROUP, "RequestAuthentication") => {
+                (Kind::RequestAuthentication, &["v1", "v1beta1"])
             }
             _ => return None,
         };
@@ -294,17 +298,6 @@ impl<'a> Loader<'a> {
             }
             return;
         }
-        if api_version.starts_with("security.istio.io/") && kind == "RequestAuthentication" {
-            // Skipping it would leave policies that require a JWT believing one was checked.
-            self.errors.push(ConfigError::new(
-                location(
-                    Some(object_ref(kind, &value, Some(self.default_namespace))),
-                    None,
-                ),
-                "RequestAuthentication (JWT validation) is not supported by this waypoint yet",
-            ));
-            return;
-        }
         let kind_enum = match Kind::from_type(api_version, kind) {
             None => {
                 debug!(file = %origin.file, document = origin.document, %api_version, %kind, "skipping unknown kind");
@@ -377,6 +370,9 @@ impl<'a> Loader<'a> {
             Kind::AuthorizationPolicy => ctx
                 .decode_policy(value)
                 .map(|o| push(&mut r.authorization_policies, origin, key, o)),
+            Kind::RequestAuthentication => ctx
+                .decode(value)
+                .map(|o| push(&mut r.request_authentications, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}

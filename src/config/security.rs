@@ -241,3 +241,97 @@ impl LoadedPolicy {
         })
     }
 }
+
+/// `security.istio.io/v1` RequestAuthentication: which JWTs a request may
+/// carry. A present but invalid token is refused (401); a request without one
+/// goes on without a request principal, and AuthorizationPolicies decide.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestAuthentication {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: RequestAuthenticationSpec,
+    /// Server-populated; ignored.
+    #[serde(default)]
+    pub status: Option<serde_yaml::Value>,
+}
+
+/// `spec` of a RequestAuthentication.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestAuthenticationSpec {
+    /// For ztunnel and sidecars: a waypoint ignores the object.
+    #[serde(default)]
+    pub selector: Option<WorkloadSelector>,
+    #[serde(default)]
+    pub target_ref: Option<PolicyTargetReference>,
+    /// The same targets as an AuthorizationPolicy's.
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetReference>,
+    #[serde(default)]
+    pub jwt_rules: Vec<JwtRule>,
+}
+
+/// `spec.jwtRules[]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtRule {
+    /// The token's `iss`; required.
+    #[serde(default)]
+    pub issuer: String,
+    /// Accepted `aud` values; empty: any (Istio: the service's hostname is not implied).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where to fetch the JSON Web Key Set (`http://` through the mesh).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The JSON Web Key Set, inline; wins over `jwksUri`.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Default (with `fromParams` and `fromCookies` empty too):
+    /// `Authorization: Bearer <token>` and the `access_token` query parameter.
+    #[serde(default)]
+    pub from_headers: Vec<JwtHeader>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    /// A header to carry the verified payload (base64url JSON) upstream.
+    #[serde(default)]
+    pub output_payload_to_header: Option<String>,
+    /// Keep the token in the request (default: it is removed).
+    #[serde(default)]
+    pub forward_original_token: bool,
+    #[serde(default)]
+    pub output_claim_to_headers: Vec<ClaimToHeader>,
+    /// Timeout of a `jwksUri` fetch (default 5 s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `jwtRules[].fromHeaders[]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtHeader {
+    #[serde(default)]
+    pub name: String,
+    /// Stripped before the token, e.g. `Bearer `.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// `jwtRules[].outputClaimToHeaders[]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimToHeader {
+    #[serde(default)]
+    pub header: String,
+    /// A top-level claim, or a nested one as `a.b`.
+    #[serde(default)]
+    pub claim: String,
+}

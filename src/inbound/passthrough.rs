@@ -97,6 +97,7 @@ impl Passthrough {
             destination_port: destination.port.number,
             sni: caller.sni.as_deref(),
             http: None,
+            auth: None,
         });
         for r in decision.records() {
             self.metrics

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use pingora_http::RequestHeader;
 use tracing::debug;
 
-use crate::authz::{self, Attributes, Decision, HttpAttributes};
+use crate::authz::{self, Attributes, HttpAttributes, Verdict};
 use crate::hbone::ConnectTarget;
 use crate::inbound::Caller;
 use crate::routing::DestinationPort;
@@ -19,20 +19,26 @@ use super::failure::Failure;
 use super::{headers, Waypoint};
 
 impl Waypoint {
-    /// The decision for this request when a policy applies to its
-    /// destination. The path a policy judges is normalised (Istio's `BASE`),
-    /// and the request goes on with that path, as Envoy forwards it: the
-    /// backend never sees a path the policy did not.
+    /// The decision for this request when a policy or RequestAuthentication
+    /// applies to its destination: a present JWT is verified first (an invalid
+    /// one is refused with 401), then the policies decide. The path a policy
+    /// judges is normalised (Istio's `BASE`), and the request goes on with
+    /// that path, as Envoy forwards it: the backend never sees a path the
+    /// policy did not.
     pub(super) fn authorize(
         published: &Published,
         destination: &DestinationPort,
         req: &mut RequestHeader,
         caller: &Caller,
         tunnel_target: Option<&ConnectTarget>,
-    ) -> Option<Decision> {
+    ) -> Option<Verdict> {
         let policies = published
             .authz
             .for_destination(destination.service.kind, &destination.service.key)?;
+        let auth = match policies.authenticate(req) {
+            Ok(auth) => auth,
+            Err(failure) => return Some(Verdict::Unauthenticated(failure)),
+        };
         normalize_path(req);
         let host = headers::host(req).unwrap_or("");
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -59,18 +65,34 @@ impl Waypoint {
                 host: &host,
                 headers: &req.headers,
             }),
+            auth: auth.as_ref(),
         };
-        Some(policies.evaluate(&attributes))
+        Some(Verdict::Decided(policies.evaluate(&attributes)))
     }
 
-    /// Records `decision` (metrics, the access log's details) and says
-    /// whether the request may go on: `Err` is the answer to a denied one.
+    /// Records `verdict` (metrics, the access log's details) and says
+    /// whether the request may go on: `Err` is the answer to a refused one.
     pub(super) fn settle_authz(
         &self,
         ctx: &mut RequestCtx,
-        decision: &Decision,
+        verdict: &Verdict,
         req: &RequestHeader,
     ) -> Result<(), Failure> {
+        let grpc = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let decision = match verdict {
+            Verdict::Decided(d) => d,
+            Verdict::Unauthenticated(failure) => {
+                ctx.reply.details = Some("jwt_authn_access_denied".to_string());
+                debug!(reason = %failure, "JWT refused");
+                return Err(Failure::Unauthenticated {
+                    reason: *failure,
+                    grpc,
+                });
+            }
+        };
         for r in decision.records() {
             self.metrics
                 .record_authz(r.policy_name(), r.action.as_str(), r.result);
@@ -80,10 +102,6 @@ impl Waypoint {
         }
         ctx.reply.details = decision.details();
         debug!(details = ?ctx.reply.details, "request denied by AuthorizationPolicy");
-        let grpc = req
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         Err(Failure::Denied { grpc })
     }
 }

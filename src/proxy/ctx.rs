@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::authz::Decision;
+use crate::authz::Verdict;
 use crate::hbone::TunnelLease;
 use crate::inbound::Caller;
 use crate::policy::deadline::Deadline;
@@ -35,7 +35,7 @@ pub struct RequestCtx {
     pub wasm: WasmState,
     /// The fast path's AuthorizationPolicy decision, made while planning and
     /// recorded once the request is served there.
-    pub authz: Option<Decision>,
+    pub authz: Option<Verdict>,
 }
 
 /// Where routing sent the request.

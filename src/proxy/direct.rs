@@ -242,7 +242,7 @@ impl Waypoint {
             &downstream.caller,
             downstream.target.as_ref(),
         );
-        if authz.as_ref().is_some_and(|d| !d.allowed) {
+        if authz.as_ref().is_some_and(|v| !v.allowed()) {
             return None;
         }
         let req = down.req_header();

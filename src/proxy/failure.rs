@@ -6,6 +6,7 @@
 
 use pingora_error::{Error, ErrorSource, ErrorType};
 
+use crate::authz::JwtFailure;
 use crate::policy::retry::AttemptFailure;
 use crate::policy::Abort;
 use crate::telemetry::ResponseFlags;
@@ -39,6 +40,10 @@ pub enum Failure {
     /// who get Envoy's trailers-only PERMISSION_DENIED.
     #[error("RBAC: access denied")]
     Denied { grpc: bool },
+    /// A RequestAuthentication refused the request's JWT: 401 (gRPC:
+    /// UNAUTHENTICATED) with Envoy's message.
+    #[error("{reason}")]
+    Unauthenticated { reason: JwtFailure, grpc: bool },
     #[error("internal error")]
     Internal,
 }
@@ -59,6 +64,8 @@ impl Failure {
             Failure::FaultAbort(Abort::Grpc(_)) => 200,
             Failure::Denied { grpc: false } => 403,
             Failure::Denied { grpc: true } => 200,
+            Failure::Unauthenticated { grpc: false, .. } => 401,
+            Failure::Unauthenticated { grpc: true, .. } => 200,
         }
     }
 
@@ -74,9 +81,10 @@ impl Failure {
             Failure::Overflow => ResponseFlags::UO,
             Failure::FaultAbort(_) => ResponseFlags::FI,
             // Envoy sets no flag for an RBAC denial; response_code_details names it.
-            Failure::InvalidBackend(_) | Failure::Internal | Failure::Denied { .. } => {
-                ResponseFlags::NONE
-            }
+            Failure::InvalidBackend(_)
+            | Failure::Internal
+            | Failure::Denied { .. }
+            | Failure::Unauthenticated { .. } => ResponseFlags::NONE,
         }
     }
 
@@ -92,7 +100,9 @@ impl Failure {
             }
             Failure::UpstreamTimeout => "upstream request timeout".to_string(),
             // Trailers-only: everything is in the headers.
-            Failure::Denied { grpc: true } => String::new(),
+            Failure::Denied { grpc: true } | Failure::Unauthenticated { grpc: true, .. } => {
+                String::new()
+            }
             other => other.to_string(),
         }
     }
@@ -100,9 +110,9 @@ impl Failure {
     /// `Content-Type` of the local response.
     pub fn content_type(&self) -> &'static str {
         match self {
-            Failure::FaultAbort(Abort::Grpc(_)) | Failure::Denied { grpc: true } => {
-                "application/grpc"
-            }
+            Failure::FaultAbort(Abort::Grpc(_))
+            | Failure::Denied { grpc: true }
+            | Failure::Unauthenticated { grpc: true, .. } => "application/grpc",
             _ => "text/plain",
         }
     }
@@ -118,6 +128,15 @@ impl Failure {
                 ("grpc-status", "7".to_string()),
                 ("grpc-message", "RBAC: access denied".to_string()),
             ],
+            // UNAUTHENTICATED.
+            Failure::Unauthenticated { reason, grpc: true } => vec![
+                ("grpc-status", "16".to_string()),
+                ("grpc-message", reason.to_string()),
+            ],
+            Failure::Unauthenticated { grpc: false, .. } => vec![(
+                "www-authenticate",
+                "Bearer realm=\"waypoint\", error=\"invalid_token\"".to_string(),
+            )],
             _ => Vec::new(),
         }
     }

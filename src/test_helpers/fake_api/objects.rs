@@ -147,6 +147,13 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
         "AuthorizationPolicy",
         true
     ),
+    rt!(
+        "security.istio.io",
+        ["v1", "v1beta1"],
+        "requestauthentications",
+        "RequestAuthentication",
+        true
+    ),
 ];
 
 pub fn find_type(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {

@@ -17,11 +17,12 @@ pub enum WatchedKind {
     DestinationRule,
     WasmPlugin,
     AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 10] = [
+    pub const ALL: [WatchedKind; 11] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -32,6 +33,7 @@ impl WatchedKind {
         WatchedKind::DestinationRule,
         WatchedKind::WasmPlugin,
         WatchedKind::AuthorizationPolicy,
+        WatchedKind::RequestAuthentication,
     ];
 
     /// `(group, version, kind, plural)`.
@@ -75,6 +77,12 @@ impl WatchedKind {
                 "v1",
                 "AuthorizationPolicy",
                 "authorizationpolicies",
+            ),
+            WatchedKind::RequestAuthentication => (
+                "security.istio.io",
+                "v1",
+                "RequestAuthentication",
+                "requestauthentications",
             ),
         }
     }

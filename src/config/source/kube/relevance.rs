@@ -144,37 +144,41 @@ pub fn select(
             })
         });
 
-    // Phase 5: AuthorizationPolicies that target this waypoint: its Gateway, a
+    // Phase 5: AuthorizationPolicies and RequestAuthentications that target this waypoint: its Gateway, a
     // bound Service or ServiceEntry, or (from the root namespace) its GatewayClass.
     // Selector and namespace-wide ones in this namespace come too, so
     // `/config_dump` can say why they are ignored.
+    let targets_us = |ns: &String, policy: &Value| {
+        let spec = &policy["spec"];
+        let refs: Vec<&Value> = array(&spec["targetRefs"])
+            .chain(spec.get("targetRef").filter(|r| r.is_object()))
+            .collect();
+        if refs.is_empty() {
+            return ns == id.namespace;
+        }
+        refs.iter().any(|r| {
+            let name = r["name"].as_str().unwrap_or("");
+            let key = (ns.clone(), name.to_string());
+            match (
+                r["group"].as_str().unwrap_or(""),
+                r["kind"].as_str().unwrap_or(""),
+            ) {
+                (GATEWAY_GROUP, "Gateway") => ns == id.namespace && name == id.gateway_name,
+                (GATEWAY_GROUP, "GatewayClass") => {
+                    ns == id.root_namespace && name == id.gateway_class
+                }
+                ("" | "core", "Service") => bound_services.contains(&key),
+                ("networking.istio.io", "ServiceEntry") => bound_entries.contains(&key),
+                _ => false,
+            }
+        })
+    };
     let policies = map(WatchedKind::AuthorizationPolicy)
         .iter()
-        .filter(|((ns, _), policy)| {
-            let spec = &policy["spec"];
-            let refs: Vec<&Value> = array(&spec["targetRefs"])
-                .chain(spec.get("targetRef").filter(|r| r.is_object()))
-                .collect();
-            if refs.is_empty() {
-                return ns == id.namespace;
-            }
-            refs.iter().any(|r| {
-                let name = r["name"].as_str().unwrap_or("");
-                let key = (ns.clone(), name.to_string());
-                match (
-                    r["group"].as_str().unwrap_or(""),
-                    r["kind"].as_str().unwrap_or(""),
-                ) {
-                    (GATEWAY_GROUP, "Gateway") => ns == id.namespace && name == id.gateway_name,
-                    (GATEWAY_GROUP, "GatewayClass") => {
-                        ns == id.root_namespace && name == id.gateway_class
-                    }
-                    ("" | "core", "Service") => bound_services.contains(&key),
-                    ("networking.istio.io", "ServiceEntry") => bound_entries.contains(&key),
-                    _ => false,
-                }
-            })
-        });
+        .filter(|((ns, _), p)| targets_us(ns, p));
+    let authentications = map(WatchedKind::RequestAuthentication)
+        .iter()
+        .filter(|((ns, _), p)| targets_us(ns, p));
 
     let mut out = Vec::new();
     let mut push = |kind: WatchedKind, (ns, name): &(String, String), value: &Value| {
@@ -210,6 +214,9 @@ pub fn select(
     }
     for (key, value) in policies {
         push(WatchedKind::AuthorizationPolicy, key, value);
+    }
+    for (key, value) in authentications {
+        push(WatchedKind::RequestAuthentication, key, value);
     }
     out
 }

@@ -200,10 +200,22 @@ fn authorization_policies_that_target_this_waypoint() {
             "selector",
             json!({"selector": {"matchLabels": {"app": "x"}}}),
         ),
+        (
+            WatchedKind::RequestAuthentication,
+            json!({"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+                   "metadata": {"name": "jwt", "namespace": "shop"},
+                   "spec": {"targetRefs": [{"kind": "Service", "name": "cart"}]}}),
+        ),
+        (
+            WatchedKind::RequestAuthentication,
+            json!({"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+                   "metadata": {"name": "jwt-other", "namespace": "shop"},
+                   "spec": {"targetRefs": [{"kind": "Service", "name": "other"}]}}),
+        ),
     ];
     let got: Vec<String> = selected(&objects)
         .into_iter()
-        .filter(|o| o.contains("AuthorizationPolicy"))
+        .filter(|o| o.contains("AuthorizationPolicy") || o.contains("RequestAuthentication"))
         .collect();
     assert_eq!(
         got,
@@ -212,6 +224,7 @@ fn authorization_policies_that_target_this_waypoint() {
             "kube:AuthorizationPolicy/shop/selector",
             "kube:AuthorizationPolicy/shop/to-cart",
             "kube:AuthorizationPolicy/shop/to-gateway",
+            "kube:RequestAuthentication/shop/jwt",
         ]
     );
 }
