@@ -10,6 +10,7 @@
 //! `is_empty` check.
 
 mod compile;
+pub mod ext_authz;
 pub mod jwt;
 pub mod matcher;
 pub mod path;
@@ -18,15 +19,17 @@ mod rule;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Action, ConfigErrors, NamespacedName, Resources};
+use crate::config::{Action, ConfigErrors, MeshConfig, NamespacedName, Resources};
 use crate::routing::ServiceKind;
 
 pub use compile::Applies;
+pub use ext_authz::ExtAuthzProvider;
 pub use jwt::{JwtFailure, JwtProvider, RemoteKeys, RequestAuth};
 pub use rule::{Attributes, HttpAttributes, Rule, TcpReading};
 
-/// Who this waypoint is, for deciding which policies target it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who this waypoint is, for deciding which policies target it, and the
+/// mesh's extension providers.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthzOptions {
     /// This waypoint's Gateway (`--gateway-name` in `--namespace`).
     pub gateway: NamespacedName,
@@ -34,6 +37,8 @@ pub struct AuthzOptions {
     pub gateway_class: String,
     /// Istio's root namespace (`--root-namespace`, default `istio-system`).
     pub root_namespace: String,
+    /// `--mesh-config`: the providers `CUSTOM` policies name.
+    pub mesh: Arc<MeshConfig>,
 }
 
 impl Default for AuthzOptions {
@@ -42,6 +47,7 @@ impl Default for AuthzOptions {
             gateway: NamespacedName::new("default".to_string(), "waypoint".to_string()),
             gateway_class: "pingora-waypoint".to_string(),
             root_namespace: "istio-system".to_string(),
+            mesh: Arc::default(),
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct Policy {
     /// Why the policy could not be read as written; it then denies
     /// everything it targets.
     pub rejected: Option<String>,
+    /// The external authorization service of a `CUSTOM` policy.
+    pub provider: Option<Arc<ExtAuthzProvider>>,
 }
 
 impl Policy {
@@ -110,6 +118,8 @@ pub struct PolicySet {
     allow: Vec<Arc<Policy>>,
     /// AUDIT and dry-run policies.
     observe: Vec<Arc<Policy>>,
+    /// CUSTOM policies: a match sends the request to its provider first.
+    custom: Vec<Arc<Policy>>,
     jwt: Vec<Arc<JwtProvider>>,
 }
 
@@ -117,6 +127,8 @@ impl PolicySet {
     fn add(&mut self, p: &Arc<Policy>) {
         let group = if p.dry_run || p.action == Action::Audit {
             &mut self.observe
+        } else if p.action == Action::Custom && p.rejected.is_none() {
+            &mut self.custom
         } else if p.denies() {
             &mut self.deny
         } else {
@@ -134,7 +146,13 @@ impl PolicySet {
     }
 
     fn merge(&mut self, other: &PolicySet) {
-        for p in other.deny.iter().chain(&other.allow).chain(&other.observe) {
+        for p in other
+            .deny
+            .iter()
+            .chain(&other.allow)
+            .chain(&other.observe)
+            .chain(&other.custom)
+        {
             self.add(p);
         }
         for p in &other.jwt {
@@ -146,6 +164,7 @@ impl PolicySet {
         self.deny.is_empty()
             && self.allow.is_empty()
             && self.observe.is_empty()
+            && self.custom.is_empty()
             && self.jwt.is_empty()
     }
 
@@ -161,8 +180,20 @@ impl PolicySet {
         jwt::authenticate(&self.jwt, req)
     }
 
-    /// Decides one request or connection.
+    /// Decides one request or connection. A matching CUSTOM policy is not
+    /// decided here: it is named in [`Decision::custom`] for the caller to
+    /// ask its provider first.
     pub fn evaluate(&self, a: &Attributes<'_>) -> Decision {
+        let custom = self.custom.iter().find_map(|p| {
+            p.matching_rule(a)
+                .map(|rule| Record::of(p, "checked", Some(rule)))
+        });
+        let mut decision = self.evaluate_rbac(a);
+        decision.custom = custom;
+        decision
+    }
+
+    fn evaluate_rbac(&self, a: &Attributes<'_>) -> Decision {
         let mut records = Vec::new();
         for p in &self.observe {
             let rule = p.matching_rule(a);
@@ -237,6 +268,9 @@ pub struct Decision {
     pub decided_by: Option<Record>,
     /// AUDIT and dry-run results, recorded but not enforced.
     pub observed: Vec<Record>,
+    /// A CUSTOM policy that matched: its provider must allow the request
+    /// before `allowed` counts.
+    pub custom: Option<Record>,
 }
 
 impl Decision {
@@ -245,6 +279,7 @@ impl Decision {
             allowed: true,
             decided_by,
             observed,
+            custom: None,
         }
     }
 
@@ -253,6 +288,7 @@ impl Decision {
             allowed: false,
             decided_by: Some(decided_by),
             observed,
+            custom: None,
         }
     }
 
@@ -290,9 +326,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Whether the request may go on.
+    /// Whether the request may go on without asking anyone else.
     pub fn allowed(&self) -> bool {
-        matches!(self, Verdict::Decided(d) if d.allowed)
+        matches!(self, Verdict::Decided(d) if d.allowed && d.custom.is_none())
+    }
+
+    /// The CUSTOM policy whose provider must be asked first.
+    pub fn custom(&self) -> Option<&Record> {
+        match self {
+            Verdict::Decided(d) => d.custom.as_ref(),
+            Verdict::Unauthenticated(_) => None,
+        }
     }
 }
 
@@ -442,6 +486,9 @@ impl AuthzTable {
                     "rules": p.rules.len(),
                     "applies_to": targets,
                     "ignored": ignored,
+                    "provider": p.provider.as_ref().map(|x| serde_json::json!({
+                        "name": x.name, "service": x.authority, "fail_open": x.fail_open,
+                    })),
                     "rejected": p.rejected.as_ref().map(|why| {
                         format!("denies all traffic it targets: {why}")
                     }),

@@ -10,6 +10,7 @@ mod gateway;
 mod istio;
 mod istio_traffic;
 pub mod load;
+mod mesh;
 mod meta;
 mod security;
 pub mod source;
@@ -24,6 +25,7 @@ pub use gateway::*;
 pub use istio::*;
 pub use istio_traffic::*;
 pub use load::{load_objects, load_path, load_str};
+pub use mesh::{ExtAuthzHttp, ExtensionProvider, MeshConfig};
 pub use meta::{NamespacedName, ObjectMeta};
 pub use security::*;
 

@@ -226,7 +226,21 @@ fn run(args: RunArgs) -> ExitCode {
     let mut settings = Settings::new(args.config.unwrap_or_default());
     settings.gateway_name = args.kube.gateway_name.clone();
     settings.gateway_class = args.kube.gateway_class.clone();
-    settings.root_namespace = args.kube.root_namespace.clone();
+    if let Some(path) = &args.kube.mesh_config {
+        match waypoint::config::MeshConfig::load(path) {
+            Ok(mesh) => settings.mesh = std::sync::Arc::new(mesh),
+            Err(e) => {
+                eprintln!("waypoint: --mesh-config {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    settings.root_namespace = args
+        .kube
+        .root_namespace
+        .clone()
+        .or_else(|| settings.mesh.root_namespace.clone())
+        .unwrap_or_else(|| "istio-system".to_string());
     settings.kube = args.kube.into_options();
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
@@ -372,10 +386,14 @@ struct KubeArgs {
     /// This waypoint's GatewayClass: root-namespace AuthorizationPolicies targeting it apply.
     #[arg(long, default_value = "pingora-waypoint")]
     gateway_class: String,
-    /// Istio's root namespace (MeshConfig rootNamespace), where GatewayClass-wide
-    /// policies live.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
+    /// Istio's root namespace, where GatewayClass-wide policies live (default: the
+    /// mesh config's rootNamespace, else istio-system).
+    #[arg(long)]
+    root_namespace: Option<String>,
+    /// Istio's MeshConfig (the istio ConfigMap, or the bare MeshConfig YAML): the
+    /// extensionProviders CUSTOM AuthorizationPolicies name. Read at startup.
+    #[arg(long, value_name = "PATH")]
+    mesh_config: Option<PathBuf>,
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
     #[arg(long, requires = "kube")]
     kubeconfig: Option<PathBuf>,

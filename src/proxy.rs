@@ -8,10 +8,12 @@ mod attempts;
 mod authorize;
 mod ctx;
 pub mod direct;
+mod ext_authz;
 pub mod failure;
 pub mod headers;
 pub mod jwks;
 mod local_reply;
+mod mesh_http;
 mod mirror;
 mod observe;
 mod plugins;
@@ -201,6 +203,15 @@ impl ProxyHttp for Waypoint {
             &ctx.caller,
             downstream.target.as_ref(),
         ) {
+            // CUSTOM first: its service's answer wins over DENY and ALLOW.
+            if let Some(custom) = decision.custom() {
+                if let Some(denied) = self
+                    .ask_provider(&published, custom, session.req_header_mut())
+                    .await
+                {
+                    return self.answer(session, ctx, denied).await;
+                }
+            }
             if let Err(denied) = self.settle_authz(ctx, &decision, session.req_header()) {
                 return self.answer(session, ctx, denied).await;
             }

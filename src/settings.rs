@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::source::kube::KubeSourceOptions;
+use crate::config::MeshConfig;
 use crate::identity::istio_ca::IstioCaConfig;
 use crate::upstream::LbPolicy;
 
@@ -67,6 +69,8 @@ pub struct Settings {
     pub gateway_class: String,
     /// Istio's root namespace (MeshConfig `rootNamespace`).
     pub root_namespace: String,
+    /// `--mesh-config`: Istio's MeshConfig (extension providers), read at startup.
+    pub mesh: Arc<MeshConfig>,
 }
 
 impl Settings {
@@ -101,6 +105,7 @@ impl Settings {
             gateway_name: "waypoint".to_string(),
             gateway_class: "pingora-waypoint".to_string(),
             root_namespace: "istio-system".to_string(),
+            mesh: Arc::default(),
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn authz_options(settings: &Settings) -> AuthzOptions {
         gateway: NamespacedName::new(settings.namespace.clone(), settings.gateway_name.clone()),
         gateway_class: settings.gateway_class.clone(),
         root_namespace: settings.root_namespace.clone(),
+        mesh: settings.mesh.clone(),
     }
 }
 

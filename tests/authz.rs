@@ -411,16 +411,20 @@ async fn a_policy_reloaded_under_load_flips_the_outcome_without_failures() {
     );
 }
 
-/// A JWKS endpoint: answers every request with `jwks`; counts requests.
-async fn jwks_server(addr: &str, jwks: String) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+/// A one-purpose HTTP/1.1 server on `addr`: `answer` turns each request head
+/// into a whole response; the connection closes after it. Counts requests.
+async fn tiny_http(
+    addr: &str,
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let count = served.clone();
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            let jwks = jwks.clone();
-            let count = count.clone();
+            let (count, answer) = (count.clone(), answer.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut seen = Vec::new();
@@ -431,15 +435,27 @@ async fn jwks_server(addr: &str, jwks: String) -> std::sync::Arc<std::sync::atom
                     }
                 }
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
-                    jwks.len()
-                );
+                let resp = answer(&String::from_utf8_lossy(&seen));
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }
     });
     served
+}
+
+fn response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A JWKS endpoint: answers every request with `jwks`.
+async fn jwks_server(addr: &str, jwks: String) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    tiny_http(addr, move |_| {
+        response("200 OK", "content-type: application/json\r\n", &jwks)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,4 +587,107 @@ async fn jwt_request_principals_and_claims_with_inline_and_fetched_keys() {
         .await;
     assert_eq!((grpc.status, grpc.header("grpc-status")), (200, Some("16")));
     assert_eq!(productpage.count(), before);
+}
+
+/// Istio's ext-authz sample, in short: allows when `x-ext-authz: allow`.
+async fn ext_authz_service(addr: &str) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    tiny_http(addr, |head| {
+        let head = head.to_ascii_lowercase();
+        if head.contains("\r\nx-ext-authz: allow\r\n") && head.starts_with("get /check/") {
+            response("200 OK", "x-ext-authz-check-result: allowed\r\n", "")
+        } else {
+            response(
+                "403 Forbidden",
+                "x-ext-authz-check-result: denied\r\nx-internal: secret\r\n",
+                "denied by ext_authz for not found header `x-ext-authz: allow` in the request",
+            )
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_action_asks_the_ext_authz_service() {
+    let [productpage, details, reviews] = backends(38).await;
+    let checks = ext_authz_service("127.0.38.20:8000").await;
+    let mesh_config = "extensionProviders:\n- name: ext\n  envoyExtAuthzHttp: {service: ext-authz.shop.svc.cluster.local, port: 8000, pathPrefix: /check, includeRequestHeadersInCheck: [x-ext-authz], headersToUpstreamOnAllow: [x-ext-authz-check-result], headersToDownstreamOnDeny: [x-ext-authz-check-result]}\n- name: ext-open\n  envoyExtAuthzHttp: {service: authz-down.shop.svc.cluster.local, port: 8000, failOpen: true, timeout: 2s}\n- name: ext-closed\n  envoyExtAuthzHttp: {service: authz-down.shop.svc.cluster.local, port: 8000, statusOnError: '503', timeout: 2s}\n";
+    let custom = |name: &str, service: &str, provider: &str, rules: &str| {
+        policy(
+            name,
+            &format!(
+                "{}\n  action: CUSTOM\n  provider: {{name: {provider}}}\n  rules: {rules}",
+                to(service)
+            ),
+        )
+    };
+    let config = bookinfo(38)
+        + &service(NS, "ext-authz", 8000, 8000, &["127.0.38.20"])
+        + &service(NS, "authz-down", 8000, 8000, &["127.0.38.99"])
+        + &custom(
+            "ext-headers",
+            "productpage",
+            "ext",
+            "[{to: [{operation: {paths: [\"/headers*\"]}}]}]",
+        )
+        + &custom("ext-open", "details", "ext-open", "[{}]")
+        + &custom("ext-closed", "reviews", "ext-closed", "[{}]");
+    let mesh = Mesh::start(&config, |s| {
+        s.mesh = std::sync::Arc::new(waypoint::config::MeshConfig::parse(mesh_config).unwrap());
+    })
+    .await;
+    let plain = TestClient::new(mesh.wp.http_addr.unwrap());
+
+    // Allowed by the service: its result header reaches the backend.
+    let ok = plain
+        .send(
+            "GET",
+            "productpage:9080",
+            "/headers",
+            &[("x-ext-authz", "allow")],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.echo().unwrap().headers["x-ext-authz-check-result"],
+        "allowed"
+    );
+    // Denied: the service's status, body and the headers the provider passes on.
+    let no = plain.get("productpage:9080", "/headers").await;
+    assert_eq!(no.status, 403);
+    assert!(String::from_utf8_lossy(&no.body).starts_with("denied by ext_authz"));
+    assert_eq!(no.header("x-ext-authz-check-result"), Some("denied"));
+    assert_eq!(
+        no.header("x-internal"),
+        None,
+        "only the headers the provider names"
+    );
+    // A path the policy's rules do not match is not checked at all.
+    let unchecked = plain.get("productpage:9080", "/other").await;
+    assert_eq!(unchecked.status, 200);
+    assert_eq!(checks.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(productpage.count(), 2, "the denied request never arrived");
+
+    // The service unreachable: failOpen lets the request through, otherwise statusOnError.
+    assert_eq!(plain.get("details:9080", "/").await.status, 200);
+    assert_eq!(plain.get("reviews:9080", "/").await.status, 503);
+    assert_eq!((details.count(), reviews.count()), (1, 0));
+
+    let metrics = requests_eventually(&mesh.wp, &["response_flags=\"UAEX\""], 2).await;
+    for (policy, result) in [
+        ("shop/ext-headers", "allowed"),
+        ("shop/ext-headers", "denied"),
+        ("shop/ext-open", "error_allowed"),
+        ("shop/ext-closed", "error_denied"),
+    ] {
+        let needles = [
+            format!("policy=\"{policy}\""),
+            format!("result=\"{result}\""),
+        ];
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        assert_eq!(
+            metric(&metrics, "waypoint_authz_decisions_total", &needles),
+            1,
+            "{policy} {result}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use crate::config::{
 use crate::config::{LoadedPolicy, NamespacedName, PolicyTargetReference, RequestAuthentication};
 use crate::routing::ServiceKind;
 
+use super::ext_authz::ExtAuthzProvider;
 use super::jwt::{parse_jwks, JwtProvider, Keys, RemoteKeys, TokenLocation};
 use super::matcher::{parse_port, Cidr, HostMatch, MatcherError, PathMatch, StrMatch};
 use super::rule::{Attr, ConditionMatch, Field, OperationMatch, Rule, SourceMatch, Value};
@@ -63,9 +64,10 @@ pub fn compile_policy(
     )?;
     let mut rejected = loaded.object.error.as_ref().map(|e| e.to_string());
     let mut rules = Vec::new();
+    let mut provider = None;
     if rejected.is_none() {
-        match compile_spec(object) {
-            Ok(r) => rules = r,
+        match compile_spec(object, opts) {
+            Ok((r, p)) => (rules, provider) = (r, p),
             Err((field, reason)) => rejected = Some(located(&field, reason).to_string()),
         }
     }
@@ -80,6 +82,7 @@ pub fn compile_policy(
         dry_run,
         rules,
         rejected,
+        provider,
     };
     Ok(Compiled {
         policy: Arc::new(policy),
@@ -222,28 +225,65 @@ struct Scope<'a> {
 
 type Invalid = (String, String);
 
-fn compile_spec(object: &AuthorizationPolicy) -> Result<Vec<Rule>, Invalid> {
+fn compile_spec(
+    object: &AuthorizationPolicy,
+    opts: &AuthzOptions,
+) -> Result<(Vec<Rule>, Option<Arc<ExtAuthzProvider>>), Invalid> {
     let spec = &object.spec;
-    match (spec.action, &spec.provider) {
-        (Action::Custom, _) => {
-            return Err((
-                "spec.action".to_string(),
-                "CUSTOM (external authorization) is not supported by this waypoint yet".to_string(),
-            ))
-        }
+    let provider = match (spec.action, &spec.provider) {
+        (Action::Custom, p) => Some(custom_provider(p.as_ref().map(|p| p.name.as_str()), opts)?),
         (_, Some(_)) => {
             return Err((
                 "spec.provider".to_string(),
                 "provider is only valid with action CUSTOM".to_string(),
             ))
         }
-        _ => {}
-    }
-    spec.rules
+        _ => None,
+    };
+    let rules = spec
+        .rules
         .iter()
         .enumerate()
         .map(|(i, r)| compile_rule(r, &format!("spec.rules[{i}]")))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((rules, provider))
+}
+
+/// The MeshConfig extension provider a CUSTOM policy names.
+fn custom_provider(
+    name: Option<&str>,
+    opts: &AuthzOptions,
+) -> Result<Arc<ExtAuthzProvider>, Invalid> {
+    let field = "spec.provider.name".to_string();
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or((field.clone(), "is required with action CUSTOM".to_string()))?;
+    let Some(p) = opts
+        .mesh
+        .extension_providers
+        .iter()
+        .find(|p| p.name == name)
+    else {
+        return Err((
+            field,
+            format!("no extension provider {name:?} in the mesh config (--mesh-config)"),
+        ));
+    };
+    match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+        (Some(http), _) => ExtAuthzProvider::compile(name, http)
+            .map(Arc::new)
+            .map_err(|e| (field, format!("provider {name}: {e}"))),
+        (None, Some(_)) => Err((
+            field,
+            format!(
+                "provider {name}: envoyExtAuthzGrpc is not supported yet; use envoyExtAuthzHttp"
+            ),
+        )),
+        (None, None) => Err((
+            field,
+            format!("provider {name} is not an external authorization provider"),
+        )),
+    }
 }
 
 fn compile_rule(rule: &config::Rule, at: &str) -> Result<Rule, Invalid> {

@@ -506,3 +506,36 @@ mod jwt_rules {
         assert!(err.contains("only http://"), "{err}");
     }
 }
+
+#[test]
+fn custom_policies_name_their_provider_when_their_rules_match() {
+    let resources = load_str(
+        &policy(
+            "ext",
+            &format!("{TO_PRODUCTPAGE}\n  action: CUSTOM\n  provider: {{name: ext}}\n  rules: [{{to: [{{operation: {{paths: [\"/headers*\"]}}}}]}}]"),
+        ),
+        "t.yaml",
+        SVC,
+    )
+    .unwrap();
+    let opts = AuthzOptions {
+        gateway: NamespacedName::new(SVC.to_string(), "waypoint".to_string()),
+        mesh: Arc::new(
+            crate::config::MeshConfig::parse(
+                "extensionProviders: [{name: ext, envoyExtAuthzHttp: {service: authz.bookinfo.svc.cluster.local, port: 8000}}]",
+            )
+            .unwrap(),
+        ),
+        ..AuthzOptions::default()
+    };
+    let t = AuthzTable::compile(&resources, &opts, &JwksRegistry::default()).unwrap();
+    let d = Req::get("/headers").decide(&t, "productpage").unwrap();
+    assert!(d.allowed, "no ALLOW policy: RBAC allows");
+    let custom = d.custom.expect("the CUSTOM rule matched");
+    assert_eq!(custom.policy_name(), "bookinfo/ext");
+    assert!(Req::get("/other")
+        .decide(&t, "productpage")
+        .unwrap()
+        .custom
+        .is_none());
+}

@@ -234,7 +234,8 @@ impl Waypoint {
         {
             return None;
         }
-        // A denial is answered by the full proxy, which decides (and records) again.
+        // A denial, or a CUSTOM check (async), goes to the full proxy, which
+        // decides (and records) again.
         let authz = Self::authorize(
             &published,
             &destination,

@@ -44,6 +44,15 @@ pub enum Failure {
     /// UNAUTHENTICATED) with Envoy's message.
     #[error("{reason}")]
     Unauthenticated { reason: JwtFailure, grpc: bool },
+    /// The external authorization service (a CUSTOM policy's provider) said
+    /// no, or could not be asked: its status, body and the headers its
+    /// provider passes to the client.
+    #[error("denied by the external authorization service")]
+    ExternalDenied {
+        status: u16,
+        body: String,
+        headers: Vec<(String, String)>,
+    },
     #[error("internal error")]
     Internal,
 }
@@ -66,6 +75,7 @@ impl Failure {
             Failure::Denied { grpc: true } => 200,
             Failure::Unauthenticated { grpc: false, .. } => 401,
             Failure::Unauthenticated { grpc: true, .. } => 200,
+            Failure::ExternalDenied { status, .. } => *status,
         }
     }
 
@@ -80,6 +90,7 @@ impl Failure {
             Failure::BadRequest | Failure::HeadersTooLarge => ResponseFlags::DPE,
             Failure::Overflow => ResponseFlags::UO,
             Failure::FaultAbort(_) => ResponseFlags::FI,
+            Failure::ExternalDenied { .. } => ResponseFlags::UAEX,
             // Envoy sets no flag for an RBAC denial; response_code_details names it.
             Failure::InvalidBackend(_)
             | Failure::Internal
@@ -99,6 +110,7 @@ impl Failure {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination".to_string()
             }
             Failure::UpstreamTimeout => "upstream request timeout".to_string(),
+            Failure::ExternalDenied { body, .. } => body.clone(),
             // Trailers-only: everything is in the headers.
             Failure::Denied { grpc: true } | Failure::Unauthenticated { grpc: true, .. } => {
                 String::new()
@@ -119,7 +131,20 @@ impl Failure {
 
     /// Headers Envoy adds to this answer: `x-envoy-overloaded` on overflow,
     /// `grpc-status` on a gRPC abort.
-    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+    pub fn extra_headers(&self) -> Vec<(String, String)> {
+        let fixed = |pairs: &[(&str, String)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Failure::ExternalDenied { headers, .. } => headers.clone(),
+            other => fixed(&other.fixed_headers()),
+        }
+    }
+
+    fn fixed_headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Failure::Overflow => vec![("x-envoy-overloaded", "true".to_string())],
             Failure::FaultAbort(Abort::Grpc(code)) => vec![("grpc-status", code.to_string())],

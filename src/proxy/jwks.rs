@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -20,7 +19,9 @@ use tracing::{debug, info, warn};
 use crate::authz::jwt::parse_jwks;
 use crate::authz::RemoteKeys;
 use crate::store::{Published, SnapshotStore};
-use crate::upstream::dial::{DialTarget, Dialer, Originator};
+use crate::upstream::dial::Dialer;
+
+use super::mesh_http::exchange;
 
 const REFRESH: Duration = Duration::from_secs(20 * 60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,7 +84,7 @@ pub async fn keep_fetched(
     }
 }
 
-/// One fetch: the URI's host resolved in `published`, one endpoint, `GET`.
+/// One fetch: the URI's host resolved in `published`, through the dialer.
 async fn fetch(
     published: &Published,
     dialer: &Dialer,
@@ -91,28 +92,7 @@ async fn fetch(
 ) -> Result<usize, String> {
     let uri: http::Uri = remote.uri.parse().map_err(|e| format!("{e}"))?;
     let host = uri.host().ok_or("no host")?;
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = format!("{host}:{port}");
-    let snapshot = &published.snapshot;
-    let destination = snapshot
-        .find_destination_by_host(&authority)
-        .ok_or_else(|| format!("no Service or ServiceEntry serves {authority}"))?;
-    let endpoints = snapshot
-        .endpoints(&destination)
-        .ok_or("no endpoints for the JWKS host")?;
-    let picked = endpoints.pick(&[]).ok_or("no healthy endpoint")?;
-    let target = DialTarget {
-        addr: picked.endpoint.addr,
-        in_mesh: picked.endpoint.in_mesh,
-    };
-    let stream = dialer
-        .connect(target, &Originator::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let req = http::Request::get(path)
         .header(
@@ -120,21 +100,18 @@ async fn fetch(
             uri.authority().map(|a| a.as_str()).unwrap_or(host),
         )
         .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = exchange(published, dialer, &authority, req, MAX_BODY)
+        .await
+        .map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
-    let body = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let text = std::str::from_utf8(&body).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(resp.body()).map_err(|e| e.to_string())?;
     let keys = parse_jwks(text)?;
     let n = keys.len();
     remote.keys.store(Some(Arc::new(keys)));
-    debug!(uri = %remote.uri, endpoint = %target.addr, "JWKS stored");
+    debug!(uri = %remote.uri, "JWKS stored");
     Ok(n)
 }

@@ -29,6 +29,7 @@ flags! {
     DC = 9, "DC", "Downstream connection termination.";
     UR = 10, "UR", "Upstream remote reset.";
     DPE = 11, "DPE", "Downstream protocol error.";
+    UAEX = 12, "UAEX", "Denied by the external authorization service.";
 }
 
 impl ResponseFlags {

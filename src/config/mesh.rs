@@ -1,0 +1,126 @@
+//! Istio's MeshConfig, the part a waypoint acts on: `rootNamespace` and the
+//! `extensionProviders` an AuthorizationPolicy's `CUSTOM` action names. Read
+//! from `--mesh-config PATH`: the `istio` ConfigMap (its `data.mesh` key) or
+//! the bare MeshConfig document. The rest of MeshConfig is other
+//! components' business and is ignored; inside a provider we use, every
+//! field is read or refused.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The parts of MeshConfig the waypoint reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshConfig {
+    #[serde(default)]
+    pub root_namespace: Option<String>,
+    #[serde(default)]
+    pub extension_providers: Vec<ExtensionProvider>,
+}
+
+/// `extensionProviders[]`: a name and one provider kind. Kinds other than
+/// the two external-authorization ones (tracing, logging) are ignored here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionProvider {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    #[serde(default)]
+    pub envoy_ext_authz_grpc: Option<serde_yaml::Value>,
+}
+
+/// `envoyExtAuthzHttp`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzHttp {
+    /// `[<namespace>/]<hostname>` of the authorization service.
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u16,
+    /// Default 600s as Istio's; a duration like `0.5s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Prepended to the request's path in the check request.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Allow the request when the authorization service cannot be reached.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// The status when it cannot be reached and `failOpen` is false (default 403).
+    #[serde(default)]
+    pub status_on_error: Option<String>,
+    /// Request headers sent to the service (exact, `prefix*`, `*suffix`, `*`);
+    /// `Authorization` is always sent, as Envoy does.
+    #[serde(default)]
+    pub include_request_headers_in_check: Vec<String>,
+    /// Extra headers for the check request.
+    #[serde(default)]
+    pub include_additional_headers_in_check: std::collections::BTreeMap<String, String>,
+    /// Headers of the service's OK answer copied onto the upstream request.
+    #[serde(default)]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    /// Headers of the service's denial passed to the client.
+    #[serde(default)]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    /// Not supported: refused when set.
+    #[serde(default)]
+    pub include_request_body_in_check: Option<serde_yaml::Value>,
+    /// Deprecated alias of `includeRequestHeadersInCheck`; refused.
+    #[serde(default)]
+    pub include_headers_in_check: Option<serde_yaml::Value>,
+}
+
+impl MeshConfig {
+    /// Reads `path`: a ConfigMap with `data.mesh`, or MeshConfig itself.
+    pub fn load(path: &Path) -> Result<MeshConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<MeshConfig, String> {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+        let mesh = match doc.get("data").and_then(|d| d.get("mesh")) {
+            Some(serde_yaml::Value::String(inner)) => {
+                serde_yaml::from_str(inner).map_err(|e| format!("data.mesh: invalid YAML: {e}"))?
+            }
+            Some(_) => return Err("data.mesh must be a string of YAML".to_string()),
+            None => doc,
+        };
+        serde_path_to_error::deserialize(mesh)
+            .map_err(|e| format!("field {}: {}", e.path(), e.inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_istio_configmap_or_the_bare_document() {
+        let bare = "rootNamespace: mesh-root\nextensionProviders:\n- name: ext\n  envoyExtAuthzHttp: {service: authz.foo.svc.cluster.local, port: 8000, includeRequestHeadersInCheck: [x-ext-authz]}\n- name: otel\n  opentelemetry: {service: otel, port: 4317}\ndefaultConfig: {discoveryAddress: istiod:15012}\n";
+        let m = MeshConfig::parse(bare).unwrap();
+        assert_eq!(m.root_namespace.as_deref(), Some("mesh-root"));
+        assert_eq!(
+            m.extension_providers[0]
+                .envoy_ext_authz_http
+                .as_ref()
+                .unwrap()
+                .port,
+            8000
+        );
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n{}",
+            bare.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        );
+        assert_eq!(MeshConfig::parse(&cm).unwrap(), m);
+        let typo = "extensionProviders:\n- name: ext\n  envoyExtAuthzHttp: {service: a, port: 1, failopen: true}\n";
+        let err = MeshConfig::parse(typo).unwrap_err();
+        assert!(err.contains("failopen"), "{err}");
+    }
+}
