@@ -12,6 +12,7 @@
 mod compile;
 pub mod ext_authz;
 pub mod jwt;
+pub mod linkerd;
 pub mod matcher;
 pub mod path;
 mod rule;
@@ -39,6 +40,10 @@ pub struct AuthzOptions {
     pub root_namespace: String,
     /// `--mesh-config`: the providers `CUSTOM` policies name.
     pub mesh: Arc<MeshConfig>,
+    /// The mesh's trust domain: Linkerd identities and service accounts map into it.
+    pub trust_domain: String,
+    /// `--linkerd-default-inbound-policy`: Linkerd's cluster default, if any.
+    pub linkerd_default: Option<String>,
 }
 
 impl Default for AuthzOptions {
@@ -48,6 +53,8 @@ impl Default for AuthzOptions {
             gateway_class: "pingora-waypoint".to_string(),
             root_namespace: "istio-system".to_string(),
             mesh: Arc::default(),
+            trust_domain: "cluster.local".to_string(),
+            linkerd_default: None,
         }
     }
 }
@@ -402,6 +409,16 @@ impl AuthzTable {
                     .ok()
             })
             .collect();
+        let compiled = compiled.and_then(|mut c| {
+            let linkerd = linkerd::compile(resources, opts).map_err(|e| {
+                ConfigErrors(vec![crate::config::ConfigError::new(
+                    crate::config::Location::default(),
+                    format!("Linkerd policy: {e}"),
+                )])
+            })?;
+            c.extend(linkerd);
+            Ok(c)
+        });
         let compiled = match compiled {
             Ok(c) if errors.is_empty() => c,
             Ok(_) => return Err(errors),

@@ -9,6 +9,7 @@ mod extensions;
 mod gateway;
 mod istio;
 mod istio_traffic;
+mod linkerd;
 pub mod load;
 mod mesh;
 mod meta;
@@ -24,6 +25,7 @@ pub use extensions::*;
 pub use gateway::*;
 pub use istio::*;
 pub use istio_traffic::*;
+pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
 pub use mesh::{ExtAuthzHttp, ExtensionProvider, MeshConfig};
 pub use meta::{NamespacedName, ObjectMeta};
@@ -63,6 +65,11 @@ pub struct Resources {
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
     pub authorization_policies: Vec<Sourced<LoadedPolicy>>,
     pub request_authentications: Vec<Sourced<RequestAuthentication>>,
+    pub linkerd_servers: Vec<Sourced<Server>>,
+    pub linkerd_server_authorizations: Vec<Sourced<ServerAuthorization>>,
+    pub linkerd_authorization_policies: Vec<Sourced<LinkerdAuthorizationPolicy>>,
+    pub linkerd_mesh_tls_authentications: Vec<Sourced<MeshTlsAuthentication>>,
+    pub linkerd_network_authentications: Vec<Sourced<NetworkAuthentication>>,
 }
 
 impl Resources {
@@ -82,6 +89,23 @@ impl Resources {
             ("WasmPlugin", self.wasm_plugins.len()),
             ("AuthorizationPolicy", self.authorization_policies.len()),
             ("RequestAuthentication", self.request_authentications.len()),
+            ("Server", self.linkerd_servers.len()),
+            (
+                "ServerAuthorization",
+                self.linkerd_server_authorizations.len(),
+            ),
+            (
+                "AuthorizationPolicy.policy.linkerd.io",
+                self.linkerd_authorization_policies.len(),
+            ),
+            (
+                "MeshTLSAuthentication",
+                self.linkerd_mesh_tls_authentications.len(),
+            ),
+            (
+                "NetworkAuthentication",
+                self.linkerd_network_authentications.len(),
+            ),
         ]
     }
 }

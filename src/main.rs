@@ -235,6 +235,7 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+    settings.linkerd_default_inbound_policy = args.kube.linkerd_default_inbound_policy.clone();
     settings.root_namespace = args
         .kube
         .root_namespace
@@ -394,6 +395,10 @@ struct KubeArgs {
     /// extensionProviders CUSTOM AuthorizationPolicies name. Read at startup.
     #[arg(long, value_name = "PATH")]
     mesh_config: Option<PathBuf>,
+    /// Linkerd's cluster default inbound policy for ports no Server covers
+    /// (Namespace and Pod annotations config.linkerd.io/default-inbound-policy win).
+    #[arg(long, value_parser = waypoint::authz::linkerd::DEFAULT_POLICIES)]
+    linkerd_default_inbound_policy: Option<String>,
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
     #[arg(long, requires = "kube")]
     kubeconfig: Option<PathBuf>,

@@ -71,6 +71,8 @@ pub struct Settings {
     pub root_namespace: String,
     /// `--mesh-config`: Istio's MeshConfig (extension providers), read at startup.
     pub mesh: Arc<MeshConfig>,
+    /// Linkerd's cluster default inbound policy (`all-unauthenticated`, …), if any.
+    pub linkerd_default_inbound_policy: Option<String>,
 }
 
 impl Settings {
@@ -106,6 +108,7 @@ impl Settings {
             gateway_class: "pingora-waypoint".to_string(),
             root_namespace: "istio-system".to_string(),
             mesh: Arc::default(),
+            linkerd_default_inbound_policy: None,
         }
     }
 }

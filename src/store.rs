@@ -139,6 +139,8 @@ pub fn authz_options(settings: &Settings) -> AuthzOptions {
         gateway_class: settings.gateway_class.clone(),
         root_namespace: settings.root_namespace.clone(),
         mesh: settings.mesh.clone(),
+        trust_domain: settings.trust_domain.clone(),
+        linkerd_default: settings.linkerd_default_inbound_policy.clone(),
     }
 }
 

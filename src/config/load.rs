@@ -23,6 +23,7 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
 const ISTIO_EXTENSIONS_GROUP: &str = "extensions.istio.io";
 const ISTIO_SECURITY_GROUP: &str = "security.istio.io";
+const LINKERD_POLICY_GROUP: &str = "policy.linkerd.io";
 
 /// Loads every object under `path` (file or directory). Namespaced objects
 /// without `metadata.namespace` land in `default_namespace`.
@@ -147,6 +148,11 @@ enum Kind {
     WasmPlugin,
     AuthorizationPolicy,
     RequestAuthentication,
+    LinkerdServer,
+    LinkerdServerAuthorization,
+    LinkerdAuthorizationPolicy,
+    LinkerdMeshTlsAuthentication,
+    LinkerdNetworkAuthentication,
 }
 
 impl Kind {
@@ -178,6 +184,21 @@ impl Kind {
             }
             (ISTIO_SECURITY_GROUP, "RequestAuthentication") => {
                 (Kind::RequestAuthentication, &["v1", "v1beta1"])
+            }
+            (LINKERD_POLICY_GROUP, "Server") => {
+                (Kind::LinkerdServer, &["v1beta1", "v1beta2", "v1beta3"])
+            }
+            (LINKERD_POLICY_GROUP, "ServerAuthorization") => {
+                (Kind::LinkerdServerAuthorization, &["v1beta1"])
+            }
+            (LINKERD_POLICY_GROUP, "AuthorizationPolicy") => {
+                (Kind::LinkerdAuthorizationPolicy, &["v1alpha1"])
+            }
+            (LINKERD_POLICY_GROUP, "MeshTLSAuthentication") => {
+                (Kind::LinkerdMeshTlsAuthentication, &["v1alpha1"])
+            }
+            (LINKERD_POLICY_GROUP, "NetworkAuthentication") => {
+                (Kind::LinkerdNetworkAuthentication, &["v1alpha1"])
             }
             _ => return None,
         };
@@ -373,6 +394,21 @@ impl<'a> Loader<'a> {
             Kind::RequestAuthentication => ctx
                 .decode(value)
                 .map(|o| push(&mut r.request_authentications, origin, key, o)),
+            Kind::LinkerdServer => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_servers, origin, key, o)),
+            Kind::LinkerdServerAuthorization => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_server_authorizations, origin, key, o)),
+            Kind::LinkerdAuthorizationPolicy => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_authorization_policies, origin, key, o)),
+            Kind::LinkerdMeshTlsAuthentication => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_mesh_tls_authentications, origin, key, o)),
+            Kind::LinkerdNetworkAuthentication => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_network_authentications, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
