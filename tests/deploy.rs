@@ -352,6 +352,19 @@ fn proxy_role_is_read_only_over_what_the_waypoint_watches() {
         read,
         "",
     );
+    expect(
+        &mut want,
+        "policy.linkerd.io",
+        &[
+            "servers",
+            "serverauthorizations",
+            "authorizationpolicies",
+            "meshtlsauthentications",
+            "networkauthentications",
+        ],
+        read,
+        "",
+    );
     assert_grants(PROXY_ROLE, &got, &want);
 }
 

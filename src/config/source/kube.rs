@@ -99,6 +99,11 @@ impl KubeSource {
         self.maps().values().all(ObjectMap::is_synced)
     }
 
+    /// Whether `kind` has completed a list (or was found absent).
+    fn is_listed(&self, kind: WatchedKind) -> bool {
+        self.maps().get(&kind).is_some_and(ObjectMap::is_synced)
+    }
+
     fn apply(
         &self,
         kind: WatchedKind,

@@ -154,6 +154,41 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
         "RequestAuthentication",
         true
     ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1beta1", "v1beta2", "v1beta3"],
+        "servers",
+        "Server",
+        true
+    ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1beta1"],
+        "serverauthorizations",
+        "ServerAuthorization",
+        true
+    ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1alpha1"],
+        "authorizationpolicies",
+        "AuthorizationPolicy",
+        true
+    ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1alpha1"],
+        "meshtlsauthentications",
+        "MeshTLSAuthentication",
+        true
+    ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1alpha1"],
+        "networkauthentications",
+        "NetworkAuthentication",
+        true
+    ),
 ];
 
 pub fn find_type(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {

@@ -18,11 +18,16 @@ pub enum WatchedKind {
     WasmPlugin,
     AuthorizationPolicy,
     RequestAuthentication,
+    LinkerdServer,
+    LinkerdServerAuthorization,
+    LinkerdAuthorizationPolicy,
+    LinkerdMeshTlsAuthentication,
+    LinkerdNetworkAuthentication,
 }
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 11] = [
+    pub const ALL: [WatchedKind; 16] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -34,6 +39,20 @@ impl WatchedKind {
         WatchedKind::WasmPlugin,
         WatchedKind::AuthorizationPolicy,
         WatchedKind::RequestAuthentication,
+        WatchedKind::LinkerdServer,
+        WatchedKind::LinkerdServerAuthorization,
+        WatchedKind::LinkerdAuthorizationPolicy,
+        WatchedKind::LinkerdMeshTlsAuthentication,
+        WatchedKind::LinkerdNetworkAuthentication,
+    ];
+
+    /// Linkerd's policy kinds.
+    pub const LINKERD: [WatchedKind; 5] = [
+        WatchedKind::LinkerdServer,
+        WatchedKind::LinkerdServerAuthorization,
+        WatchedKind::LinkerdAuthorizationPolicy,
+        WatchedKind::LinkerdMeshTlsAuthentication,
+        WatchedKind::LinkerdNetworkAuthentication,
     ];
 
     /// `(group, version, kind, plural)`.
@@ -84,6 +103,31 @@ impl WatchedKind {
                 "RequestAuthentication",
                 "requestauthentications",
             ),
+            WatchedKind::LinkerdServer => ("policy.linkerd.io", "v1beta3", "Server", "servers"),
+            WatchedKind::LinkerdServerAuthorization => (
+                "policy.linkerd.io",
+                "v1beta1",
+                "ServerAuthorization",
+                "serverauthorizations",
+            ),
+            WatchedKind::LinkerdAuthorizationPolicy => (
+                "policy.linkerd.io",
+                "v1alpha1",
+                "AuthorizationPolicy",
+                "authorizationpolicies",
+            ),
+            WatchedKind::LinkerdMeshTlsAuthentication => (
+                "policy.linkerd.io",
+                "v1alpha1",
+                "MeshTLSAuthentication",
+                "meshtlsauthentications",
+            ),
+            WatchedKind::LinkerdNetworkAuthentication => (
+                "policy.linkerd.io",
+                "v1alpha1",
+                "NetworkAuthentication",
+                "networkauthentications",
+            ),
         }
     }
 
@@ -106,6 +150,12 @@ impl WatchedKind {
     pub fn api_resource(self) -> ApiResource {
         let (group, version, kind, plural) = self.gvkp();
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    }
+
+    /// Kinds whose CRDs a cluster may lack (Linkerd's): a 404 on their list
+    /// counts as an empty, synced kind.
+    pub fn optional(self) -> bool {
+        Self::LINKERD.contains(&self)
     }
 
     pub fn namespaced(self) -> bool {

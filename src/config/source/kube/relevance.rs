@@ -180,6 +180,19 @@ pub fn select(
         .iter()
         .filter(|((ns, _), p)| targets_us(ns, p));
 
+    // Phase 6: Linkerd's policy objects in the namespaces of bound Services
+    // (Servers select those Services' pods; the rest name Servers).
+    let bound_namespaces: BTreeSet<&String> = bound_services.iter().map(|(ns, _)| ns).collect();
+    let linkerd: Vec<(WatchedKind, _, _)> = WatchedKind::LINKERD
+        .iter()
+        .flat_map(|kind| {
+            map(*kind)
+                .iter()
+                .filter(|((ns, _), _)| bound_namespaces.contains(ns))
+                .map(move |(key, value)| (*kind, key, value))
+        })
+        .collect();
+
     let mut out = Vec::new();
     let mut push = |kind: WatchedKind, (ns, name): &(String, String), value: &Value| {
         let origin = if kind.namespaced() {
@@ -217,6 +230,9 @@ pub fn select(
     }
     for (key, value) in authentications {
         push(WatchedKind::RequestAuthentication, key, value);
+    }
+    for (kind, key, value) in linkerd {
+        push(kind, key, value);
     }
     out
 }

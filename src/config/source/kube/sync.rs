@@ -92,6 +92,20 @@ async fn watch_kind(
                     changed.notify_one();
                 }
             }
+            // A kind whose CRD is not installed (Linkerd's, in an Istio-only
+            // cluster) is empty, not a reason to stay unready; the stream keeps
+            // retrying, so objects appear once the CRD does.
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                if status.code == 404 && kind.optional() =>
+            {
+                if !source.is_listed(kind) {
+                    info!(kind = kind.kind(), "kind not served by the API server (CRD not installed); treated as empty");
+                    source.apply(kind, watcher::Event::Init);
+                    if source.apply(kind, watcher::Event::InitDone) {
+                        changed.notify_one();
+                    }
+                }
+            }
             // The stream retries by itself after the backoff; a 410 means
             // "relist", which it does next.
             Err(watcher::Error::WatchError(status)) if status.code == 410 => {
