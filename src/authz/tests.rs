@@ -254,7 +254,11 @@ fn unreadable_policies_fail_closed() {
         "{}",
         reasons[1]
     );
-    assert!(reasons[2].contains("CUSTOM"), "{}", reasons[2]);
+    assert!(
+        reasons[2].contains("no extension provider \"ext\""),
+        "{}",
+        reasons[2]
+    );
 }
 
 #[test]

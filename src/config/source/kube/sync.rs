@@ -99,7 +99,10 @@ async fn watch_kind(
                 if status.code == 404 && kind.optional() =>
             {
                 if !source.is_listed(kind) {
-                    info!(kind = kind.kind(), "kind not served by the API server (CRD not installed); treated as empty");
+                    info!(
+                        kind = kind.kind(),
+                        "kind not served by the API server (CRD not installed); treated as empty"
+                    );
                     source.apply(kind, watcher::Event::Init);
                     if source.apply(kind, watcher::Event::InitDone) {
                         changed.notify_one();
