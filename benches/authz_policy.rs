@@ -43,7 +43,7 @@ fn bench_authz(c: &mut Criterion) {
     let request = |principal: &'static str, path: &'static str| {
         move |headers: &HeaderMap| {
             let policies = table
-                .for_destination(ServiceKind::Service, &key)
+                .for_destination(ServiceKind::Service, key)
                 .expect("policies apply");
             let path = path::normalize(path);
             let a = Attributes {
