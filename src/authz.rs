@@ -11,6 +11,7 @@
 
 mod compile;
 pub mod ext_authz;
+pub mod ext_authz_proto;
 pub mod jwt;
 pub mod linkerd;
 pub mod matcher;

@@ -27,7 +27,7 @@ pub use istio::*;
 pub use istio_traffic::*;
 pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
-pub use mesh::{ExtAuthzHttp, ExtensionProvider, MeshConfig};
+pub use mesh::{ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig};
 pub use meta::{NamespacedName, ObjectMeta};
 pub use security::*;
 

@@ -206,7 +206,7 @@ impl ProxyHttp for Waypoint {
             // CUSTOM first: its service's answer wins over DENY and ALLOW.
             if let Some(custom) = decision.custom() {
                 if let Some(denied) = self
-                    .ask_provider(&published, custom, session.req_header_mut())
+                    .ask_provider(&published, custom, session.req_header_mut(), ctx)
                     .await
                 {
                     return self.answer(session, ctx, denied).await;

@@ -756,3 +756,178 @@ async fn linkerd_servers_and_their_authorizations() {
         "the mapped policy is dumped"
     );
 }
+
+mod grpc_ext_authz {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use tonic::body::Body;
+    use tonic::codegen::{BoxFuture, Service};
+    use tonic::server::UnaryService;
+    use tonic::{Request, Response, Status};
+    use tonic_prost::ProstCodec;
+    use waypoint::authz::ext_authz_proto as pb;
+
+    /// An `envoy.service.auth.v3.Authorization` server: allows requests with
+    /// `x-ext-authz: allow`; keeps every CheckRequest.
+    #[derive(Clone, Default)]
+    pub struct AuthzServer(pub Arc<Mutex<Vec<pb::CheckRequest>>>);
+
+    impl AuthzServer {
+        pub async fn start(addr: &str) -> Self {
+            let server = AuthzServer::default();
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            let incoming = futures::stream::unfold(listener, |l| async move {
+                let conn = l.accept().await.map(|(s, _)| s);
+                Some((conn, l))
+            });
+            let svc = server.clone();
+            tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .serve_with_incoming(svc, incoming)
+                    .await;
+            });
+            server
+        }
+    }
+
+    impl Service<http::Request<Body>> for AuthzServer {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+            let me = self.clone();
+            Box::pin(async move {
+                if req.uri().path() != pb::CHECK_PATH {
+                    return Ok(Status::unimplemented(req.uri().path().to_owned()).into_http());
+                }
+                let mut grpc = tonic::server::Grpc::new(ProstCodec::<
+                    pb::CheckResponse,
+                    pb::CheckRequest,
+                >::default());
+                Ok(grpc.unary(me, req).await)
+            })
+        }
+    }
+
+    impl tonic::server::NamedService for AuthzServer {
+        const NAME: &'static str = "envoy.service.auth.v3.Authorization";
+    }
+
+    impl UnaryService<pb::CheckRequest> for AuthzServer {
+        type Response = pb::CheckResponse;
+        type Future = BoxFuture<Response<Self::Response>, Status>;
+
+        fn call(&mut self, req: Request<pb::CheckRequest>) -> Self::Future {
+            let me = self.clone();
+            Box::pin(async move {
+                let check = req.into_inner();
+                let allow = check
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.request.as_ref())
+                    .and_then(|r| r.http.as_ref())
+                    .and_then(|h| h.headers.get("x-ext-authz"))
+                    .is_some_and(|v| v == "allow");
+                me.0.lock().unwrap().push(check);
+                let header = |v: &str| pb::HeaderValueOption {
+                    header: Some(pb::HeaderValue {
+                        key: "x-ext-authz-check-result".to_string(),
+                        value: v.to_string(),
+                    }),
+                };
+                Ok(Response::new(if allow {
+                    pb::CheckResponse {
+                        status: Some(pb::RpcStatus::default()),
+                        ok_response: Some(pb::OkHttpResponse {
+                            headers: vec![header("allowed")],
+                            headers_to_remove: vec!["x-ext-authz".to_string()],
+                        }),
+                        ..Default::default()
+                    }
+                } else {
+                    pb::CheckResponse {
+                        status: Some(pb::RpcStatus {
+                            code: 7,
+                            message: "denied".to_string(),
+                        }),
+                        denied_response: Some(pb::DeniedHttpResponse {
+                            status: Some(pb::HttpStatus { code: 401 }),
+                            headers: vec![header("denied")],
+                            body: "denied by grpc ext_authz".to_string(),
+                        }),
+                        ..Default::default()
+                    }
+                }))
+            })
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_action_over_grpc_check() {
+    let [productpage, _details, _reviews] = backends(40).await;
+    let server = grpc_ext_authz::AuthzServer::start("127.0.40.20:9000").await;
+    let mesh_config = "extensionProviders:\n- name: ext-grpc\n  envoyExtAuthzGrpc: {service: ext-authz-grpc.shop.svc.cluster.local, port: 9000, timeout: 2s}\n";
+    let config = bookinfo(40)
+        + &service(NS, "ext-authz-grpc", 9000, 9000, &["127.0.40.20"])
+        + &policy(
+            "ext-grpc",
+            &format!(
+                "{}\n  action: CUSTOM\n  provider: {{name: ext-grpc}}\n  rules: [{{}}]",
+                to("productpage")
+            ),
+        );
+    let mesh = Mesh::start(&config, |s| {
+        s.mesh = std::sync::Arc::new(waypoint::config::MeshConfig::parse(mesh_config).unwrap());
+    })
+    .await;
+    let plain = TestClient::new(mesh.wp.http_addr.unwrap());
+
+    let ok = plain
+        .send(
+            "GET",
+            "productpage:9080",
+            "/p?q=1",
+            &[("x-ext-authz", "allow")],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let seen = ok.echo().unwrap();
+    assert_eq!(seen.headers["x-ext-authz-check-result"], "allowed");
+    assert!(
+        !seen.headers.contains_key("x-ext-authz"),
+        "headers_to_remove applied"
+    );
+
+    let no = plain.get("productpage:9080", "/p").await;
+    assert_eq!(
+        (no.status, &no.body[..]),
+        (401, &b"denied by grpc ext_authz"[..])
+    );
+    assert_eq!(no.header("x-ext-authz-check-result"), Some("denied"));
+
+    // Over HBONE the check carries the caller's SPIFFE id and original address.
+    assert_eq!(mesh_get(&mesh, "10.96.30.1", "/from-mesh").await.0, 401);
+    let checks = server.0.lock().unwrap().clone();
+    let last = checks.last().unwrap().attributes.clone().unwrap();
+    let source = last.source.unwrap();
+    assert_eq!(source.principal, CLIENT_ID);
+    assert_eq!(
+        source.address.unwrap().socket_address.unwrap().address,
+        "10.1.2.3"
+    );
+    let http = last.request.unwrap().http.unwrap();
+    assert_eq!(
+        (http.method.as_str(), http.path.as_str()),
+        ("GET", "/from-mesh")
+    );
+    assert_eq!(checks.len(), 3);
+    assert_eq!(productpage.count(), 1);
+}

@@ -273,12 +273,9 @@ fn custom_provider(
         (Some(http), _) => ExtAuthzProvider::compile(name, http)
             .map(Arc::new)
             .map_err(|e| (field, format!("provider {name}: {e}"))),
-        (None, Some(_)) => Err((
-            field,
-            format!(
-                "provider {name}: envoyExtAuthzGrpc is not supported yet; use envoyExtAuthzHttp"
-            ),
-        )),
+        (None, Some(grpc)) => ExtAuthzProvider::compile_grpc(name, grpc)
+            .map(Arc::new)
+            .map_err(|e| (field, format!("provider {name}: {e}"))),
         (None, None) => Err((
             field,
             format!("provider {name} is not an external authorization provider"),

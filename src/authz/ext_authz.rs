@@ -7,15 +7,25 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::matcher::StrMatch;
-use crate::config::ExtAuthzHttp;
+use crate::config::{ExtAuthzGrpc, ExtAuthzHttp};
 
 /// Istio's default check timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// One compiled `envoyExtAuthzHttp` provider.
+/// How a provider is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `envoyExtAuthzHttp`: an HTTP/1.1 request mirroring the client's.
+    Http,
+    /// `envoyExtAuthzGrpc`: `envoy.service.auth.v3.Authorization/Check`.
+    Grpc,
+}
+
+/// One compiled `envoyExtAuthzHttp` or `envoyExtAuthzGrpc` provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtAuthzProvider {
     pub name: String,
+    pub protocol: Protocol,
     /// `host:port` of the authorization service, resolved like any destination.
     pub authority: String,
     pub timeout: Duration,
@@ -79,6 +89,7 @@ impl ExtAuthzProvider {
             .collect::<Result<_, String>>()?;
         Ok(ExtAuthzProvider {
             name: name.to_string(),
+            protocol: Protocol::Http,
             authority: format!("{host}:{}", http.port),
             timeout,
             path_prefix: http.path_prefix.clone().unwrap_or_default(),
@@ -97,6 +108,25 @@ impl ExtAuthzProvider {
                 "headersToDownstreamOnDeny",
                 &http.headers_to_downstream_on_deny,
             )?,
+        })
+    }
+
+    /// A gRPC provider: only where it is and how long to wait are configurable.
+    pub fn compile_grpc(name: &str, grpc: &ExtAuthzGrpc) -> Result<Self, String> {
+        if grpc.include_request_body_in_check.is_some() {
+            return Err("includeRequestBodyInCheck is not supported".to_string());
+        }
+        let http = ExtAuthzHttp {
+            service: grpc.service.clone(),
+            port: grpc.port,
+            timeout: grpc.timeout.clone(),
+            fail_open: grpc.fail_open,
+            status_on_error: grpc.status_on_error.clone(),
+            ..ExtAuthzHttp::default()
+        };
+        Ok(ExtAuthzProvider {
+            protocol: Protocol::Grpc,
+            ..Self::compile(name, &http)?
         })
     }
 

@@ -29,7 +29,26 @@ pub struct ExtensionProvider {
     #[serde(default)]
     pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
     #[serde(default)]
-    pub envoy_ext_authz_grpc: Option<serde_yaml::Value>,
+    pub envoy_ext_authz_grpc: Option<ExtAuthzGrpc>,
+}
+
+/// `envoyExtAuthzGrpc`: Envoy's `envoy.service.auth.v3.Authorization/Check`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzGrpc {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    #[serde(default)]
+    pub status_on_error: Option<String>,
+    /// Not supported: refused when set.
+    #[serde(default)]
+    pub include_request_body_in_check: Option<serde_yaml::Value>,
 }
 
 /// `envoyExtAuthzHttp`.

@@ -11,17 +11,36 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use pingora_http::RequestHeader;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::authz::Record;
+mod grpc;
+
+use crate::authz::ext_authz::Protocol;
+use crate::authz::{ExtAuthzProvider, Record};
 use crate::store::Published;
 
+use super::ctx::RequestCtx;
 use super::failure::Failure;
-use super::mesh_http::exchange;
+use super::mesh_http::{endpoint, exchange};
 use super::{headers, Waypoint};
 
 /// The largest check answer read; a denial's body goes to the client.
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// What the provider said.
+pub(super) enum Answer {
+    /// Go on, with these headers set on (and removed from) the upstream request.
+    Allow {
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+    },
+    /// The client's answer instead.
+    Deny {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+}
 
 impl Waypoint {
     /// Asks the provider of the matched CUSTOM policy `custom`. `None`: the
@@ -31,6 +50,7 @@ impl Waypoint {
         published: &Published,
         custom: &Record,
         req: &mut RequestHeader,
+        ctx: &RequestCtx,
     ) -> Option<Failure> {
         let policy = custom.policy.as_ref()?;
         let provider = policy.provider.as_ref()?;
@@ -38,52 +58,28 @@ impl Waypoint {
             self.metrics
                 .record_authz(&policy.name, custom.action.as_str(), result)
         };
-        let path = format!(
-            "{}{}",
-            provider.path_prefix,
-            req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-        );
-        let mut check = http::Request::builder()
-            .method(req.method.clone())
-            .uri(path);
-        if let Some(h) = check.headers_mut() {
-            *h = provider.check_headers(headers::host(req).unwrap_or(""), &req.headers);
-        }
-        let check = match check.body(Full::new(Bytes::new())) {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "ext_authz check request not built");
-                return self.unanswered(provider, record);
-            }
-        };
-        let asked = tokio::time::timeout(
-            provider.timeout,
-            exchange(
-                published,
-                &self.dialer,
-                &provider.authority,
-                check,
-                MAX_ANSWER,
-            ),
-        )
-        .await;
+        let asked =
+            tokio::time::timeout(provider.timeout, self.ask(published, provider, req, ctx)).await;
         match asked {
-            Ok(Ok(answer)) if answer.status() == http::StatusCode::OK => {
-                for (name, value) in provider.upstream_on_allow(answer.headers()) {
-                    let _ = req.insert_header(name.clone(), value.clone());
+            Ok(Ok(Answer::Allow { set, remove })) => {
+                for name in remove {
+                    req.remove_header(name.as_str());
+                }
+                for (name, value) in set {
+                    let _ = req.insert_header(name, value);
                 }
                 record("allowed");
                 None
             }
-            Ok(Ok(answer)) => {
+            Ok(Ok(Answer::Deny {
+                status,
+                headers,
+                body,
+            })) => {
                 record("denied");
-                let headers = provider
-                    .downstream_on_deny(answer.headers())
-                    .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
-                    .collect();
                 Some(Failure::ExternalDenied {
-                    status: answer.status().as_u16(),
-                    body: String::from_utf8_lossy(answer.body()).into_owned(),
+                    status,
+                    body,
                     headers,
                 })
             }
@@ -98,12 +94,34 @@ impl Waypoint {
         }
     }
 
-    /// No answer from the provider: `failOpen`, else `statusOnError`.
-    fn unanswered(
+    /// One check, by the provider's protocol.
+    async fn ask(
         &self,
-        provider: &crate::authz::ExtAuthzProvider,
-        record: impl Fn(&str),
-    ) -> Option<Failure> {
+        published: &Published,
+        provider: &ExtAuthzProvider,
+        req: &RequestHeader,
+        ctx: &RequestCtx,
+    ) -> Result<Answer, String> {
+        match provider.protocol {
+            Protocol::Http => ask_http(published, &self.dialer, provider, req).await,
+            Protocol::Grpc => {
+                let destination = ctx
+                    .routed
+                    .destination
+                    .as_ref()
+                    .ok_or("BUG: CUSTOM check before the destination is known")?;
+                let (target, picked) =
+                    endpoint(published, &provider.authority).map_err(|e| e.to_string())?;
+                let check = grpc::request_of(req, &ctx.caller, destination, &ctx.request_id);
+                let answer = grpc::check(self.dialer.clone(), target, check).await;
+                drop(picked);
+                answer
+            }
+        }
+    }
+
+    /// No answer from the provider: `failOpen`, else `statusOnError`.
+    fn unanswered(&self, provider: &ExtAuthzProvider, record: impl Fn(&str)) -> Option<Failure> {
         if provider.fail_open {
             record("error_allowed");
             return None;
@@ -115,4 +133,47 @@ impl Waypoint {
             headers: Vec::new(),
         })
     }
+}
+
+/// The HTTP flavour: the client's method and path (after `pathPrefix`),
+/// `Host` and the included headers; 200 allows.
+async fn ask_http(
+    published: &Published,
+    dialer: &crate::upstream::dial::Dialer,
+    provider: &ExtAuthzProvider,
+    req: &RequestHeader,
+) -> Result<Answer, String> {
+    let path = format!(
+        "{}{}",
+        provider.path_prefix,
+        req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut check = http::Request::builder()
+        .method(req.method.clone())
+        .uri(path);
+    if let Some(h) = check.headers_mut() {
+        *h = provider.check_headers(headers::host(req).unwrap_or(""), &req.headers);
+    }
+    let check = check
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("check request: {e}"))?;
+    let answer = exchange(published, dialer, &provider.authority, check, MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pairs = |it: &mut dyn Iterator<Item = (&http::HeaderName, &http::HeaderValue)>| {
+        it.filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
+            .collect::<Vec<_>>()
+    };
+    if answer.status() == http::StatusCode::OK {
+        return Ok(Answer::Allow {
+            set: pairs(&mut provider.upstream_on_allow(answer.headers())),
+            remove: Vec::new(),
+        });
+    }
+    let headers = pairs(&mut provider.downstream_on_deny(answer.headers()));
+    Ok(Answer::Deny {
+        status: answer.status().as_u16(),
+        headers,
+        body: String::from_utf8_lossy(answer.body()).into_owned(),
+    })
 }

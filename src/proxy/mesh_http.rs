@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::store::Published;
 use crate::upstream::dial::{DialTarget, Dialer, Originator};
+use crate::upstream::Picked;
 
 /// Why an exchange failed (connection, protocol, or an answer too large).
 #[derive(Debug, thiserror::Error)]
@@ -19,15 +20,12 @@ fn err(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError(e.to_string())
 }
 
-/// Sends `req` to `authority` (`host:port`, a Service or ServiceEntry host
-/// in `published`) and reads the whole answer, at most `max_body` bytes.
-pub async fn exchange(
+/// An endpoint of `authority` (`host:port`, a Service or ServiceEntry host in
+/// `published`) to dial; the pick counts as active until dropped.
+pub fn endpoint(
     published: &Published,
-    dialer: &Dialer,
     authority: &str,
-    req: http::Request<Full<Bytes>>,
-    max_body: usize,
-) -> Result<http::Response<Bytes>, ExchangeError> {
+) -> Result<(DialTarget, Picked), ExchangeError> {
     let snapshot = &published.snapshot;
     let destination = snapshot
         .find_destination_by_host(authority)
@@ -42,6 +40,19 @@ pub async fn exchange(
         addr: picked.endpoint.addr,
         in_mesh: picked.endpoint.in_mesh,
     };
+    Ok((target, picked))
+}
+
+/// Sends `req` to `authority` (`host:port`, a Service or ServiceEntry host
+/// in `published`) and reads the whole answer, at most `max_body` bytes.
+pub async fn exchange(
+    published: &Published,
+    dialer: &Dialer,
+    authority: &str,
+    req: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<http::Response<Bytes>, ExchangeError> {
+    let (target, picked) = endpoint(published, authority)?;
     let stream = dialer
         .connect(target, &Originator::default())
         .await
