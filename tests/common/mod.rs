@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod authz;
 pub mod mesh;
 
 use std::collections::BTreeMap;
