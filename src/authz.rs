@@ -399,6 +399,23 @@ impl AuthzTable {
         opts: &AuthzOptions,
         jwks: &JwksRegistry,
     ) -> Result<AuthzTable, ConfigErrors> {
+        // Istio's `istio` ConfigMap in the root namespace, when the config has
+        // one, wins over `--mesh-config`.
+        let from_config = resources
+            .mesh_configs
+            .iter()
+            .find(|m| m.key.namespace == opts.root_namespace);
+        let with_mesh;
+        let opts = match from_config {
+            Some(m) => {
+                with_mesh = AuthzOptions {
+                    mesh: Arc::new(m.object.clone()),
+                    ..opts.clone()
+                };
+                &with_mesh
+            }
+            None => opts,
+        };
         let compiled = compile::compile_all(&resources.authorization_policies, opts);
         let mut errors = ConfigErrors::default();
         let authn: Vec<_> = resources

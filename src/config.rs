@@ -27,7 +27,9 @@ pub use istio::*;
 pub use istio_traffic::*;
 pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
-pub use mesh::{ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig};
+pub use mesh::{
+    ConfigMap, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig, ISTIO_CONFIGMAP,
+};
 pub use meta::{NamespacedName, ObjectMeta};
 pub use security::*;
 
@@ -70,6 +72,8 @@ pub struct Resources {
     pub linkerd_authorization_policies: Vec<Sourced<LinkerdAuthorizationPolicy>>,
     pub linkerd_mesh_tls_authentications: Vec<Sourced<MeshTlsAuthentication>>,
     pub linkerd_network_authentications: Vec<Sourced<NetworkAuthentication>>,
+    /// Istio's `istio` ConfigMaps (`data.mesh` parsed), by namespace.
+    pub mesh_configs: Vec<Sourced<MeshConfig>>,
 }
 
 impl Resources {

@@ -364,3 +364,54 @@ async fn not_ready_until_every_kind_has_synced() {
     );
     wp.shutdown().await;
 }
+
+/// Istio's `istio` ConfigMap (MeshConfig) is read from the root namespace and
+/// followed: a CUSTOM policy's provider comes and goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_config_from_the_istio_configmap() {
+    let fake = fake_api("127.0.48.1").await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    fake.put(namespace("istio-system", json!({})));
+    put_service(&fake, NS, "reviews", &["127.0.48.11"]);
+    let mesh = |providers: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "istio", "namespace": "istio-system"},
+               "data": {"mesh": format!("defaultConfig: {{discoveryAddress: istiod:15012}}\nextensionProviders: {providers}\n")}})
+    };
+    fake.put(mesh(
+        "[{name: ext, envoyExtAuthzHttp: {service: authz.shop.svc.cluster.local, port: 8000}}]",
+    ));
+    // Another ConfigMap, in the root namespace too, is none of our business.
+    fake.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "other", "namespace": "istio-system"},
+                    "data": {"mesh": "not: [valid"}}));
+    fake.put(
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": "ext", "namespace": NS},
+                    "spec": {"targetRefs": [{"kind": "Service", "name": "reviews"}],
+                             "action": "CUSTOM", "provider": {"name": "ext"}, "rules": [{}]}}),
+    );
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let policy = |dump: &Value| dump["authorization"]["policies"][0].clone();
+    let dump = config_dump(&wp).await;
+    assert_eq!(policy(&dump)["provider"]["name"], "ext", "{dump}");
+    assert!(policy(&dump)["rejected"].is_null());
+
+    // The provider leaves the mesh config: the policy fails closed.
+    fake.put(mesh("[]"));
+    until_reloaded(&wp, "mesh config without the provider", async || {
+        let dump = config_dump(&wp).await;
+        policy(&dump)["rejected"]
+            .as_str()
+            .is_some_and(|r| r.contains("no extension provider \"ext\""))
+            .then_some(())
+    })
+    .await;
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v1/namespaces/istio-system/configmaps"
+            && r.query.contains("fieldSelector=metadata.name%3Distio")));
+}

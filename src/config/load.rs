@@ -15,8 +15,8 @@ use serde_yaml::Value;
 use tracing::{debug, warn};
 
 use super::{
-    AuthorizationPolicy, ConfigError, ConfigErrors, LoadedPolicy, Location, NamespacedName,
-    ObjectRef, Origin, Resources, Sourced,
+    AuthorizationPolicy, ConfigError, ConfigErrors, ConfigMap, LoadedPolicy, Location, MeshConfig,
+    NamespacedName, ObjectRef, Origin, Resources, Sourced, ISTIO_CONFIGMAP,
 };
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -153,6 +153,7 @@ enum Kind {
     LinkerdAuthorizationPolicy,
     LinkerdMeshTlsAuthentication,
     LinkerdNetworkAuthentication,
+    ConfigMap,
 }
 
 impl Kind {
@@ -165,6 +166,7 @@ impl Kind {
             ("", "Namespace") => (Kind::Namespace, &["v1"]),
             ("", "Service") => (Kind::Service, &["v1"]),
             ("", "Pod") => (Kind::Pod, &["v1"]),
+            ("", "ConfigMap") => (Kind::ConfigMap, &["v1"]),
             ("discovery.k8s.io", "EndpointSlice") => (Kind::EndpointSlice, &["v1"]),
             (ISTIO_NETWORKING_GROUP, "ServiceEntry") => {
                 (Kind::ServiceEntry, &["v1", "v1beta1", "v1alpha3"])
@@ -409,6 +411,11 @@ impl<'a> Loader<'a> {
             Kind::LinkerdNetworkAuthentication => ctx
                 .decode(value)
                 .map(|o| push(&mut r.linkerd_network_authentications, origin, key, o)),
+            // Only Istio's mesh ConfigMap matters; others are skipped like unknown kinds.
+            Kind::ConfigMap if key.name != ISTIO_CONFIGMAP => Ok(Ok(())),
+            Kind::ConfigMap => ctx
+                .decode_mesh(value)
+                .map(|o| push(&mut r.mesh_configs, origin, key, o)),
         };
         match result {
             Ok(Ok(())) => {}
@@ -460,6 +467,25 @@ fn object_ref(kind: &str, value: &Value, default_ns: Option<&str>) -> ObjectRef 
         kind: kind.to_string(),
         namespace,
         name,
+    }
+}
+
+impl DecodeCtx<'_> {
+    /// Istio's `istio` ConfigMap: its `data.mesh` as MeshConfig.
+    fn decode_mesh(&self, value: Value) -> Result<MeshConfig, ConfigError> {
+        let map: ConfigMap = self.decode(value)?;
+        let text = map.data.get("mesh").map(String::as_str).unwrap_or("");
+        MeshConfig::parse(text).map_err(|reason| {
+            ConfigError::new(
+                Location {
+                    file: Some(self.origin.file.to_string()),
+                    document: Some(self.origin.document),
+                    object: Some(self.object.clone()),
+                    field: Some(format!("{}data.mesh", self.prefix)),
+                },
+                reason,
+            )
+        })
     }
 }
 

@@ -93,6 +93,20 @@ pub struct ExtAuthzHttp {
     pub include_headers_in_check: Option<serde_yaml::Value>,
 }
 
+/// A `v1` ConfigMap, as far as the waypoint reads one: Istio's `istio`
+/// ConfigMap, whose `data.mesh` is the MeshConfig.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMap {
+    #[serde(default)]
+    pub metadata: super::ObjectMeta,
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
+}
+
+/// The name of Istio's mesh ConfigMap (in the root namespace).
+pub const ISTIO_CONFIGMAP: &str = "istio";
+
 impl MeshConfig {
     /// Reads `path`: a ConfigMap with `data.mesh`, or MeshConfig itself.
     pub fn load(path: &Path) -> Result<MeshConfig, String> {

@@ -23,11 +23,13 @@ pub enum WatchedKind {
     LinkerdAuthorizationPolicy,
     LinkerdMeshTlsAuthentication,
     LinkerdNetworkAuthentication,
+    /// Istio's `istio` ConfigMap in the root namespace (MeshConfig), only.
+    MeshConfigMap,
 }
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 16] = [
+    pub const ALL: [WatchedKind; 17] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -44,6 +46,7 @@ impl WatchedKind {
         WatchedKind::LinkerdAuthorizationPolicy,
         WatchedKind::LinkerdMeshTlsAuthentication,
         WatchedKind::LinkerdNetworkAuthentication,
+        WatchedKind::MeshConfigMap,
     ];
 
     /// Linkerd's policy kinds.
@@ -128,6 +131,7 @@ impl WatchedKind {
                 "NetworkAuthentication",
                 "networkauthentications",
             ),
+            WatchedKind::MeshConfigMap => ("", "v1", "ConfigMap", "configmaps"),
         }
     }
 

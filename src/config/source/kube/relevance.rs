@@ -234,6 +234,10 @@ pub fn select(
     for (kind, key, value) in linkerd {
         push(kind, key, value);
     }
+    // Watched in the root namespace by name already.
+    for (key, value) in map(WatchedKind::MeshConfigMap).iter() {
+        push(WatchedKind::MeshConfigMap, key, value);
+    }
     out
 }
 

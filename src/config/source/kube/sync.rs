@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::ISTIO_CONFIGMAP;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::core::DynamicObject;
@@ -77,10 +78,19 @@ async fn watch_kind(
     source: Arc<KubeSource>,
     changed: Arc<Notify>,
 ) {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    // The mesh ConfigMap is one object in the root namespace: watch only it
+    // (and need read access to only it).
+    let (api, config): (Api<DynamicObject>, _) = match kind {
+        WatchedKind::MeshConfigMap => (
+            Api::namespaced_with(client, &source.root_namespace, &kind.api_resource()),
+            watcher::Config::default().fields(&format!("metadata.name={ISTIO_CONFIGMAP}")),
+        ),
+        _ => (
+            Api::all_with(client, &kind.api_resource()),
+            watcher::Config::default(),
+        ),
+    };
+    let mut events = watcher(api, config).default_backoff().boxed();
     // Repeats of the same failure (every backoff step) are logged at debug.
     let mut last_error = String::new();
     while let Some(event) = events.next().await {
