@@ -262,7 +262,15 @@ async fn tcp_connections_are_authorized_on_l4_attributes() {
                 to("db")
             ),
         );
-    let mesh = Mesh::start(&config, |_| {}).await;
+    let mesh = Mesh::start(&config, |s| {
+        s.mesh = std::sync::Arc::new(
+            waypoint::config::MeshConfig::parse(
+                "extensionProviders: [{name: ext, envoyExtAuthzHttp: {service: authz.shop.svc.cluster.local, port: 8000}}]",
+            )
+            .unwrap(),
+        );
+    })
+    .await;
     let echo_once = async |mesh: &Mesh| {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tunnel(
@@ -284,7 +292,7 @@ async fn tcp_connections_are_authorized_on_l4_attributes() {
 
     // Our caller allowed by principal: the bytes come back.
     mesh.config.replace(
-        &(tcp
+        &(tcp.clone()
             + &policy(
                 "db-allow",
                 &format!(
@@ -299,6 +307,23 @@ async fn tcp_connections_are_authorized_on_l4_attributes() {
     })
     .await;
     assert_eq!(echo_once(&mesh).await, b"ping");
+
+    // A CUSTOM policy cannot check raw TCP: it denies rather than being skipped.
+    mesh.config.replace(
+        &(tcp
+            + &policy(
+                "db-custom",
+                &format!(
+                    "{}\n  action: CUSTOM\n  provider: {{name: ext}}\n  rules: [{{}}]",
+                    to("db")
+                ),
+            )),
+    );
+    until_reloaded(&mesh.wp, "CUSTOM policy", async || {
+        (mesh.wp.store.load().generation == 3).then_some(())
+    })
+    .await;
+    assert_eq!(echo_once(&mesh).await, b"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,6 +103,14 @@ impl Passthrough {
             self.metrics
                 .record_authz(r.policy_name(), r.action.as_str(), r.result);
         }
+        if let Some(custom) = &decision.custom {
+            // No external check for raw TCP: a CUSTOM policy that applies denies
+            // (fail closed) rather than being skipped.
+            self.metrics
+                .record_authz(custom.policy_name(), custom.action.as_str(), "denied");
+            debug!(policy = custom.policy_name(), service = %destination.service.key, "TCP connection denied: CUSTOM is not checked for TCP");
+            return false;
+        }
         if !decision.allowed {
             debug!(details = ?decision.details(), service = %destination.service.key, "TCP connection denied by AuthorizationPolicy");
         }
