@@ -72,6 +72,7 @@ pub struct Resources {
     pub linkerd_authorization_policies: Vec<Sourced<LinkerdAuthorizationPolicy>>,
     pub linkerd_mesh_tls_authentications: Vec<Sourced<MeshTlsAuthentication>>,
     pub linkerd_network_authentications: Vec<Sourced<NetworkAuthentication>>,
+    pub linkerd_http_routes: Vec<Sourced<LinkerdHttpRoute>>,
     /// Istio's `istio` ConfigMaps (`data.mesh` parsed), by namespace.
     pub mesh_configs: Vec<Sourced<MeshConfig>>,
 }
@@ -109,6 +110,10 @@ impl Resources {
             (
                 "NetworkAuthentication",
                 self.linkerd_network_authentications.len(),
+            ),
+            (
+                "HTTPRoute.policy.linkerd.io",
+                self.linkerd_http_routes.len(),
             ),
         ]
     }

@@ -72,3 +72,66 @@ async fn linkerd_servers_and_their_authorizations() {
         "the mapped policy is dumped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_route_level_authorization() {
+    let [productpage, _details, _reviews] = backends(41).await;
+    let config = bookinfo(41)
+        + &linkerd_pod("productpage-0", "productpage", "127.0.41.11")
+        + &linkerd("Server", "v1beta3", "web", "  podSelector: {matchLabels: {app: productpage}}\n  port: 9080")
+        // Two routes on the Server: /public for anyone local, /admin for sleep only.
+        + &linkerd("HTTPRoute", "v1beta3", "public", "  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web}]\n  rules: [{matches: [{path: {type: PathPrefix, value: /public}}]}]")
+        + &linkerd("HTTPRoute", "v1beta3", "admin", "  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web}]\n  rules: [{matches: [{path: {type: Exact, value: /admin}, method: POST}, {path: {value: /admin/}, headers: [{name: x-admin, value: \"yes\"}]}]}]")
+        + &linkerd("NetworkAuthentication", "v1alpha1", "local", "  networks: [{cidr: 127.0.0.0/8}]")
+        + &linkerd("MeshTLSAuthentication", "v1alpha1", "sleep", "  identityRefs: [{kind: ServiceAccount, name: sleep, namespace: client-ns}]")
+        + &linkerd("AuthorizationPolicy", "v1alpha1", "public-local", "  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: public}\n  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: NetworkAuthentication, name: local}]")
+        + &linkerd("AuthorizationPolicy", "v1alpha1", "admin-sleep", "  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: admin}\n  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: sleep}]");
+    let mesh = Mesh::start(&config, |_| {}).await;
+    let plain = TestClient::new(mesh.wp.http_addr.unwrap());
+
+    assert_eq!(plain.get("productpage:9080", "/public/x").await.status, 200);
+    assert_eq!(
+        plain.get("productpage:9080", "/publicity").await.status,
+        403,
+        "prefixes are whole segments"
+    );
+    assert_eq!(
+        plain.get("productpage:9080", "/other").await.status,
+        403,
+        "no route"
+    );
+    // /admin needs sleep's identity (HBONE); the anonymous caller is refused.
+    assert_eq!(
+        plain
+            .send("POST", "productpage:9080", "/admin", &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        mesh_get(&mesh, "10.96.30.1", "/admin").await.0,
+        403,
+        "GET is not the route's method"
+    );
+    assert_eq!(
+        mesh_send(&mesh, "10.96.30.1", "POST", "/admin", &[]).await,
+        200
+    );
+    assert_eq!(
+        mesh_send(
+            &mesh,
+            "10.96.30.1",
+            "GET",
+            "/admin/users",
+            &[("x-admin", "yes")]
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        mesh_send(&mesh, "10.96.30.1", "GET", "/admin/users", &[]).await,
+        403,
+        "header condition"
+    );
+    assert_eq!(productpage.count(), 3);
+}

@@ -362,6 +362,7 @@ fn proxy_role_is_read_only_over_what_the_waypoint_watches() {
             "authorizationpolicies",
             "meshtlsauthentications",
             "networkauthentications",
+            "httproutes",
         ],
         read,
         "",

@@ -11,6 +11,9 @@
 //! `unauthenticated`) and `policy.linkerd.io` AuthorizationPolicies targeting
 //! the Server or its Namespace (`requiredAuthenticationRefs` to
 //! MeshTLSAuthentication, NetworkAuthentication, ServiceAccount). A Server
+//! with `policy.linkerd.io` HTTPRoutes authorizes only requests that match
+//! one of them: Server-wide authorizations for any route, route-targeted
+//! ones for theirs. A Server
 //! nobody authorizes denies (its `accessPolicy`, default `deny`), as in
 //! Linkerd. Ports no Server covers follow the default inbound policy (Pod,
 //! then Namespace `config.linkerd.io/default-inbound-policy` annotation, then
@@ -27,8 +30,8 @@ use crate::config::{
 use crate::routing::ServiceKind;
 
 use super::compile::{Applies, Compiled};
-use super::matcher::{Cidr, StrMatch};
-use super::rule::{Field, OperationMatch, Rule, SourceMatch};
+use super::matcher::{Cidr, HostMatch, PathMatch, StrMatch};
+use super::rule::{Attr, ConditionMatch, Field, OperationMatch, Rule, SourceMatch, Value};
 use super::{AuthzOptions, Policy, Target};
 
 /// Linkerd's default `clusterNetworks`.
@@ -90,12 +93,25 @@ pub fn compile(resources: &Resources, opts: &AuthzOptions) -> Result<Vec<Compile
                 },
                 ..OperationMatch::default()
             };
-            let mut push = |sources: Sources| {
-                rules.push(Rule {
+            // One rule per (authorization, route match): a match's headers are
+            // `when` conditions, which only a whole rule can carry.
+            let mut push_scoped = |sources: Sources, matches: Option<&[RouteMatch]>| match matches {
+                None => rules.push(Rule {
                     from: sources.unwrap_or_default(),
                     to: vec![scope.clone()],
                     when: Vec::new(),
-                })
+                }),
+                Some(matches) => {
+                    for (op, when) in matches {
+                        let mut to = op.clone();
+                        to.ports = scope.ports.clone();
+                        rules.push(Rule {
+                            from: sources.clone().unwrap_or_default(),
+                            to: vec![to],
+                            when: when.clone(),
+                        });
+                    }
+                }
             };
             if servers.is_empty() {
                 let default = endpoint_pods
@@ -108,17 +124,22 @@ pub fn compile(resources: &Resources, opts: &AuthzOptions) -> Result<Vec<Compile
                     Some(d) => {
                         governed = true;
                         if let Some(sources) = default_policy(d)? {
-                            push(sources);
+                            push_scoped(sources, None);
                         }
                     }
-                    None => push(None),
+                    None => push_scoped(None, None),
                 }
                 continue;
             }
             governed = true;
             for server in servers {
+                let routes = server_routes(resources, server)?;
+                // With routes, a request outside all of them is not authorized.
+                let all: Option<Vec<RouteMatch>> = (!routes.is_empty())
+                    .then(|| routes.iter().flat_map(|(_, m)| m.iter().cloned()).collect());
                 let auths = authorizations(resources, server, opts)?;
-                if auths.is_empty() {
+                let route_auths = route_authorizations(resources, &routes, opts)?;
+                if auths.is_empty() && route_auths.is_empty() {
                     let access = server
                         .object
                         .spec
@@ -128,11 +149,14 @@ pub fn compile(resources: &Resources, opts: &AuthzOptions) -> Result<Vec<Compile
                     if let Some(sources) = default_policy(access)
                         .map_err(|e| format!("Server {}: spec.accessPolicy: {e}", server.key))?
                     {
-                        push(sources);
+                        push_scoped(sources, all.as_deref());
                     }
                 }
                 for sources in auths {
-                    push(sources);
+                    push_scoped(sources, all.as_deref());
+                }
+                for (i, sources) in route_auths {
+                    push_scoped(sources, Some(&routes[i].1));
                 }
             }
         }
@@ -167,7 +191,7 @@ fn notes_without_servers(resources: &Resources) -> Vec<Compiled> {
         .iter()
         .filter(|p| {
             let t = &p.object.spec.target_ref;
-            !(t.kind == "Server" || t.kind == "Namespace")
+            !matches!(t.kind.as_str(), "Server" | "Namespace" | "HTTPRoute")
         })
         .map(|p| Compiled {
             policy: Arc::new(Policy {
@@ -180,7 +204,7 @@ fn notes_without_servers(resources: &Resources) -> Vec<Compiled> {
                 provider: None,
             }),
             applies: Applies::Ignored(format!(
-                "targets {} {}: only Servers and Namespaces are supported (route-level authorization is not), so it grants nothing",
+                "targets {} {}: only Servers, HTTPRoutes and Namespaces can be targeted, so it grants nothing",
                 p.object.spec.target_ref.kind, p.object.spec.target_ref.name
             )),
         })
@@ -317,6 +341,144 @@ fn namespace_default<'a>(resources: &'a Resources, ns: &str) -> Option<&'a Strin
         .iter()
         .find(|n| n.key.name == ns)
         .and_then(|n| n.object.metadata.annotations.get(DEFAULT_POLICY_ANNOTATION))
+}
+
+/// One match of a route: what the request must be (path, method, host) and
+/// its header conditions.
+type RouteMatch = (OperationMatch, Vec<ConditionMatch>);
+
+/// The policy.linkerd.io HTTPRoutes attached to `server`, as matches.
+fn server_routes(
+    resources: &Resources,
+    server: &crate::config::Sourced<Server>,
+) -> Result<Vec<(NamespacedName, Vec<RouteMatch>)>, String> {
+    resources
+        .linkerd_http_routes
+        .iter()
+        .filter(|r| r.key.namespace == server.key.namespace)
+        .filter(|r| {
+            r.object.spec.parent_refs.iter().any(|p| {
+                p.kind.as_deref() == Some("Server")
+                    && p.name == server.key.name
+                    && p.namespace
+                        .as_deref()
+                        .is_none_or(|ns| ns == server.key.namespace)
+            })
+        })
+        .map(|r| {
+            route_matches(&r.object.spec)
+                .map(|m| (r.key.clone(), m))
+                .map_err(|e| format!("HTTPRoute.policy.linkerd.io {}: {e}", r.key))
+        })
+        .collect()
+}
+
+fn route_matches(spec: &crate::config::HttpRouteSpec) -> Result<Vec<RouteMatch>, String> {
+    let hosts = spec
+        .hostnames
+        .iter()
+        .map(|h| HostMatch::parse(h).map_err(|e| format!("spec.hostnames: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_rule = [crate::config::HttpRouteRule::default()];
+    let rules = if spec.rules.is_empty() {
+        &default_rule[..]
+    } else {
+        &spec.rules[..]
+    };
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.filters.is_empty() {
+            return Err(format!(
+                "spec.rules[{i}].filters: filters on inbound routes are not supported"
+            ));
+        }
+        let default_match = [crate::config::HttpRouteMatch::default()];
+        let matches = if rule.matches.is_empty() {
+            &default_match[..]
+        } else {
+            &rule.matches[..]
+        };
+        for (j, m) in matches.iter().enumerate() {
+            let at = format!("spec.rules[{i}].matches[{j}]");
+            let value = m
+                .path
+                .as_ref()
+                .and_then(|p| p.value.clone())
+                .unwrap_or_else(|| "/".to_string());
+            let path = match m.path.as_ref().and_then(|p| p.type_.as_deref()) {
+                Some("Exact") => PathMatch::Str(StrMatch::Exact(value)),
+                None | Some("PathPrefix") => PathMatch::SegmentPrefix(value),
+                Some(other) => return Err(format!("{at}.path.type: {other} is not supported")),
+            };
+            if !m.query_params.is_empty() {
+                return Err(format!("{at}.queryParams: not supported for authorization"));
+            }
+            let when = m
+                .headers
+                .iter()
+                .enumerate()
+                .map(|(k, h)| {
+                    if !matches!(h.type_.as_deref(), None | Some("Exact")) {
+                        return Err(format!("{at}.headers[{k}].type: only Exact is supported"));
+                    }
+                    let name = http::HeaderName::from_bytes(h.name.as_bytes())
+                        .map_err(|_| format!("{at}.headers[{k}].name: not a header name"))?;
+                    Ok(ConditionMatch {
+                        attr: Attr::Header(name),
+                        values: field(vec![Value::Str(StrMatch::Exact(h.value.clone()))]),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let op = OperationMatch {
+                hosts: field(hosts.clone()),
+                paths: field(vec![path]),
+                methods: field(
+                    m.method
+                        .iter()
+                        .map(|x| StrMatch::Exact(x.clone()))
+                        .collect(),
+                ),
+                ..OperationMatch::default()
+            };
+            out.push((op, when));
+        }
+    }
+    Ok(out)
+}
+
+/// AuthorizationPolicies targeting one of `routes`: (route index, sources).
+fn route_authorizations(
+    resources: &Resources,
+    routes: &[(NamespacedName, Vec<RouteMatch>)],
+    opts: &AuthzOptions,
+) -> Result<Vec<(usize, Sources)>, String> {
+    let mut out = Vec::new();
+    for (i, (key, _)) in routes.iter().enumerate() {
+        for policy in resources
+            .linkerd_authorization_policies
+            .iter()
+            .filter(|p| p.key.namespace == key.namespace)
+            .filter(|p| {
+                let t = &p.object.spec.target_ref;
+                t.kind == "HTTPRoute" && t.name == key.name
+            })
+        {
+            let sources = required_sources(
+                resources,
+                &policy.object.spec.required_authentication_refs,
+                &key.namespace,
+                opts,
+            )
+            .map_err(|e| {
+                format!(
+                    "AuthorizationPolicy.policy.linkerd.io {}: spec.requiredAuthenticationRefs: {e}",
+                    policy.key
+                )
+            })?;
+            out.push((i, sources));
+        }
+    }
+    Ok(out)
 }
 
 /// A default inbound policy as sources (`None` inside: any client); the

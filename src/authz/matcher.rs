@@ -120,6 +120,8 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
 pub enum PathMatch {
     Str(StrMatch),
     Template(Vec<Segment>),
+    /// Gateway API's `PathPrefix`: whole segments (`/a` matches `/a`, `/a/b`, not `/ab`).
+    SegmentPrefix(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +162,14 @@ impl PathMatch {
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Str(m) => m.matches(path),
+            PathMatch::SegmentPrefix(p) => {
+                let p = p.trim_end_matches('/');
+                path == p
+                    || p.is_empty()
+                    || path
+                        .strip_prefix(p)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
             PathMatch::Template(segments) => {
                 let Some(rest) = path.strip_prefix('/') else {
                     return false;

@@ -247,3 +247,17 @@ pub struct NetworkAuthenticationSpec {
     #[serde(default)]
     pub networks: Vec<Network>,
 }
+
+/// `HTTPRoute` (`policy.linkerd.io/v1alpha1` … `v1beta3`): the Gateway API
+/// schema, attached to a `Server` to split its traffic into routes that
+/// AuthorizationPolicies can target.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkerdHttpRoute {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: super::HttpRouteSpec,
+    #[serde(default)]
+    pub status: Option<serde_yaml::Value>,
+}

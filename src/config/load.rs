@@ -153,6 +153,7 @@ enum Kind {
     LinkerdAuthorizationPolicy,
     LinkerdMeshTlsAuthentication,
     LinkerdNetworkAuthentication,
+    LinkerdHttpRoute,
     ConfigMap,
 }
 
@@ -202,6 +203,10 @@ impl Kind {
             (LINKERD_POLICY_GROUP, "NetworkAuthentication") => {
                 (Kind::LinkerdNetworkAuthentication, &["v1alpha1"])
             }
+            (LINKERD_POLICY_GROUP, "HTTPRoute") => (
+                Kind::LinkerdHttpRoute,
+                &["v1alpha1", "v1beta1", "v1beta2", "v1beta3"],
+            ),
             _ => return None,
         };
         if versions.contains(&version) {
@@ -411,6 +416,9 @@ impl<'a> Loader<'a> {
             Kind::LinkerdNetworkAuthentication => ctx
                 .decode(value)
                 .map(|o| push(&mut r.linkerd_network_authentications, origin, key, o)),
+            Kind::LinkerdHttpRoute => ctx
+                .decode(value)
+                .map(|o| push(&mut r.linkerd_http_routes, origin, key, o)),
             // Only Istio's mesh ConfigMap matters; others are skipped like unknown kinds.
             Kind::ConfigMap if key.name != ISTIO_CONFIGMAP => Ok(Ok(())),
             Kind::ConfigMap => ctx

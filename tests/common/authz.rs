@@ -105,3 +105,43 @@ pub fn response(status: &str, headers: &str, body: &str) -> String {
         body.len()
     )
 }
+
+/// `method path` with `headers` over a fresh HBONE tunnel to `vip` as the
+/// mesh's client identity; the status.
+pub async fn mesh_send(
+    mesh: &Mesh,
+    vip: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> u16 {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    let stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        &format!("{vip}:9080"),
+        &ztunnel_headers("10.1.2.3:40000"),
+    )
+    .await
+    .expect("CONNECT accepted: authorization is per request");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "svc");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = super::bounded(
+        "request over tunnel",
+        send.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
+    )
+    .await
+    .unwrap();
+    resp.status().as_u16()
+}

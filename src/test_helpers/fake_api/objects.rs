@@ -189,6 +189,13 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
         "NetworkAuthentication",
         true
     ),
+    rt!(
+        "policy.linkerd.io",
+        ["v1alpha1", "v1beta1", "v1beta2", "v1beta3"],
+        "httproutes",
+        "HTTPRoute",
+        true
+    ),
 ];
 
 pub fn find_type(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {

@@ -23,13 +23,14 @@ pub enum WatchedKind {
     LinkerdAuthorizationPolicy,
     LinkerdMeshTlsAuthentication,
     LinkerdNetworkAuthentication,
+    LinkerdHttpRoute,
     /// Istio's `istio` ConfigMap in the root namespace (MeshConfig), only.
     MeshConfigMap,
 }
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 17] = [
+    pub const ALL: [WatchedKind; 18] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -46,16 +47,18 @@ impl WatchedKind {
         WatchedKind::LinkerdAuthorizationPolicy,
         WatchedKind::LinkerdMeshTlsAuthentication,
         WatchedKind::LinkerdNetworkAuthentication,
+        WatchedKind::LinkerdHttpRoute,
         WatchedKind::MeshConfigMap,
     ];
 
     /// Linkerd's policy kinds.
-    pub const LINKERD: [WatchedKind; 5] = [
+    pub const LINKERD: [WatchedKind; 6] = [
         WatchedKind::LinkerdServer,
         WatchedKind::LinkerdServerAuthorization,
         WatchedKind::LinkerdAuthorizationPolicy,
         WatchedKind::LinkerdMeshTlsAuthentication,
         WatchedKind::LinkerdNetworkAuthentication,
+        WatchedKind::LinkerdHttpRoute,
     ];
 
     /// `(group, version, kind, plural)`.
@@ -131,6 +134,9 @@ impl WatchedKind {
                 "NetworkAuthentication",
                 "networkauthentications",
             ),
+            WatchedKind::LinkerdHttpRoute => {
+                ("policy.linkerd.io", "v1beta3", "HTTPRoute", "httproutes")
+            }
             WatchedKind::MeshConfigMap => ("", "v1", "ConfigMap", "configmaps"),
         }
     }
