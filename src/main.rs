@@ -91,6 +91,8 @@ struct RunArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     kube: KubeArgs,
+    #[command(flatten)]
+    mesh: MeshArgs,
     /// The waypoint's namespace; short Service names resolve here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     namespace: String,
@@ -224,9 +226,9 @@ fn controller(args: waypoint::control::controller::ControllerArgs) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let mut settings = Settings::new(args.config.unwrap_or_default());
-    settings.gateway_name = args.kube.gateway_name.clone();
-    settings.gateway_class = args.kube.gateway_class.clone();
-    if let Some(path) = &args.kube.mesh_config {
+    settings.gateway_name = args.mesh.gateway_name.clone();
+    settings.gateway_class = args.mesh.gateway_class.clone();
+    if let Some(path) = &args.mesh.mesh_config {
         match waypoint::config::MeshConfig::load(path) {
             Ok(mesh) => settings.mesh = std::sync::Arc::new(mesh),
             Err(e) => {
@@ -235,14 +237,15 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    settings.linkerd_default_inbound_policy = args.kube.linkerd_default_inbound_policy.clone();
+    settings.linkerd_default_inbound_policy = args.mesh.linkerd_default_inbound_policy.clone();
+    settings.jwks_refresh_interval = args.mesh.jwks_refresh_interval;
     settings.root_namespace = args
-        .kube
+        .mesh
         .root_namespace
         .clone()
         .or_else(|| settings.mesh.root_namespace.clone())
         .unwrap_or_else(|| "istio-system".to_string());
-    settings.kube = args.kube.into_options();
+    settings.kube = args.kube.into_options(&settings.gateway_name);
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
     settings.admin_listen = args.admin_listen;
@@ -380,6 +383,18 @@ struct KubeArgs {
     /// (istio.io/use-waypoint) and their routes and policies, instead of --config.
     #[arg(long)]
     kube: bool,
+    /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
+    #[arg(long, requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context other than the current one.
+    #[arg(long, requires = "kube")]
+    context: Option<String>,
+}
+
+/// Who this waypoint is in the mesh, and the mesh-wide settings its
+/// authorization reads.
+#[derive(Args)]
+struct MeshArgs {
     /// This waypoint's Gateway name, as in istio.io/use-waypoint=<name>; also which
     /// AuthorizationPolicy targetRefs name this waypoint.
     #[arg(long, default_value = "waypoint")]
@@ -399,18 +414,16 @@ struct KubeArgs {
     /// (Namespace and Pod annotations config.linkerd.io/default-inbound-policy win).
     #[arg(long, value_parser = waypoint::authz::linkerd::DEFAULT_POLICIES)]
     linkerd_default_inbound_policy: Option<String>,
-    /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, else in-cluster).
-    #[arg(long, requires = "kube")]
-    kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context other than the current one.
-    #[arg(long, requires = "kube")]
-    context: Option<String>,
+    /// How often RequestAuthentication jwksUri keys are fetched again (Istio's
+    /// PILOT_JWT_PUB_KEY_REFRESH_INTERVAL).
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    jwks_refresh_interval: Duration,
 }
 
 impl KubeArgs {
-    fn into_options(self) -> Option<KubeSourceOptions> {
+    fn into_options(self, gateway_name: &str) -> Option<KubeSourceOptions> {
         self.kube.then_some(KubeSourceOptions {
-            gateway_name: self.gateway_name.clone(),
+            gateway_name: gateway_name.to_string(),
             api_server: ApiServerOptions {
                 kubeconfig: self.kubeconfig,
                 context: self.context,

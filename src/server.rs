@@ -145,6 +145,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(crate::proxy::jwks::keep_fetched(
         store.clone(),
         dialer.clone(),
+        settings.jwks_refresh_interval,
         shutdown_rx.clone(),
     )));
     let admin_state = Arc::new(AdminState {

@@ -73,6 +73,8 @@ pub struct Settings {
     pub mesh: Arc<MeshConfig>,
     /// Linkerd's cluster default inbound policy (`all-unauthenticated`, …), if any.
     pub linkerd_default_inbound_policy: Option<String>,
+    /// How often `jwksUri` keys are fetched again (Istio's default 20 minutes).
+    pub jwks_refresh_interval: Duration,
 }
 
 impl Settings {
@@ -109,6 +111,7 @@ impl Settings {
             root_namespace: "istio-system".to_string(),
             mesh: Arc::default(),
             linkerd_default_inbound_policy: None,
+            jwks_refresh_interval: Duration::from_secs(20 * 60),
         }
     }
 }

@@ -146,3 +146,77 @@ async fn jwt_request_principals_and_claims_with_inline_and_fetched_keys() {
     assert_eq!((grpc.status, grpc.header("grpc-status")), (200, Some("16")));
     assert_eq!(productpage.count(), before);
 }
+
+/// `jwksUri` keys are fetched again every `--jwks-refresh-interval`; a failed
+/// fetch keeps the keys already fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_refresh_follows_rotation_and_serves_stale_keys_on_failure() {
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+    use waypoint::test_helpers::jwt::TestIssuer;
+    let [_productpage, _details, _reviews] = backends(42).await;
+    let old_key = TestIssuer::es256("https://idp.example", "old");
+    let new_key = TestIssuer::es256("https://idp.example", "new");
+    let serving: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(Some(old_key.jwks())));
+    let state = serving.clone();
+    let fetches = tiny_http("127.0.42.20:8080", move |_| {
+        match state.lock().unwrap().clone() {
+            Some(jwks) => response("200 OK", "content-type: application/json\r\n", &jwks),
+            None => response("500 Internal Server Error", "", "down"),
+        }
+    })
+    .await;
+    let config = bookinfo(42)
+        + &service(NS, "jwks", 8080, 8080, &["127.0.42.20"])
+        + &format!(
+            "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: jwt, namespace: {NS}}}\nspec:\n{}\n  jwtRules: [{{issuer: https://idp.example, jwksUri: http://jwks.{NS}.svc.cluster.local:8080/keys}}]\n",
+            to("productpage")
+        )
+        + &policy(
+            "require-jwt",
+            &format!("{}\n  rules: [{{from: [{{source: {{requestPrincipals: [\"*\"]}}}}]}}]", to("productpage")),
+        );
+    let mesh = Mesh::start(&config, |s| {
+        s.jwks_refresh_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let plain = TestClient::new(mesh.wp.http_addr.unwrap());
+    let exp = TestIssuer::now_plus(600);
+    let status = async |token: &str| {
+        plain
+            .send(
+                "GET",
+                "productpage:9080",
+                "/",
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await
+            .status
+    };
+    let old_token = old_key.sign(json!({"sub": "a", "exp": exp}));
+    let new_token = new_key.sign(json!({"sub": "a", "exp": exp}));
+    eventually("old key fetched", async || match status(&old_token).await {
+        200 => Ok(()),
+        s => Err(s.to_string()),
+    })
+    .await;
+
+    // The JWKS endpoint fails: refreshes fail, the keys already fetched stay.
+    *serving.lock().unwrap() = None;
+    let before = fetches.load(std::sync::atomic::Ordering::SeqCst);
+    eventually("a failed refresh", async || {
+        let now = fetches.load(std::sync::atomic::Ordering::SeqCst);
+        (now >= before + 2).then_some(()).ok_or(now.to_string())
+    })
+    .await;
+    assert_eq!(status(&old_token).await, 200, "stale keys still verify");
+    assert_eq!(status(&new_token).await, 401);
+
+    // Rotation: the next refresh brings the new key.
+    *serving.lock().unwrap() = Some(new_key.jwks());
+    eventually("new key fetched", async || match status(&new_token).await {
+        200 => Ok(()),
+        s => Err(s.to_string()),
+    })
+    .await;
+}

@@ -1,7 +1,8 @@
 //! Keeps the keys of every `jwksUri` the config names fetched: through the
 //! mesh like any upstream (the URI's host is a Service or ServiceEntry, the
 //! endpoint is reached by the one dialer, over HBONE when in the mesh), off
-//! the request path, refreshed every 20 minutes (Istio's default), retried
+//! the request path, refreshed every `--jwks-refresh-interval` (20 minutes,
+//! Istio's default), retried
 //! with backoff while failing. A failed refresh keeps the keys already
 //! fetched; until a first fetch succeeds, tokens of that issuer are refused
 //! (`Jwks remote fetch is failed`).
@@ -23,17 +24,17 @@ use crate::upstream::dial::Dialer;
 
 use super::mesh_http::exchange;
 
-const REFRESH: Duration = Duration::from_secs(20 * 60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// A JWKS larger than this is refused.
 const MAX_BODY: usize = 1 << 20;
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true; each URI is fetched again every `refresh`.
 pub async fn keep_fetched(
     store: Arc<SnapshotStore>,
     dialer: Arc<Dialer>,
+    refresh: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reloads = store.subscribe();
@@ -42,13 +43,13 @@ pub async fn keep_fetched(
     loop {
         let published = store.load();
         let mut failing = false;
-        let mut next = REFRESH;
+        let mut next = refresh;
         for remote in published.authz.remote_keys() {
             let due = fetched
                 .get(&remote.uri)
-                .is_none_or(|at| at.elapsed() >= REFRESH);
+                .is_none_or(|at| at.elapsed() >= refresh);
             if !due {
-                let left = REFRESH.saturating_sub(fetched[&remote.uri].elapsed());
+                let left = refresh.saturating_sub(fetched[&remote.uri].elapsed());
                 next = next.min(left);
                 continue;
             }
