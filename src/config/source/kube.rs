@@ -144,7 +144,7 @@ impl ConfigSource for KubeSource {
             .iter()
             .map(|(kind, map)| {
                 (
-                    kind.kind().to_string(),
+                    kind.label(),
                     json!({
                         "objects": map.count(),
                         "last_sync": map.last_sync().map(format_start_time),

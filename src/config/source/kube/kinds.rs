@@ -141,6 +141,17 @@ impl WatchedKind {
         }
     }
 
+    /// The kind as `/config_dump` names it: `Kind`, or `Kind.group` for
+    /// Linkerd's, whose names Istio and the Gateway API also use.
+    pub fn label(self) -> String {
+        let (group, _, kind, _) = self.gvkp();
+        if self.optional() {
+            format!("{kind}.{group}")
+        } else {
+            kind.to_string()
+        }
+    }
+
     /// The kind as the API writes it (`HTTPRoute`).
     pub fn kind(self) -> &'static str {
         self.gvkp().2
