@@ -195,34 +195,40 @@ impl ProxyHttp for Waypoint {
             };
         ctx.routed.destination = Some(destination.clone());
 
-        // AuthorizationPolicy: after the destination, before plugins and routing.
-        if let Some(decision) = Self::authorize(
-            &published,
-            &destination,
-            session.req_header_mut(),
-            &ctx.caller,
-            downstream.target.as_ref(),
-        ) {
-            // CUSTOM first: its service's answer wins over DENY and ALLOW.
-            if let Some(custom) = decision.custom() {
-                if let Some(denied) = self
-                    .ask_provider(&published, custom, session.req_header_mut(), ctx)
-                    .await
-                {
-                    return self.answer(session, ctx, denied).await;
-                }
-            }
-            if let Err(denied) = self.settle_authz(ctx, &decision, session.req_header()) {
-                return self.answer(session, ctx, denied).await;
+        // AuthorizationPolicy and proxy-wasm, in Istio's order: plugins in the
+        // AUTHN/AUTHZ phases before authorization, the others after it.
+        let plugins_first = published
+            .plugins
+            .chain_for(&destination.service.key, destination.port.number)
+            .iter()
+            .any(|p| p.before_authorization());
+        if plugins_first {
+            if let Some(answered) = self
+                .request_plugins(session, ctx, &published, &destination)
+                .await?
+            {
+                return Ok(answered);
             }
         }
-
-        // proxy-wasm plugins see (and may edit or answer) the request before routing.
         if let Some(answered) = self
-            .request_plugins(session, ctx, &published, &destination)
+            .authorization(
+                session,
+                ctx,
+                &published,
+                &destination,
+                downstream.target.as_ref(),
+            )
             .await?
         {
             return Ok(answered);
+        }
+        if !plugins_first {
+            if let Some(answered) = self
+                .request_plugins(session, ctx, &published, &destination)
+                .await?
+            {
+                return Ok(answered);
+            }
         }
 
         let host_header = headers::host(session.req_header()).unwrap_or("");

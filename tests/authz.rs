@@ -377,3 +377,44 @@ async fn a_policy_reloaded_under_load_flips_the_outcome_without_failures() {
         "every 200 came from the backend"
     );
 }
+
+/// Istio's filter order: WasmPlugins in the AUTHN and AUTHZ phases run before
+/// authorization (their header edits are what a policy judges), the others after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authn_phase_plugins_run_before_authorization() {
+    let [productpage, _details, _reviews] = backends(43).await;
+    let deny_flagged = policy(
+        "deny-flagged",
+        &format!(
+            "{}\n  action: DENY\n  rules: [{{when: [{{key: \"request.headers[x-flag]\", values: [\"set-by-wasm\"]}}]}}]",
+            to("productpage")
+        ),
+    );
+    let plugin = |phase: &str| {
+        wasm_plugin(
+            NS,
+            "flag",
+            "header_filter",
+            &format!("  phase: {phase}\n  pluginConfig:\n    request: {{set: {{x-flag: set-by-wasm}}}}\n"),
+        )
+    };
+    let mesh = Mesh::start(&(bookinfo(43) + &deny_flagged + &plugin("AUTHN")), |_| {}).await;
+    let plain = TestClient::new(mesh.wp.http_addr.unwrap());
+    assert_eq!(
+        plain.get("productpage:9080", "/").await.status,
+        403,
+        "AUTHN plugin, then RBAC"
+    );
+
+    // In the STATS phase the plugin runs after authorization: its header is not judged.
+    mesh.config
+        .replace(&(bookinfo(43) + &deny_flagged + &plugin("STATS")));
+    until_reloaded(&mesh.wp, "STATS plugin", async || {
+        (mesh.wp.store.load().generation == 2).then_some(())
+    })
+    .await;
+    let r = plain.get("productpage:9080", "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo().unwrap().headers["x-flag"], "set-by-wasm");
+    assert_eq!(productpage.count(), 1);
+}

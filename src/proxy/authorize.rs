@@ -5,7 +5,9 @@
 
 use std::borrow::Cow;
 
+use pingora_error::Result;
 use pingora_http::RequestHeader;
+use pingora_proxy::Session;
 use tracing::debug;
 
 use crate::authz::{self, Attributes, HttpAttributes, Verdict};
@@ -19,6 +21,41 @@ use super::failure::Failure;
 use super::{headers, Waypoint};
 
 impl Waypoint {
+    /// `request_filter`'s authorization step: RequestAuthentication, then a
+    /// CUSTOM policy's external check, then DENY/ALLOW. `Some` when the
+    /// waypoint answered the request itself.
+    pub(super) async fn authorization(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        published: &Published,
+        destination: &DestinationPort,
+        tunnel_target: Option<&ConnectTarget>,
+    ) -> Result<Option<bool>> {
+        let Some(verdict) = Self::authorize(
+            published,
+            destination,
+            session.req_header_mut(),
+            &ctx.caller,
+            tunnel_target,
+        ) else {
+            return Ok(None);
+        };
+        // CUSTOM first: its service's answer wins over DENY and ALLOW.
+        if let Some(custom) = verdict.custom() {
+            if let Some(denied) = self
+                .ask_provider(published, custom, session.req_header_mut(), ctx)
+                .await
+            {
+                return self.answer(session, ctx, denied).await.map(Some);
+            }
+        }
+        match self.settle_authz(ctx, &verdict, session.req_header()) {
+            Ok(()) => Ok(None),
+            Err(denied) => self.answer(session, ctx, denied).await.map(Some),
+        }
+    }
+
     /// The decision for this request when a policy or RequestAuthentication
     /// applies to its destination: a present JWT is verified first (an invalid
     /// one is refused with 401), then the policies decide. The path a policy

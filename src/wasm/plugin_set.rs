@@ -103,6 +103,12 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Whether it is in the `AUTHN` or `AUTHZ` phase, which Istio runs before
+    /// its authorization (RBAC) filter.
+    pub fn before_authorization(&self) -> bool {
+        self.spec.phase_rank < 2
+    }
+
     /// `namespace/name` of the WasmPlugin.
     pub fn key(&self) -> &NamespacedName {
         &self.spec.key
