@@ -1,13 +1,14 @@
 //! L4 passthrough: a tunnelled connection to a TCP Service port (or one
 //! whose bytes are not HTTP) is forwarded as bytes to one of the Service's
-//! endpoints, without L7 policy — as Istio's waypoint does for TCP.
+//! endpoints, without L7 policy — as Istio's waypoint does for TCP. The
+//! destination's AuthorizationPolicies still apply, on L4 attributes.
 
 use std::sync::Arc;
 
-use crate::authz::Attributes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::authz::Attributes;
 use crate::routing::DestinationPort;
 use crate::telemetry::{Metrics, RequestLabels};
 use crate::upstream::dial::{DialTarget, Dialer};

@@ -1,7 +1,8 @@
-//! AuthorizationPolicy at the moment Istio's waypoint applies it: once the
-//! destination is known, before proxy-wasm plugins and routing. Both request
-//! paths call these two steps; with no policy configured `authorize` is one
-//! `is_empty` check.
+//! RequestAuthentication and AuthorizationPolicy at the moment Istio's
+//! waypoint applies them: once the destination is known, before routing (and
+//! before proxy-wasm plugins but those of the AUTHN and AUTHZ phases). Both
+//! request paths call `authorize` and `settle_authz`; with no policy
+//! configured `authorize` is one `is_empty` check.
 
 use std::borrow::Cow;
 
