@@ -16,15 +16,22 @@ use crate::wasm::{HostOptions, WasmHost};
 /// Loads and compiles `path`. Returns whether it is valid and the report to
 /// print: every error, or a summary of the objects and route attachments.
 pub fn check(path: &Path, namespace: &str) -> (bool, String) {
-    let mut out = String::new();
     let mut settings = Settings::new(path);
     settings.namespace = namespace.to_string();
+    check_with(&settings)
+}
+
+/// [`check`] with every setting `waypoint run` would use (the Gateway name,
+/// root namespace and mesh config decide which policies apply).
+pub fn check_with(settings: &Settings) -> (bool, String) {
+    let path = settings.config_path.as_path();
+    let mut out = String::new();
     // Same loading and compiling as `waypoint run`, WasmPlugins included.
     let metrics = Metrics::new();
     let wasm = WasmHost::new(metrics.registry(), HostOptions::default());
     let built = build_snapshot(
-        &settings,
-        &compile_options(&settings),
+        settings,
+        &compile_options(settings),
         &LoadRegistry::default(),
         &wasm,
     );
@@ -184,6 +191,28 @@ mod tests {
         assert!(report.contains(
             "shop/other-waypoint is ignored by this waypoint: it targets Gateway shop/east"
         ));
+    }
+
+    #[test]
+    fn the_gateway_name_decides_which_policies_are_this_waypoints() {
+        let mut settings = crate::settings::Settings::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/golden/authorization/config.yaml"),
+        );
+        settings.namespace = "shop".to_string();
+        settings.gateway_name = "east".to_string();
+        let (ok, report) = super::check_with(&settings);
+        assert!(ok, "{report}");
+        assert!(
+            report.contains("AuthorizationPolicy shop/other-waypoint DENY -> all traffic"),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "shop/allow-nothing is ignored by this waypoint: it targets Gateway shop/waypoint"
+            ),
+            "{report}"
+        );
     }
 
     #[test]

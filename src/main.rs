@@ -46,6 +46,8 @@ enum Command {
         /// Namespace for objects without one (default $POD_NAMESPACE, else `default`).
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         namespace: String,
+        #[command(flatten)]
+        mesh: MeshArgs,
     },
     /// Run the shipped demo mesh with echo workloads and show where traffic goes.
     Demo {
@@ -150,8 +152,17 @@ fn main() -> ExitCode {
     init_tracing(cli.command.default_log_filter());
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::Check { config, namespace } => {
-            let (ok, report) = waypoint::check::check(&config, &namespace);
+        Command::Check {
+            config,
+            namespace,
+            mesh,
+        } => {
+            let mut settings = Settings::new(config);
+            settings.namespace = namespace;
+            if let Err(code) = mesh.apply(&mut settings) {
+                return code;
+            }
+            let (ok, report) = waypoint::check::check_with(&settings);
             print!("{report}");
             if ok {
                 ExitCode::SUCCESS
@@ -226,25 +237,9 @@ fn controller(args: waypoint::control::controller::ControllerArgs) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let mut settings = Settings::new(args.config.unwrap_or_default());
-    settings.gateway_name = args.mesh.gateway_name.clone();
-    settings.gateway_class = args.mesh.gateway_class.clone();
-    if let Some(path) = &args.mesh.mesh_config {
-        match waypoint::config::MeshConfig::load(path) {
-            Ok(mesh) => settings.mesh = std::sync::Arc::new(mesh),
-            Err(e) => {
-                eprintln!("waypoint: --mesh-config {e}");
-                return ExitCode::from(2);
-            }
-        }
+    if let Err(code) = args.mesh.apply(&mut settings) {
+        return code;
     }
-    settings.linkerd_default_inbound_policy = args.mesh.linkerd_default_inbound_policy.clone();
-    settings.jwks_refresh_interval = args.mesh.jwks_refresh_interval;
-    settings.root_namespace = args
-        .mesh
-        .root_namespace
-        .clone()
-        .or_else(|| settings.mesh.root_namespace.clone())
-        .unwrap_or_else(|| "istio-system".to_string());
     settings.kube = args.kube.into_options(&settings.gateway_name);
     settings.namespace = args.namespace;
     settings.http_listen = args.http_listen;
@@ -418,6 +413,32 @@ struct MeshArgs {
     /// PILOT_JWT_PUB_KEY_REFRESH_INTERVAL).
     #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
     jwks_refresh_interval: Duration,
+}
+
+impl MeshArgs {
+    /// Puts these flags into `settings`; a mesh config that does not load
+    /// is exit code 2.
+    fn apply(&self, settings: &mut Settings) -> Result<(), ExitCode> {
+        settings.gateway_name = self.gateway_name.clone();
+        settings.gateway_class = self.gateway_class.clone();
+        if let Some(path) = &self.mesh_config {
+            match waypoint::config::MeshConfig::load(path) {
+                Ok(mesh) => settings.mesh = std::sync::Arc::new(mesh),
+                Err(e) => {
+                    eprintln!("waypoint: --mesh-config {e}");
+                    return Err(ExitCode::from(2));
+                }
+            }
+        }
+        settings.linkerd_default_inbound_policy = self.linkerd_default_inbound_policy.clone();
+        settings.jwks_refresh_interval = self.jwks_refresh_interval;
+        settings.root_namespace = self
+            .root_namespace
+            .clone()
+            .or_else(|| settings.mesh.root_namespace.clone())
+            .unwrap_or_else(|| "istio-system".to_string());
+        Ok(())
+    }
 }
 
 impl KubeArgs {
