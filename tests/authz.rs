@@ -262,14 +262,10 @@ async fn tcp_connections_are_authorized_on_l4_attributes() {
                 to("db")
             ),
         );
-    let mesh = Mesh::start(&config, |s| {
-        s.mesh = std::sync::Arc::new(
-            waypoint::config::MeshConfig::parse(
-                "extensionProviders: [{name: ext, envoyExtAuthzHttp: {service: authz.shop.svc.cluster.local, port: 8000}}]",
-            )
-            .unwrap(),
-        );
-    })
+    let mesh = mesh_with_providers(
+        &config,
+        "extensionProviders: [{name: ext, envoyExtAuthzHttp: {service: authz.shop.svc.cluster.local, port: 8000}}]",
+    )
     .await;
     let echo_once = async |mesh: &Mesh| {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

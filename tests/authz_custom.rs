@@ -5,7 +5,7 @@
 mod common;
 
 use common::authz::*;
-use common::mesh::{Mesh, CLIENT_ID};
+use common::mesh::CLIENT_ID;
 use common::*;
 
 /// Istio's ext-authz sample, in short: allows when `x-ext-authz: allow`.
@@ -50,10 +50,7 @@ async fn custom_action_asks_the_ext_authz_service() {
         )
         + &custom("ext-open", "details", "ext-open", "[{}]")
         + &custom("ext-closed", "reviews", "ext-closed", "[{}]");
-    let mesh = Mesh::start(&config, |s| {
-        s.mesh = std::sync::Arc::new(waypoint::config::MeshConfig::parse(mesh_config).unwrap());
-    })
-    .await;
+    let mesh = mesh_with_providers(&config, mesh_config).await;
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
 
     // Allowed by the service: its result header reaches the backend.
@@ -238,10 +235,7 @@ async fn custom_action_over_grpc_check() {
                 to("productpage")
             ),
         );
-    let mesh = Mesh::start(&config, |s| {
-        s.mesh = std::sync::Arc::new(waypoint::config::MeshConfig::parse(mesh_config).unwrap());
-    })
-    .await;
+    let mesh = mesh_with_providers(&config, mesh_config).await;
     let plain = TestClient::new(mesh.wp.http_addr.unwrap());
 
     let ok = plain

@@ -30,9 +30,13 @@ use crate::config::{
 use crate::routing::ServiceKind;
 
 use super::compile::{Applies, Compiled};
-use super::matcher::{Cidr, HostMatch, PathMatch, StrMatch};
-use super::rule::{Attr, ConditionMatch, Field, OperationMatch, Rule, SourceMatch, Value};
+use super::matcher::{Cidr, StrMatch};
+use super::rule::{Field, OperationMatch, Rule, SourceMatch};
+
+mod routes;
+
 use super::{AuthzOptions, Policy, Target};
+use routes::{server_routes, RouteMatch};
 
 /// Linkerd's default `clusterNetworks`.
 pub const CLUSTER_NETWORKS: [&str; 5] = [
@@ -87,10 +91,7 @@ pub fn compile(resources: &Resources, opts: &AuthzOptions) -> Result<Vec<Compile
                 .filter(|s| covers(&s.object, &endpoint_pods, &targets))
                 .collect();
             let scope = OperationMatch {
-                ports: Field {
-                    any: vec![port.port],
-                    none: Vec::new(),
-                },
+                ports: Field::of(vec![port.port]),
                 ..OperationMatch::default()
             };
             // One rule per (authorization, route match): a match's headers are
@@ -343,109 +344,6 @@ fn namespace_default<'a>(resources: &'a Resources, ns: &str) -> Option<&'a Strin
         .and_then(|n| n.object.metadata.annotations.get(DEFAULT_POLICY_ANNOTATION))
 }
 
-/// One match of a route: what the request must be (path, method, host) and
-/// its header conditions.
-type RouteMatch = (OperationMatch, Vec<ConditionMatch>);
-
-/// The policy.linkerd.io HTTPRoutes attached to `server`, as matches.
-fn server_routes(
-    resources: &Resources,
-    server: &crate::config::Sourced<Server>,
-) -> Result<Vec<(NamespacedName, Vec<RouteMatch>)>, String> {
-    resources
-        .linkerd_http_routes
-        .iter()
-        .filter(|r| r.key.namespace == server.key.namespace)
-        .filter(|r| {
-            r.object.spec.parent_refs.iter().any(|p| {
-                p.kind.as_deref() == Some("Server")
-                    && p.name == server.key.name
-                    && p.namespace
-                        .as_deref()
-                        .is_none_or(|ns| ns == server.key.namespace)
-            })
-        })
-        .map(|r| {
-            route_matches(&r.object.spec)
-                .map(|m| (r.key.clone(), m))
-                .map_err(|e| format!("HTTPRoute.policy.linkerd.io {}: {e}", r.key))
-        })
-        .collect()
-}
-
-fn route_matches(spec: &crate::config::HttpRouteSpec) -> Result<Vec<RouteMatch>, String> {
-    let hosts = spec
-        .hostnames
-        .iter()
-        .map(|h| HostMatch::parse(h).map_err(|e| format!("spec.hostnames: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let default_rule = [crate::config::HttpRouteRule::default()];
-    let rules = if spec.rules.is_empty() {
-        &default_rule[..]
-    } else {
-        &spec.rules[..]
-    };
-    let mut out = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        if !rule.filters.is_empty() {
-            return Err(format!(
-                "spec.rules[{i}].filters: filters on inbound routes are not supported"
-            ));
-        }
-        let default_match = [crate::config::HttpRouteMatch::default()];
-        let matches = if rule.matches.is_empty() {
-            &default_match[..]
-        } else {
-            &rule.matches[..]
-        };
-        for (j, m) in matches.iter().enumerate() {
-            let at = format!("spec.rules[{i}].matches[{j}]");
-            let value = m
-                .path
-                .as_ref()
-                .and_then(|p| p.value.clone())
-                .unwrap_or_else(|| "/".to_string());
-            let path = match m.path.as_ref().and_then(|p| p.type_.as_deref()) {
-                Some("Exact") => PathMatch::Str(StrMatch::Exact(value)),
-                None | Some("PathPrefix") => PathMatch::SegmentPrefix(value),
-                Some(other) => return Err(format!("{at}.path.type: {other} is not supported")),
-            };
-            if !m.query_params.is_empty() {
-                return Err(format!("{at}.queryParams: not supported for authorization"));
-            }
-            let when = m
-                .headers
-                .iter()
-                .enumerate()
-                .map(|(k, h)| {
-                    if !matches!(h.type_.as_deref(), None | Some("Exact")) {
-                        return Err(format!("{at}.headers[{k}].type: only Exact is supported"));
-                    }
-                    let name = http::HeaderName::from_bytes(h.name.as_bytes())
-                        .map_err(|_| format!("{at}.headers[{k}].name: not a header name"))?;
-                    Ok(ConditionMatch {
-                        attr: Attr::Header(name),
-                        values: field(vec![Value::Str(StrMatch::Exact(h.value.clone()))]),
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let op = OperationMatch {
-                hosts: field(hosts.clone()),
-                paths: field(vec![path]),
-                methods: field(
-                    m.method
-                        .iter()
-                        .map(|x| StrMatch::Exact(x.clone()))
-                        .collect(),
-                ),
-                ..OperationMatch::default()
-            };
-            out.push((op, when));
-        }
-    }
-    Ok(out)
-}
-
 /// AuthorizationPolicies targeting one of `routes`: (route index, sources).
 fn route_authorizations(
     resources: &Resources,
@@ -485,11 +383,11 @@ fn route_authorizations(
 /// outer `None` is `deny`.
 fn default_policy(name: &str) -> Result<Option<Sources>, String> {
     let authenticated = || SourceMatch {
-        principals: field(vec![StrMatch::Presence]),
+        principals: Field::of(vec![StrMatch::Presence]),
         ..SourceMatch::default()
     };
     let cluster = |mut s: SourceMatch| -> Result<SourceMatch, String> {
-        s.ip_blocks = field(
+        s.ip_blocks = Field::of(
             CLUSTER_NETWORKS
                 .iter()
                 .map(|c| Cidr::parse(c).map_err(|e| e.to_string()))
@@ -510,13 +408,6 @@ fn default_policy(name: &str) -> Result<Option<Sources>, String> {
             ))
         }
     })
-}
-
-fn field<T>(any: Vec<T>) -> Field<T> {
-    Field {
-        any,
-        none: Vec::new(),
-    }
 }
 
 /// Every authorization of `server`, as sources.
@@ -593,7 +484,7 @@ fn client_sources(client: &Client, ns: &str, opts: &AuthzOptions) -> Result<Sour
 /// One source per network (any), each with the principals (all).
 fn combine(principals: Vec<StrMatch>, networks: &[Network]) -> Result<Sources, String> {
     let base = SourceMatch {
-        principals: field(principals),
+        principals: Field::of(principals),
         ..SourceMatch::default()
     };
     if networks.is_empty() {
@@ -604,7 +495,7 @@ fn combine(principals: Vec<StrMatch>, networks: &[Network]) -> Result<Sources, S
         .map(|n| {
             let cidr = |c: &str| Cidr::parse(c).map_err(|e| e.to_string());
             let mut s = base.clone();
-            s.ip_blocks = field(vec![cidr(&n.cidr)?]);
+            s.ip_blocks = Field::of(vec![cidr(&n.cidr)?]);
             s.ip_blocks.none = n.except.iter().map(|c| cidr(c)).collect::<Result<_, _>>()?;
             Ok(s)
         })

@@ -8,6 +8,7 @@
 //! rule that needs one never matches, and a DENY (or AUDIT) rule is read
 //! without its HTTP-only fields, so it denies more rather than less.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::HeaderMap;
@@ -75,6 +76,14 @@ impl<T> Default for Field<T> {
 }
 
 impl<T> Field<T> {
+    /// Values, no `not…` values.
+    pub fn of(any: Vec<T>) -> Self {
+        Field {
+            any,
+            none: Vec::new(),
+        }
+    }
+
     fn is_set(&self) -> bool {
         !self.any.is_empty() || !self.none.is_empty()
     }
@@ -273,14 +282,21 @@ impl ConditionMatch {
 }
 
 /// A header's values joined with `,`, as Envoy's header matcher reads a
-/// repeated header.
-fn header_value(headers: Option<&HeaderMap>, name: &http::HeaderName) -> Option<String> {
+/// repeated header; borrowed when it is sent once (the usual case).
+fn header_value<'a>(
+    headers: Option<&'a HeaderMap>,
+    name: &http::HeaderName,
+) -> Option<Cow<'a, str>> {
     let mut values = headers?.get_all(name).iter();
-    let first = values.next()?;
-    let mut out = String::from_utf8_lossy(first.as_bytes()).into_owned();
-    for v in values {
+    let first = String::from_utf8_lossy(values.next()?.as_bytes());
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Some(first);
+    }
+    let mut out = first.into_owned();
+    for v in rest {
         out.push(',');
         out.push_str(&String::from_utf8_lossy(v.as_bytes()));
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }

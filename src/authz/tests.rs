@@ -16,6 +16,18 @@ fn table(yaml: &str) -> AuthzTable {
     AuthzTable::compile(&resources, &opts, &JwksRegistry::default()).expect("compiles")
 }
 
+/// Why `yaml` loads but does not compile (default options).
+fn compile_error(yaml: &str) -> String {
+    let resources = load_str(yaml, "t.yaml", SVC).expect("loads");
+    AuthzTable::compile(
+        &resources,
+        &AuthzOptions::default(),
+        &JwksRegistry::default(),
+    )
+    .expect_err("does not compile")
+    .to_string()
+}
+
 fn policy(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: bookinfo}}\nspec:\n{spec}\n---\n"
@@ -286,22 +298,11 @@ fn selector_and_namespace_wide_policies_are_ignored() {
 
 #[test]
 fn unreadable_targets_reject_the_config() {
-    let resources = load_str(
-        &policy(
-            "x",
-            "  targetRefs: [{kind: HTTPRoute, group: gateway.networking.k8s.io, name: r}]",
-        ),
-        "t.yaml",
-        SVC,
-    )
-    .unwrap();
-    let err = AuthzTable::compile(
-        &resources,
-        &AuthzOptions::default(),
-        &JwksRegistry::default(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("spec.targetRefs[0]"), "{err}");
+    let err = compile_error(&policy(
+        "x",
+        "  targetRefs: [{kind: HTTPRoute, group: gateway.networking.k8s.io, name: r}]",
+    ));
+    assert!(err.contains("spec.targetRefs[0]"), "{err}");
     let garbled = load_str(&policy("y", "  targetRefs: 7"), "t.yaml", SVC).unwrap_err();
     assert!(garbled.to_string().contains("targetRefs"), "{garbled}");
 }

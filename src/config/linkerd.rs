@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::meta::ObjectMeta;
+use super::security::StrictObject;
 
 /// A port by number or name (`IntOrString`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -57,20 +58,7 @@ impl LabelSelector {
 }
 
 /// `Server` (`v1beta1` … `v1beta3`): a port of the pods a selector picks.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Server {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: ServerSpec,
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type Server = StrictObject<ServerSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,20 +77,7 @@ pub struct ServerSpec {
 }
 
 /// `ServerAuthorization` (`v1beta1`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServerAuthorization {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: ServerAuthorizationSpec,
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type ServerAuthorization = StrictObject<ServerAuthorizationSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -163,20 +138,7 @@ pub struct Network {
 }
 
 /// `AuthorizationPolicy` (`policy.linkerd.io/v1alpha1`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LinkerdAuthorizationPolicy {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: LinkerdAuthorizationPolicySpec,
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type LinkerdAuthorizationPolicy = StrictObject<LinkerdAuthorizationPolicySpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -201,20 +163,7 @@ pub struct LinkerdRef {
 }
 
 /// `MeshTLSAuthentication` (`v1alpha1`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MeshTlsAuthentication {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: MeshTlsAuthenticationSpec,
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type MeshTlsAuthentication = StrictObject<MeshTlsAuthenticationSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -226,20 +175,7 @@ pub struct MeshTlsAuthenticationSpec {
 }
 
 /// `NetworkAuthentication` (`v1alpha1`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NetworkAuthentication {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: NetworkAuthenticationSpec,
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type NetworkAuthentication = StrictObject<NetworkAuthenticationSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -15,10 +15,11 @@ pub use super::extensions::PolicyTargetReference;
 
 use super::meta::ObjectMeta;
 
-/// `security.istio.io/v1` AuthorizationPolicy.
+/// An object of a security kind, read strictly: its `spec` type and every
+/// struct under it refuse unknown fields, and so does the object itself.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuthorizationPolicy {
+pub struct StrictObject<S: Default> {
     #[serde(default)]
     pub api_version: String,
     #[serde(default)]
@@ -26,11 +27,14 @@ pub struct AuthorizationPolicy {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
-    pub spec: AuthorizationPolicySpec,
+    pub spec: S,
     /// Server-populated; ignored.
     #[serde(default)]
     pub status: Option<serde_yaml::Value>,
 }
+
+/// `security.istio.io/v1` AuthorizationPolicy.
+pub type AuthorizationPolicy = StrictObject<AuthorizationPolicySpec>;
 
 /// `spec` of an AuthorizationPolicy.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -245,21 +249,7 @@ impl LoadedPolicy {
 /// `security.istio.io/v1` RequestAuthentication: which JWTs a request may
 /// carry. A present but invalid token is refused (401); a request without one
 /// goes on without a request principal, and AuthorizationPolicies decide.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RequestAuthentication {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: RequestAuthenticationSpec,
-    /// Server-populated; ignored.
-    #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
-}
+pub type RequestAuthentication = StrictObject<RequestAuthenticationSpec>;
 
 /// `spec` of a RequestAuthentication.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -19,6 +19,7 @@ use crate::wasm::{
 };
 
 use super::ctx::RequestCtx;
+use super::mesh_http::endpoint;
 
 /// `proxy_http_call`s of one request: the cluster (a Service named like
 /// Istio's clusters, `outbound|80||auth.ns.svc.cluster.local`, or as a
@@ -34,17 +35,11 @@ pub struct SnapshotHttpCaller {
 impl SnapshotHttpCaller {
     fn target(&self, cluster: &str) -> Option<(DialTarget, Picked)> {
         let (host, port) = parse_cluster(cluster);
-        let snapshot = &self.published.snapshot;
-        let dest = match port {
-            Some(p) => snapshot.find_destination_by_host(&format!("{host}:{p}")),
-            None => snapshot.find_destination_by_host(&host),
-        }?;
-        let picked = snapshot.endpoints(&dest)?.pick(&[])?;
-        let target = DialTarget {
-            addr: picked.endpoint.addr,
-            in_mesh: picked.endpoint.in_mesh,
+        let authority = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
         };
-        Some((target, picked))
+        endpoint(&self.published, &authority).ok()
     }
 }
 

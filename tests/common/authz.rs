@@ -145,3 +145,9 @@ pub async fn mesh_send(
     .unwrap();
     resp.status().as_u16()
 }
+
+/// A [`Mesh`] whose MeshConfig (`--mesh-config`) is `mesh_config`.
+pub async fn mesh_with_providers(config: &str, mesh_config: &str) -> Mesh {
+    let mesh = waypoint::config::MeshConfig::parse(mesh_config).expect("mesh config parses");
+    Mesh::start(config, |s| s.mesh = std::sync::Arc::new(mesh)).await
+}

@@ -174,27 +174,13 @@ fn bad_rules_reject_the_config() {
         (bad_jwks, "spec.jwtRules[0].jwks"),
         (bad_header, "outputClaimToHeaders[0].header"),
     ] {
-        let resources = load_str(&yaml, "t.yaml", SVC).unwrap();
-        let err = AuthzTable::compile(
-            &resources,
-            &AuthzOptions::default(),
-            &JwksRegistry::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = compile_error(&yaml);
         assert!(err.contains(field), "{err}");
     }
     let https = authn(&issuer, "").replace(
         &format!("    jwks: '{}'\n", issuer.jwks()),
         "    jwksUri: https://idp.example/jwks\n",
     );
-    let resources = load_str(&https, "t.yaml", SVC).unwrap();
-    let err = AuthzTable::compile(
-        &resources,
-        &AuthzOptions::default(),
-        &JwksRegistry::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = compile_error(&https);
     assert!(err.contains("only http://"), "{err}");
 }

@@ -68,14 +68,7 @@ fn unsupported_linkerd_fields_reject_the_config() {
             "tls",
             "  server: {name: web-http}\n  client: {meshTLS: {unauthenticatedTLS: true}}",
         );
-    let resources = load_str(&yaml, "t.yaml", SVC).unwrap();
-    let err = AuthzTable::compile(
-        &resources,
-        &AuthzOptions::default(),
-        &JwksRegistry::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = compile_error(&yaml);
     assert!(
         err.contains("ServerAuthorization bookinfo/tls") && err.contains("unauthenticatedTLS"),
         "{err}"
@@ -84,14 +77,7 @@ fn unsupported_linkerd_fields_reject_the_config() {
         + &linkerd("Server", "v1beta1", "web-http", "  podSelector: {matchLabels: {app: web}}\n  port: 8080")
         + &linkerd("MeshTLSAuthentication", "v1alpha1", "m", "  identities: [spiffe://cluster.local/ns/a/sa/b]")
         + &linkerd("AuthorizationPolicy", "v1alpha1", "p", "  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}\n  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: m}]");
-    let resources = load_str(&bad_id, "t.yaml", SVC).unwrap();
-    let err = AuthzTable::compile(
-        &resources,
-        &AuthzOptions::default(),
-        &JwksRegistry::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = compile_error(&bad_id);
     assert!(err.contains("serviceaccount.identity.linkerd"), "{err}");
 }
 
