@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,8 +24,49 @@ const NAMESPACE: &str = "bookinfo";
 /// (label, Host, path, extra header, how many).
 type DemoCase<'a> = (&'a str, &'a str, &'a str, Option<(&'a str, &'a str)>, usize);
 
-/// Runs the demo; returns after `duration`, or on Ctrl-C when `None`.
-pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+/// The shipped demo config (`config/` in the repository), built into the
+/// binary so `waypoint demo` runs from any directory.
+const SHIPPED: &[(&str, &str)] = &[
+    ("namespace.yaml", include_str!("../config/namespace.yaml")),
+    ("routes.yaml", include_str!("../config/routes.yaml")),
+    ("workloads.yaml", include_str!("../config/workloads.yaml")),
+];
+
+/// The shipped config written out to a private directory for the run: the
+/// waypoint reads and watches a config directory, and the demo runs it the
+/// same way a user's `--config` would be run. Removed when dropped.
+struct ShippedConfig(PathBuf);
+
+impl ShippedConfig {
+    fn write() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("waypoint-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let shipped = ShippedConfig(dir);
+        for (name, yaml) in SHIPPED {
+            let path = shipped.0.join(name);
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(shipped)
+    }
+}
+
+impl Drop for ShippedConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the demo on `config` (the shipped config when `None`); returns after
+/// `duration`, or on Ctrl-C when `None`.
+pub async fn run(config: Option<&Path>, duration: Option<Duration>) -> anyhow::Result<()> {
+    let (config_path, _shipped) = match config {
+        Some(path) => (path.to_path_buf(), None),
+        None => {
+            let shipped = ShippedConfig::write()?;
+            (shipped.0.clone(), Some(shipped))
+        }
+    };
+    let config_path = config_path.as_path();
     let resources = config::load_path(config_path, NAMESPACE)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("loading {}", config_path.display()))?;
@@ -205,5 +246,32 @@ async fn send(
             }
         }
         Err(e) => format!("error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_of_the_shipped_config_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<&str> = SHIPPED.iter().map(|(name, _)| *name).collect();
+        assert_eq!(on_disk, built_in);
+    }
+
+    #[test]
+    fn the_written_config_loads_and_is_removed_afterwards() {
+        let shipped = ShippedConfig::write().unwrap();
+        let dir = shipped.0.clone();
+        let resources = config::load_path(&dir, NAMESPACE).unwrap();
+        assert!(!resources.http_routes.is_empty());
+        drop(shipped);
+        assert!(!dir.exists());
     }
 }

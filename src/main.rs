@@ -54,9 +54,9 @@ enum Command {
         /// Exit after this many seconds instead of waiting for Ctrl-C.
         #[arg(long)]
         duration: Option<u64>,
-        /// Config to run (default: the shipped `config/`).
-        #[arg(long, default_value = "config")]
-        config: PathBuf,
+        /// Config to run (default: the shipped demo config, built into the binary).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print a waypoint Gateway (class pingora-waypoint) as YAML, like `istioctl waypoint generate`.
     Generate(WaypointGenerateArgs),
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         Command::Demo { duration, config } => {
             let runtime = runtime(2);
             match runtime.block_on(waypoint::demo::run(
-                &config,
+                config.as_deref(),
                 duration.map(Duration::from_secs),
             )) {
                 Ok(()) => ExitCode::SUCCESS,
