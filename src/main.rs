@@ -116,6 +116,10 @@ struct RunArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
+    /// An upgraded connection (WebSocket, …) is closed when either direction
+    /// has carried no bytes for this long.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    upgrade_idle_timeout: Duration,
     /// Proxy worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -248,6 +252,7 @@ fn run(args: RunArgs) -> ExitCode {
     settings.health_listen = args.health_listen;
     settings.access_log = args.access_log;
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);
+    settings.upgrade_idle_timeout = args.upgrade_idle_timeout;
     settings.threads = args.threads.max(1);
     settings.lb = match args.lb {
         Lb::LeastRequest => LbPolicy::LeastRequest,

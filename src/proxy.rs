@@ -186,6 +186,12 @@ impl ProxyHttp for Waypoint {
         {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
+        if session.is_upgrade_req() {
+            ctx.upgrade = true;
+            // Pingora's downstream body reads time out after 60 s by default,
+            // which would cut a quiet WebSocket.
+            session.set_read_timeout(Some(self.settings.upgrade_idle_timeout));
+        }
 
         let snapshot = &published.snapshot;
         let destination =

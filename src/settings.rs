@@ -75,6 +75,9 @@ pub struct Settings {
     pub linkerd_default_inbound_policy: Option<String>,
     /// How often `jwksUri` keys are fetched again (Istio's default 20 minutes).
     pub jwks_refresh_interval: Duration,
+    /// An upgraded connection (WebSocket, …) is closed when either direction
+    /// has carried no bytes for this long.
+    pub upgrade_idle_timeout: Duration,
 }
 
 impl Settings {
@@ -112,6 +115,7 @@ impl Settings {
             mesh: Arc::default(),
             linkerd_default_inbound_policy: None,
             jwks_refresh_interval: Duration::from_secs(20 * 60),
+            upgrade_idle_timeout: Duration::from_secs(60 * 60),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod dial;
 pub mod hash;
 pub mod outlier;
 pub mod pool;
+pub mod upgrade_gate;
 
 mod cluster;
 mod cluster_name;

@@ -36,6 +36,10 @@ pub struct RequestCtx {
     /// The fast path's AuthorizationPolicy decision, made while planning and
     /// recorded once the request is served there.
     pub authz: Option<Verdict>,
+    /// An HTTP/1.1 upgrade request (WebSocket, …): after the 101 the
+    /// connection is a byte stream limited by the upgrade idle timeout, not
+    /// by the route's timeouts.
+    pub upgrade: bool,
 }
 
 /// Where routing sent the request.
@@ -121,6 +125,7 @@ impl Default for RequestCtx {
             reply: Reply::default(),
             wasm: WasmState::default(),
             authz: None,
+            upgrade: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::hbone::{ConnectTarget, TunnelLease};
 use crate::inbound::tunnel::resolve_target;
 use crate::routing::{DestinationPort, ForwardPlan, RequestInfo, RouteDecision, Snapshot};
 use crate::store::Published;
-use crate::upstream::dial::DialTarget;
+use crate::upstream::dial::{DialTarget, Dialer};
 use crate::upstream::Picked;
 use crate::wasm::Verdict;
 
@@ -34,6 +34,13 @@ impl Waypoint {
         let addr = picked.endpoint.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
         attempts::set_timeouts(&mut peer, ctx, self.settings.connect_timeout);
+        if ctx.upgrade {
+            // Like Envoy's WebSocket routes: once upgraded, the route's
+            // timeouts no longer apply; a silent direction does.
+            let idle = Some(self.settings.upgrade_idle_timeout);
+            peer.options.read_timeout = idle;
+            peer.options.write_timeout = idle;
+        }
         let target = DialTarget {
             addr,
             in_mesh: picked.endpoint.in_mesh,
@@ -42,12 +49,16 @@ impl Waypoint {
             .options
             .connection_timeout
             .unwrap_or(self.settings.connect_timeout);
-        if wants_h2c(plan) {
+        // An HTTP/1.1 upgrade is only defined over HTTP/1.1.
+        if wants_h2c(plan) && !ctx.upgrade {
             peer.options.set_http_version(2, 2);
         }
         let lease =
             self.dialer
                 .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
+        if ctx.upgrade {
+            Dialer::gate_upgrade(&mut peer);
+        }
         (Box::new(peer), lease)
     }
 

@@ -32,6 +32,8 @@ use crate::hbone::{
 };
 use crate::identity::{Identity, IdentityStore};
 
+use super::upgrade_gate::GatedConnect;
+
 /// On whose behalf a connection is opened: what the destination ztunnel
 /// learns about the original caller (`forwarded`, `traceparent`).
 #[derive(Debug, Clone, Default)]
@@ -233,6 +235,22 @@ impl Dialer {
         // `connection_timeout` is not applied to custom L4 connects.
         peer.options.total_connection_timeout = Some(timeout);
         lease
+    }
+
+    /// For an HTTP/1.1 upgrade request: after [`Dialer::configure_peer`], the
+    /// peer's connect (HBONE or plain) is wrapped so the upstream response is
+    /// read only once the request has been sent (see [`upgrade_gate`]), on a
+    /// connection of its own: a pooled connection has no gate.
+    ///
+    /// [`upgrade_gate`]: super::upgrade_gate
+    pub fn gate_upgrade(peer: &mut HttpPeer) {
+        let inner = peer.options.custom_l4.take();
+        peer.options.custom_l4 = Some(Arc::new(GatedConnect { inner }));
+        peer.group_key = rand::random();
+        // `connection_timeout` is not applied to custom L4 connects.
+        if peer.options.total_connection_timeout.is_none() {
+            peer.options.total_connection_timeout = peer.options.connection_timeout;
+        }
     }
 
     /// For the HTTP/1.1 fast path (`proxy::direct`), which speaks HTTP itself: a

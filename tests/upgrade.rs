@@ -1,0 +1,275 @@
+//! HTTP upgrades through the waypoint: WebSocket routed by the HTTPRoute that
+//! matches the upgrade request, then frames both ways until a close handshake,
+//! on the plain listener and through HBONE in and out; the idle timeout of an
+//! upgraded connection.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::mesh::*;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// A WebSocket echo workload: answers the handshake with `x-backend: name`,
+/// echoes every text and binary message, and answers a close.
+struct WsEcho {
+    /// Paths of the upgrade requests it accepted.
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+async fn ws_echo(name: &'static str, addr: &str) -> WsEcho {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let callback = |req: &Request, mut resp: Response| {
+                    seen.lock().unwrap().push(req.uri().path().to_string());
+                    resp.headers_mut()
+                        .insert("x-backend", HeaderValue::from_static(name));
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    match msg {
+                        Message::Text(_) | Message::Binary(_) => {
+                            if ws.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        // tungstenite answers the close itself.
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    WsEcho { paths }
+}
+
+/// The WebSocket handshake for `ws://{host}{path}` over `io`; the backend that
+/// accepted it (its `x-backend` header) and the socket.
+async fn ws_connect<S>(io: S, host: &str, path: &str) -> (String, WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let url = format!("ws://{host}{path}");
+    let (ws, resp) = bounded(
+        "websocket handshake",
+        tokio_tungstenite::client_async(url, io),
+    )
+    .await
+    .expect("upgrade accepted");
+    assert_eq!(resp.status(), 101);
+    let backend = resp
+        .headers()
+        .get("x-backend")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (backend, ws)
+}
+
+/// Sends `n` messages, alternating text and binary, each answered before the
+/// next; then the close handshake, which the client must see completed.
+async fn exchange_and_close<S>(mut ws: WebSocketStream<S>, n: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for i in 0..n {
+        let msg = if i % 2 == 0 {
+            Message::text(format!("message {i}"))
+        } else {
+            Message::binary(vec![i as u8; 1 + i % 300])
+        };
+        bounded("send", ws.send(msg.clone())).await.unwrap();
+        let echoed = bounded("echo", ws.next())
+            .await
+            .expect("open")
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(echoed, msg, "message {i}");
+    }
+    bounded("close", ws.close(None)).await.unwrap();
+    // The peer's close frame comes back through the waypoint, then the end.
+    match bounded("close reply", ws.next()).await {
+        Some(Ok(Message::Close(frame))) => {
+            assert!(
+                frame.as_ref().is_none_or(|f| f.code == CloseCode::Normal),
+                "{frame:?}"
+            )
+        }
+        None => {}
+        other => panic!("expected the close handshake, got {other:?}"),
+    }
+}
+
+/// Service `chat` (9080) on 127.0.130.11, Service `chat-v2` on 127.0.130.12,
+/// and an HTTPRoute sending `/v2/…` to `chat-v2`.
+fn chat_yaml(chat_ip: &str, v2_ip: &str) -> String {
+    let mut yaml = service("shop", "chat", 9080, 9080, &[chat_ip]).replace(
+        "spec:\n  ports:",
+        "spec:\n  clusterIP: 10.96.130.1\n  ports:",
+    );
+    yaml += &service("shop", "chat-v2", 9080, 9080, &[v2_ip]);
+    yaml += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: chat, namespace: shop}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: chat, port: 9080}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /v2}}]\n    backendRefs: [{name: chat-v2, port: 9080}]\n  - backendRefs: [{name: chat, port: 9080}]\n";
+    yaml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_on_the_plain_listener_is_routed_and_spliced() {
+    let v1 = ws_echo("chat-v1", "127.0.130.11:9080").await;
+    let v2 = ws_echo("chat-v2", "127.0.130.12:9080").await;
+    let config = ConfigDir::new(&chat_yaml("127.0.130.11", "127.0.130.12"));
+    let wp = waypoint(&config, "shop").await;
+    let addr = wp.http_addr.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (backend, ws) = ws_connect(tcp, "chat.shop:9080", "/v2/room").await;
+    assert_eq!(backend, "chat-v2", "routed by the HTTPRoute's path match");
+    exchange_and_close(ws, 1000).await;
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (backend, ws) = ws_connect(tcp, "chat.shop:9080", "/room").await;
+    assert_eq!(backend, "chat-v1");
+    exchange_and_close(ws, 10).await;
+
+    // Handshakes answered at loopback speed, each used at once: the 101 must
+    // never overtake the end of the (empty) upgrade request.
+    for i in 0..30 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_, mut ws) = ws_connect(tcp, "chat.shop:9080", "/room").await;
+        let msg = Message::text(format!("hello {i}"));
+        bounded("send", ws.send(msg.clone())).await.unwrap();
+        let echoed = bounded("echo", ws.next()).await.expect("open");
+        assert_eq!(
+            echoed.unwrap_or_else(|e| panic!("connection {i}: {e}")),
+            msg
+        );
+    }
+
+    assert_eq!(*v2.paths.lock().unwrap(), ["/v2/room"]);
+    assert_eq!(v1.paths.lock().unwrap().len(), 31);
+    let metrics = requests_eventually(
+        &wp,
+        &[
+            "destination_service_name=\"chat-v2\"",
+            "response_code=\"101\"",
+        ],
+        1,
+    )
+    .await;
+    assert!(metrics.contains("istio_requests_total"), "{metrics}");
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_through_hbone_in_and_out() {
+    let _v1 = ws_echo("chat-v1", "127.0.131.11:9080").await;
+    let v2 = ws_echo("chat-v2", "127.0.131.12:9080").await;
+    // chat-v2's pod is in the mesh: the waypoint reaches it over HBONE.
+    let ztunnel = ZtunnelListener::bind("127.0.131.12").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &chat_yaml("127.0.131.11", "127.0.131.12");
+    yaml += &pod("shop", "chat-v2-7d9c", "127.0.131.12");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+
+    let stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        "10.96.130.1:9080",
+        &ztunnel_headers("127.0.131.50:40000"),
+    )
+    .await
+    .expect("CONNECT accepted");
+    let (backend, ws) = ws_connect(stream, "chat.shop:9080", "/v2/room").await;
+    assert_eq!(backend, "chat-v2");
+    exchange_and_close(ws, 1000).await;
+
+    assert_eq!(*v2.paths.lock().unwrap(), ["/v2/room"]);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0],
+        (WAYPOINT_ID.to_string(), "127.0.131.12:9080".into())
+    );
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_upgraded_connection_is_closed_after_the_idle_timeout() {
+    let _v1 = ws_echo("chat-v1", "127.0.132.11:9080").await;
+    let _v2 = ws_echo("chat-v2", "127.0.132.12:9080").await;
+    // A route timeout shorter than the idle timeout: it must not cut the
+    // upgraded connection (it covers a request, not a WebSocket).
+    let yaml = chat_yaml("127.0.132.11", "127.0.132.12").replace(
+        "  - backendRefs: [{name: chat, port: 9080}]\n",
+        "  - backendRefs: [{name: chat, port: 9080}]\n    timeouts: {request: 50ms}\n",
+    );
+    let config = ConfigDir::new(&yaml);
+    let mut s = settings(&config, "shop");
+    s.upgrade_idle_timeout = std::time::Duration::from_secs(1);
+    let wp = bounded("start", waypoint::server::start(s)).await.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    let (backend, mut ws) = ws_connect(tcp, "chat.shop:9080", "/room").await;
+    assert_eq!(backend, "chat-v1");
+    // Busy for longer than the route timeout, each gap well under the idle timeout.
+    for i in 0..20 {
+        let msg = Message::text(format!("m{i}"));
+        bounded("send", ws.send(msg.clone())).await.unwrap();
+        assert_eq!(bounded("echo", ws.next()).await.unwrap().unwrap(), msg);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Then silent: the waypoint closes it (well within the step bound; the
+    // default, 1 h, or Pingora's own 60 s would time the test out).
+    let end = bounded("closed by the idle timeout", ws.next()).await;
+    assert!(
+        !matches!(end, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{end:?}"
+    );
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_the_backend_declines_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A plain HTTP workload: it answers the upgrade request with a 200.
+    let _b = echo("plain", "127.0.133.11:9080").await;
+    let config = ConfigDir::new(&service("shop", "plain", 9080, 9080, &["127.0.133.11"]));
+    let wp = waypoint(&config, "shop").await;
+    let mut tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: plain.shop:9080\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"backend\"") {
+        let n = bounded("response", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"backend\":\"plain\""), "{text}");
+    wp.shutdown().await;
+}
