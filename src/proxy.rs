@@ -72,11 +72,12 @@ impl Waypoint {
             .locality
             .as_deref()
             .and_then(|l| l.parse::<Locality>().ok());
+        let mirrorer = Mirrorer::new(dialer.clone(), metrics.clone());
         Self {
             store,
             metrics,
             settings,
-            mirrorer: Mirrorer::new(dialer.clone()),
+            mirrorer,
             dialer,
             forward_client_cert,
             locality,
@@ -158,6 +159,26 @@ impl Waypoint {
 
 fn no_plan() -> Box<Error> {
     Error::explain(ErrorType::InternalError, "BUG: an attempt without a plan")
+}
+
+/// A request-body plugin verdict as the phase's result: a local answer or a
+/// reset ends the exchange.
+fn plugins_body_verdict(verdict: Verdict, ctx: &mut RequestCtx) -> Result<()> {
+    match verdict {
+        Verdict::Continue => Ok(()),
+        Verdict::Respond(local) => {
+            let status = local.status;
+            ctx.wasm.local = Some(local);
+            Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "wasm plugin answered",
+            ))
+        }
+        Verdict::Reset => Err(Error::explain(
+            ErrorType::ConnectionClosed,
+            "wasm plugin closed the stream",
+        )),
+    }
 }
 
 #[async_trait]
@@ -345,11 +366,16 @@ impl ProxyHttp for Waypoint {
         self.prepare_upstream_request(upstream, ctx)?;
         if let Some(plan) = ctx.routed.plan.as_ref() {
             if ctx.attempts.tried.len() == 1 && !plan.mirrors.is_empty() {
-                self.mirrorer
-                    .send(&plan.mirrors, upstream, &ctx.caller.originator());
+                ctx.mirror = self.mirrorer.start(
+                    &plan.mirrors,
+                    upstream,
+                    &ctx.caller.originator(),
+                    !session.is_body_empty(),
+                );
+            } else if let Some(pending) = ctx.mirror.as_mut() {
+                pending.restart();
             }
         }
-        let _ = session;
         Ok(())
     }
 
@@ -441,24 +467,14 @@ impl ProxyHttp for Waypoint {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(filters) = ctx.wasm.filters.as_mut() else {
-            return Ok(());
-        };
-        match filters.on_request_body(body, end_of_stream).await {
-            Verdict::Continue => Ok(()),
-            Verdict::Respond(local) => {
-                let status = local.status;
-                ctx.wasm.local = Some(local);
-                Err(Error::explain(
-                    ErrorType::HTTPStatus(status),
-                    "wasm plugin answered",
-                ))
-            }
-            Verdict::Reset => Err(Error::explain(
-                ErrorType::ConnectionClosed,
-                "wasm plugin closed the stream",
-            )),
+        if let Some(filters) = ctx.wasm.filters.as_mut() {
+            plugins_body_verdict(filters.on_request_body(body, end_of_stream).await, ctx)?;
         }
+        // The mirror copies the body as it goes upstream, after the plugins.
+        if let Some(pending) = ctx.mirror.take() {
+            ctx.mirror = pending.push(&self.mirrorer, body.as_ref(), end_of_stream);
+        }
+        Ok(())
     }
 
     /// Feeds response body chunks through the plugins, or substitutes a

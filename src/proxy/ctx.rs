@@ -19,6 +19,7 @@ use crate::upstream::{Picked, PoolGuard};
 use crate::wasm::{HttpFilters, LocalResponse};
 
 use super::failure::Failure;
+use super::mirror::PendingMirror;
 
 /// The request context (`ProxyHttp::CTX`).
 pub struct RequestCtx {
@@ -40,6 +41,8 @@ pub struct RequestCtx {
     /// connection is a byte stream limited by the upgrade idle timeout, not
     /// by the route's timeouts.
     pub upgrade: bool,
+    /// RequestMirror copies waiting for the request body.
+    pub mirror: Option<PendingMirror>,
 }
 
 /// Where routing sent the request.
@@ -126,6 +129,7 @@ impl Default for RequestCtx {
             wasm: WasmState::default(),
             authz: None,
             upgrade: false,
+            mirror: None,
         }
     }
 }

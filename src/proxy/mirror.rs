@@ -8,41 +8,141 @@
 //! copy, on a pooled mTLS connection to its ztunnel); a plain one over a
 //! pooled HTTP/1.1 connection.
 //!
-//! Bodies are not mirrored: the copy carries the method, path and headers.
+//! Request bodies are mirrored up to [`MIRROR_BODY_LIMIT`]: a request with a
+//! body is copied once its body has been read (as it streams to the backend,
+//! never held up by the mirror). A larger body is not buffered further: the
+//! copy goes with headers only (and no body framing), counted in
+//! `waypoint_mirror_requests_total{body="too_large"}`.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pingora_http::RequestHeader;
 use tracing::debug;
 
 use crate::routing::Mirror;
+use crate::telemetry::Metrics;
 use crate::upstream::dial::{DialTarget, Dialer, Originator, Transport};
+
+/// The largest request body a mirror copy carries.
+pub const MIRROR_BODY_LIMIT: usize = 256 * 1024;
 
 /// Sends mirrored requests; cheap to clone.
 #[derive(Clone)]
 pub struct Mirrorer {
     dialer: Arc<Dialer>,
     /// Pooled plain connections (the dialer chose plain for these endpoints).
-    plain: Client<HttpConnector, Empty<Bytes>>,
+    plain: Client<HttpConnector, Full<Bytes>>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a copy carries of the request body (the `body` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyCopy {
+    /// The request had none.
+    None,
+    /// All of it.
+    Copied,
+    /// It was over [`MIRROR_BODY_LIMIT`]: headers only.
+    TooLarge,
+}
+
+impl BodyCopy {
+    fn label(self) -> &'static str {
+        match self {
+            BodyCopy::None => "none",
+            BodyCopy::Copied => "copied",
+            BodyCopy::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Mirror copies waiting for the request body (see the module docs).
+pub struct PendingMirror {
+    mirrors: Vec<Mirror>,
+    header: RequestHeader,
+    on_behalf_of: Originator,
+    body: BytesMut,
+}
+
+impl PendingMirror {
+    /// Takes the next chunk of the body as sent upstream; the copies go when
+    /// the body ends, or headers-only once it outgrows the limit. `None` once
+    /// sent.
+    pub fn push(mut self, mirrorer: &Mirrorer, chunk: Option<&Bytes>, end: bool) -> Option<Self> {
+        if let Some(chunk) = chunk {
+            if self.body.len() + chunk.len() > MIRROR_BODY_LIMIT {
+                mirrorer.send_now(&self.mirrors, &self.header, &self.on_behalf_of, None);
+                return None;
+            }
+            self.body.extend_from_slice(chunk);
+        }
+        if end {
+            let body = self.body.freeze();
+            mirrorer.send_now(&self.mirrors, &self.header, &self.on_behalf_of, Some(body));
+            return None;
+        }
+        Some(self)
+    }
+
+    /// A retry replays the body from its start.
+    pub fn restart(&mut self) {
+        self.body.clear();
+    }
 }
 
 impl Mirrorer {
-    pub fn new(dialer: Arc<Dialer>) -> Self {
+    pub fn new(dialer: Arc<Dialer>, metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(dialer.connect_timeout()));
         Self {
             dialer,
             plain: Client::builder(TokioExecutor::new()).build(connector),
+            metrics,
         }
     }
 
-    /// Spawns one copy of `req` per mirror.
-    pub fn send(&self, mirrors: &[Mirror], req: &RequestHeader, on_behalf_of: &Originator) {
+    /// Copies `req` to every mirror: now when it has no body, else once the
+    /// body has been read (the caller feeds it to the returned
+    /// [`PendingMirror`]).
+    pub fn start(
+        &self,
+        mirrors: &[Mirror],
+        req: &RequestHeader,
+        on_behalf_of: &Originator,
+        has_body: bool,
+    ) -> Option<PendingMirror> {
+        if !has_body {
+            self.send_now(mirrors, req, on_behalf_of, Some(Bytes::new()));
+            return None;
+        }
+        Some(PendingMirror {
+            mirrors: mirrors.to_vec(),
+            header: req.clone(),
+            on_behalf_of: on_behalf_of.clone(),
+            body: BytesMut::new(),
+        })
+    }
+
+    /// Spawns one copy of `req` per mirror with `body` (`None`: it was too
+    /// large to copy).
+    fn send_now(
+        &self,
+        mirrors: &[Mirror],
+        req: &RequestHeader,
+        on_behalf_of: &Originator,
+        body: Option<Bytes>,
+    ) {
+        let copy = match &body {
+            None => BodyCopy::TooLarge,
+            Some(b) if b.is_empty() => BodyCopy::None,
+            Some(_) => BodyCopy::Copied,
+        };
+        let body = body.unwrap_or_default();
         for mirror in mirrors {
             let Some(picked) = mirror.endpoints.pick(&[]) else {
                 debug!(backend = %mirror.backend.service.key, "mirror has no endpoints");
@@ -55,9 +155,11 @@ impl Mirrorer {
             // The pooled client wants an absolute URI to know where to connect;
             // over a stream the dialer opened, the request line is origin-form.
             let absolute = self.dialer.transport(target) == Transport::Plain;
-            let Some(request) = shadow_copy(req, target, absolute) else {
+            let Some(request) = shadow_copy(req, target, absolute, body.clone()) else {
                 continue;
             };
+            self.metrics
+                .record_mirror(&mirror.backend.service.hostname, copy.label());
             let this = self.clone();
             let on_behalf_of = on_behalf_of.clone();
             tokio::spawn(async move {
@@ -73,7 +175,7 @@ impl Mirrorer {
     async fn deliver(
         &self,
         target: DialTarget,
-        request: http::Request<Empty<Bytes>>,
+        request: http::Request<Full<Bytes>>,
         on_behalf_of: &Originator,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let response = match self.dialer.transport(target) {
@@ -91,12 +193,14 @@ impl Mirrorer {
     }
 }
 
-/// The copy: same method, path and headers, Host with `-shadow`.
+/// The copy: same method, path and headers, Host with `-shadow`, and `body`
+/// framed by its own length.
 fn shadow_copy(
     req: &RequestHeader,
     target: DialTarget,
     absolute: bool,
-) -> Option<http::Request<Empty<Bytes>>> {
+    body: Bytes,
+) -> Option<http::Request<Full<Bytes>>> {
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri = if absolute {
         format!("http://{}{path}", target.addr).parse::<http::Uri>()
@@ -106,7 +210,10 @@ fn shadow_copy(
     .ok()?;
     let mut builder = http::Request::builder().method(req.method.clone()).uri(uri);
     for (name, value) in req.headers.iter() {
-        if name == http::header::HOST {
+        if name == http::header::HOST
+            || name == http::header::CONTENT_LENGTH
+            || name == http::header::TRANSFER_ENCODING
+        {
             continue;
         }
         builder = builder.header(name, value);
@@ -117,5 +224,8 @@ fn shadow_copy(
         (name, None) => format!("{name}-shadow"),
     };
     builder = builder.header(http::header::HOST, shadow);
-    builder.body(Empty::new()).ok()
+    if !body.is_empty() {
+        builder = builder.header(http::header::CONTENT_LENGTH, body.len());
+    }
+    builder.body(Full::new(body)).ok()
 }

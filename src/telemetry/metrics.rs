@@ -58,6 +58,7 @@ pub struct Metrics {
     tcp_closed: IntCounterVec,
     tcp_sent: IntCounterVec,
     tcp_received: IntCounterVec,
+    mirrors: IntCounterVec,
     cert_expiry: IntGauge,
     overflow: IntCounterVec,
     authz: IntCounterVec,
@@ -158,8 +159,17 @@ impl Metrics {
             &["policy", "action", "result"],
         )
         .expect("static metric definition is valid");
+        let mirrors = IntCounterVec::new(
+            Opts::new(
+                "waypoint_mirror_requests_total",
+                "RequestMirror copies sent, by mirror Service and what they carried of the request body (none, copied, too_large: headers only).",
+            ),
+            &["destination_service", "body"],
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mirrors.clone()),
             Box::new(request_duration.clone()),
             Box::new(request_bytes.clone()),
             Box::new(response_bytes.clone()),
@@ -190,6 +200,7 @@ impl Metrics {
             tcp_closed,
             tcp_sent,
             tcp_received,
+            mirrors,
             cert_expiry,
             overflow,
             authz,
@@ -201,6 +212,12 @@ impl Metrics {
         self.authz
             .with_label_values(&[policy, action, result])
             .inc();
+    }
+
+    /// Counts one RequestMirror copy sent to `service` and what it carried of
+    /// the request body (`none`, `copied`, `too_large`).
+    pub fn record_mirror(&self, service: &str, body: &str) {
+        self.mirrors.with_label_values(&[service, body]).inc();
     }
 
     /// Counts a request refused by a connection-pool limit.
