@@ -314,6 +314,9 @@ impl Waypoint {
         down.write_response_header(Box::new(resp)).await?;
         loop {
             match up.read_body_ref().await {
+                // A read can end on a chunk boundary with no body bytes: written
+                // as a chunk it would be `0\r\n\r\n`, the end of the body.
+                Ok(Some([])) => {}
                 Ok(Some(chunk)) => {
                     down.write_body(chunk).await?;
                 }
@@ -324,8 +327,9 @@ impl Waypoint {
                     if let Some(f) = classified.failure {
                         ctx.reply.flags.insert(f.flags());
                     }
+                    // Cut short, never finished: a terminating chunk would pass
+                    // the truncated body off as whole. The connection closes.
                     down.set_server_keepalive(None);
-                    down.finish_body().await.ok();
                     return Ok(false);
                 }
             }
