@@ -205,3 +205,54 @@ async fn a_tcp_backend_in_another_namespace_needs_a_reference_grant() {
         "vault"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_mesh_tcp_backend_is_reached_over_hbone_and_labelled_with_its_workload() {
+    let _v2 = tcp_named("db-v2", "127.0.112.12:5432").await;
+    let ztunnel = ZtunnelListener::bind("127.0.112.12").await;
+    let yaml = ambient_namespace("shop")
+        + &tcp_service("shop", "db", Some("10.96.112.10"), &["127.0.112.10"])
+        + &tcp_service("shop", "db-v2", None, &["127.0.112.12"])
+        + &pod("shop", "db-v2-7f9c8d-k2x4q", "127.0.112.12")
+        + &tcp_route("[{name: db-v2, port: 5432}]");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let pool = HbonePool::new(mesh.client(), "cluster.local", PoolConfig::default());
+
+    assert_eq!(
+        greet(&pool, mesh.hbone(), "10.96.112.10:5432").await,
+        "db-v2"
+    );
+    assert_eq!(
+        fake.seen(),
+        vec![(WAYPOINT_ID.to_string(), "127.0.112.12:5432".to_string())],
+        "CONNECT podIP:targetPort with the waypoint's identity"
+    );
+    eventually(
+        "the connection counted under db-v2's workload",
+        async || {
+            let (_, m) = admin_get(&mesh.wp, "/stats/prometheus").await;
+            let n = metric(
+                &m,
+                "istio_tcp_connections_closed_total",
+                &[
+                    "destination_service_name=\"db-v2\"",
+                    "destination_workload=\"db-v2-7f9c8d-k2x4q\"",
+                    "destination_workload_namespace=\"shop\"",
+                ],
+            );
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} closed; metrics:\n{}",
+                    m.lines()
+                        .filter(|l| l.starts_with("istio_tcp_connections_closed"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ))
+            }
+        },
+    )
+    .await;
+}
