@@ -201,3 +201,47 @@ fn a_tcp_route_needs_exactly_one_rule() {
     assert!(text.contains("spec.rules"), "{text}");
     assert!(text.contains("exactly one rule, found 2"), "{text}");
 }
+
+#[test]
+fn which_ports_are_tcp() {
+    use crate::routing::{ServicePortTarget, TargetPort};
+    let port = |name: Option<&str>, app: Option<&str>| ServicePortTarget {
+        number: 5432,
+        name: name.map(Into::into),
+        app_protocol: app.map(Into::into),
+        target_port: TargetPort::Number(5432),
+    };
+    // Rows: (name, appProtocol, TCP?, Istio's rule).
+    let rows = [
+        (Some("tcp"), None, true, "port name tcp"),
+        (Some("tcp-db"), None, true, "port name prefix tcp-"),
+        (Some("TCP-db"), None, true, "names are case-insensitive"),
+        (
+            Some("tcpx"),
+            None,
+            false,
+            "tcp without the dash is another name",
+        ),
+        (
+            Some("http"),
+            Some("tcp"),
+            true,
+            "appProtocol wins over the name",
+        ),
+        (
+            Some("tcp"),
+            Some("http"),
+            false,
+            "appProtocol wins over the name",
+        ),
+        (
+            None,
+            None,
+            false,
+            "unnamed: sniffed, HTTP when it looks like HTTP",
+        ),
+    ];
+    for (name, app, want, rule) in rows {
+        assert_eq!(port(name, app).is_tcp(), want, "{rule}");
+    }
+}
