@@ -256,3 +256,20 @@ async fn an_in_mesh_tcp_backend_is_reached_over_hbone_and_labelled_with_its_work
     )
     .await;
 }
+
+#[test]
+fn check_lists_tcp_routes_and_says_which_do_not_apply() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tcp-route/config.yaml");
+    let (ok, report) = waypoint::check::check(&path, "shop");
+    assert!(ok, "{report}");
+    for line in [
+        "TCPRoute       3",
+        "TCPRoute shop/db-split -> Service shop/db:5432",
+        "TCPRoute analytics/analytics-db -> Service shop/db:5432 (consumer route)",
+        "TCPRoute shop/db-all-v2 -> Service shop/db:5432\n    ignored: an older TCPRoute on this port applies",
+        "HTTPRoute shop/db-http -> Service shop/db:5432\n    ignored: the port is TCP",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+}
