@@ -405,3 +405,25 @@ fn a_destination_is_routed_only_by_the_snapshot_it_was_resolved_in() {
         "bookinfo/producer#0"
     );
 }
+
+#[test]
+fn a_mirror_into_another_namespace_needs_a_grant_too() {
+    // The mirror's backendRef is a BackendObjectReference like backendRefs:
+    // the same ReferenceGrant rule applies; the primary backend still serves.
+    let shadow = "apiVersion: v1\nkind: Service\nmetadata: {name: shadow, namespace: other}\nspec: {ports: [{port: 8080}]}\n";
+    let rules = "  - filters:\n    - {type: RequestMirror, requestMirror: {backendRef: {name: shadow, namespace: other, port: 8080}}}\n    backendRefs: [{name: reviews-v1, port: 9080}]";
+    let snap = snapshot(&format!("{shadow}{}", route_yaml("m", None, rules)));
+    let plan = forward(snap.route(&reviews(&snap), &Req::get("/").info(), None));
+    assert_eq!(plan.backend.service.key.name, "reviews-v1");
+    assert!(plan.mirrors.is_empty(), "a refused mirror sends nothing");
+    let status = snap
+        .route_status()
+        .iter()
+        .find(|s| s.route.to_string() == "bookinfo/m")
+        .expect("status of bookinfo/m");
+    assert_eq!(
+        status.unresolved[0].field,
+        "spec.rules[0].filters[0].requestMirror.backendRef"
+    );
+    assert_eq!(status.resolved_refs().1, "RefNotPermitted");
+}
