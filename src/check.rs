@@ -71,6 +71,15 @@ pub fn check_with(settings: &Settings) -> (bool, String) {
                 a.port,
                 if a.consumer { " (consumer route)" } else { "" }
             );
+            if let Some(note) = a.note {
+                let _ = writeln!(out, "    {note}");
+            }
+        }
+    }
+    // Gateway API's ResolvedRefs=False: traffic to those backends is refused.
+    for status in snapshot.route_status() {
+        if !status.unresolved.is_empty() {
+            let _ = writeln!(out, "  warning: {status}");
         }
     }
     authorization_report(&mut out, &snapshot, &authz);

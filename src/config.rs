@@ -13,8 +13,10 @@ mod linkerd;
 pub mod load;
 mod mesh;
 mod meta;
+mod reference_grant;
 mod security;
 pub mod source;
+mod tcp_route;
 pub mod watch;
 
 use std::sync::Arc;
@@ -31,7 +33,9 @@ pub use mesh::{
     ConfigMap, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig, ISTIO_CONFIGMAP,
 };
 pub use meta::{NamespacedName, ObjectMeta};
+pub use reference_grant::*;
 pub use security::*;
+pub use tcp_route::*;
 
 /// Where an object came from: the file and the 0-based index of the YAML
 /// document in it (items of a `List` share their document's index).
@@ -62,6 +66,8 @@ pub struct Resources {
     pub gateways: Vec<Sourced<Gateway>>,
     pub gateway_classes: Vec<Sourced<GatewayClass>>,
     pub http_routes: Vec<Sourced<HttpRoute>>,
+    pub tcp_routes: Vec<Sourced<TcpRoute>>,
+    pub reference_grants: Vec<Sourced<ReferenceGrant>>,
     pub virtual_services: Vec<Sourced<VirtualService>>,
     pub destination_rules: Vec<Sourced<DestinationRule>>,
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
@@ -89,6 +95,8 @@ impl Resources {
             ("Gateway", self.gateways.len()),
             ("GatewayClass", self.gateway_classes.len()),
             ("HTTPRoute", self.http_routes.len()),
+            ("TCPRoute", self.tcp_routes.len()),
+            ("ReferenceGrant", self.reference_grants.len()),
             ("VirtualService", self.virtual_services.len()),
             ("DestinationRule", self.destination_rules.len()),
             ("WasmPlugin", self.wasm_plugins.len()),

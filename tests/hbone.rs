@@ -17,6 +17,8 @@ fn mesh_yaml() -> String {
     yaml += &service("shop", "reviews-v2", 9080, 9080, &["127.0.20.12"]);
     // A consumer route: only callers from client-ns get v2.
     yaml += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: client-view, namespace: client-ns}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: reviews, namespace: shop, port: 9080}]\n  rules:\n  - backendRefs: [{name: reviews-v2, namespace: shop, port: 9080}]\n";
+    // The backend is in shop: shop lets client-ns's HTTPRoutes refer to it.
+    yaml += "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: client-ns-routes, namespace: shop}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: client-ns}]\n  to: [{group: \"\", kind: Service}]\n";
     yaml
 }
 

@@ -415,3 +415,49 @@ async fn mesh_config_from_the_istio_configmap() {
         .any(|r| r.path == "/api/v1/namespaces/istio-system/configmaps"
             && r.query.contains("fieldSelector=metadata.name%3Distio")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_grant_from_the_api_opens_and_closes_a_cross_namespace_backend() {
+    let _cart = echo("cart", "127.0.113.11:9080").await;
+    let _ledger = echo("ledger", "127.0.113.12:9080").await;
+    let fake = fake_api("127.0.113.1").await;
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    fake.put(namespace("payments", json!({})));
+    put_service(&fake, NS, "cart", &["127.0.113.11"]);
+    put_service(&fake, "payments", "ledger", &["127.0.113.12"]);
+    fake.put(route(
+        NS,
+        "to-ledger",
+        "cart",
+        json!([{"backendRefs": [{"name": "ledger", "namespace": "payments", "port": 9080}]}]),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    assert_eq!(c.get("cart:9080", "/").await.status, 500, "no grant yet");
+
+    let grant = json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "shop-routes", "namespace": "payments"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NS}],
+                 "to": [{"group": "", "kind": "Service"}]}});
+    fake.put(grant);
+    served_by(&wp, &c, "cart:9080", &[], "ledger").await;
+    let dump = config_dump(&wp).await;
+    assert_eq!(
+        dump["source"]["kinds"]["ReferenceGrant"]["objects"], 1,
+        "{dump}"
+    );
+
+    // Deleting the grant revokes the access, as the Gateway API requires.
+    fake.delete(
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        Some("payments"),
+        "shop-routes",
+    );
+    until_reloaded(&wp, "grant revoked", async || {
+        (c.get("cart:9080", "/").await.status == 500).then_some(())
+    })
+    .await;
+}

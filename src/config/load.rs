@@ -143,6 +143,8 @@ enum Kind {
     Gateway,
     GatewayClass,
     HttpRoute,
+    TcpRoute,
+    ReferenceGrant,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -175,6 +177,10 @@ impl Kind {
             (GATEWAY_GROUP, "Gateway") => (Kind::Gateway, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "GatewayClass") => (Kind::GatewayClass, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "HTTPRoute") => (Kind::HttpRoute, &["v1", "v1beta1"]),
+            (GATEWAY_GROUP, "TCPRoute") => (Kind::TcpRoute, &["v1", "v1alpha2"]),
+            (GATEWAY_GROUP, "ReferenceGrant") => {
+                (Kind::ReferenceGrant, &["v1", "v1beta1", "v1alpha2"])
+            }
             (ISTIO_NETWORKING_GROUP, "VirtualService") => {
                 (Kind::VirtualService, &["v1", "v1beta1", "v1alpha3"])
             }
@@ -386,6 +392,12 @@ impl<'a> Loader<'a> {
             Kind::HttpRoute => ctx
                 .decode(value)
                 .map(|o| push(&mut r.http_routes, origin, key, o)),
+            Kind::TcpRoute => ctx
+                .decode(value)
+                .map(|o| push(&mut r.tcp_routes, origin, key, o)),
+            Kind::ReferenceGrant => ctx
+                .decode(value)
+                .map(|o| push(&mut r.reference_grants, origin, key, o)),
             Kind::VirtualService => ctx
                 .decode(value)
                 .map(|o| push(&mut r.virtual_services, origin, key, o)),

@@ -1,7 +1,9 @@
 //! L4 passthrough: a tunnelled connection to a TCP Service port (or one
-//! whose bytes are not HTTP) is forwarded as bytes to one of the Service's
-//! endpoints, without L7 policy — as Istio's waypoint does for TCP. The
-//! destination's AuthorizationPolicies still apply, on L4 attributes.
+//! whose bytes are not HTTP) is forwarded as bytes, without L7 policy — as
+//! Istio's waypoint does for TCP. A TCPRoute attached to the port picks the
+//! backend Service per connection (weighted; an invalid share closes the
+//! connection); without one, the addressed Service's own endpoints serve.
+//! The destination's AuthorizationPolicies still apply, on L4 attributes.
 
 use std::sync::Arc;
 
@@ -9,24 +11,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::authz::Attributes;
-use crate::routing::DestinationPort;
-use crate::telemetry::{Metrics, RequestLabels};
+use crate::routing::{DestinationPort, TcpDecision};
+use crate::telemetry::{Metrics, PeerLabels, RequestLabels};
 use crate::upstream::dial::{DialTarget, Dialer};
+use crate::upstream::Endpoint;
 
 use super::downstream::{Caller, ResolvedTarget};
 
 /// True for ports Istio treats as plain TCP: `appProtocol: tcp` or a port
 /// name `tcp` / `tcp-*`.
 pub fn is_tcp_port(dest: &DestinationPort) -> bool {
-    let port = &dest.port;
-    let app = port.app_protocol.as_deref().map(str::to_ascii_lowercase);
-    if let Some(app) = app {
-        return app == "tcp";
-    }
-    port.name
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .is_some_and(|n| n == "tcp" || n.starts_with("tcp-"))
+    dest.port.is_tcp()
 }
 
 /// Forwards tunnelled bytes to endpoints.
@@ -37,8 +32,9 @@ pub struct Passthrough {
 
 impl Passthrough {
     /// Copies bytes both ways between `downstream` and one endpoint of the
-    /// accepted destination (from the snapshot the tunnel was accepted
-    /// with) until either side closes; records Istio's TCP metrics.
+    /// backend the destination's TCPRoute chooses, or of the destination
+    /// itself (from the snapshot the tunnel was accepted with), until either
+    /// side closes; records Istio's TCP metrics for that backend.
     pub async fn forward<S>(&self, mut downstream: S, caller: &Caller, accepted: &ResolvedTarget)
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -48,14 +44,23 @@ impl Passthrough {
             // As Envoy's RBAC network filter: the connection is closed.
             return;
         }
-        let labels = self.labels(caller, destination);
-        let Some(endpoints) = accepted.published.snapshot.endpoints(destination) else {
-            return;
+        let snapshot = &accepted.published.snapshot;
+        let (backend, endpoints) = match snapshot.route_tcp(destination, caller.namespace()) {
+            TcpDecision::Forward {
+                backend, endpoints, ..
+            } => (backend, endpoints),
+            TcpDecision::Reject { route, reason } => {
+                // The Gateway API's "actively reject": the connection is closed.
+                debug!(%route, %reason, service = %destination.service.key, "TCP connection refused by its TCPRoute");
+                return;
+            }
+            TcpDecision::Gone => return,
         };
         let Some(picked) = endpoints.pick(&[]) else {
-            debug!(service = %destination.service.key, "no endpoint for L4 passthrough");
+            debug!(service = %backend.service.key, "no endpoint for L4 passthrough");
             return;
         };
+        let labels = self.labels(caller, &backend, &picked.endpoint);
         let target = DialTarget {
             addr: picked.endpoint.addr,
             in_mesh: picked.endpoint.in_mesh,
@@ -118,12 +123,31 @@ impl Passthrough {
         decision.allowed
     }
 
-    fn labels(&self, caller: &Caller, destination: &DestinationPort) -> RequestLabels {
+    /// Istio's TCP labels: the Service that served the connection (the
+    /// TCPRoute's chosen backend, as Envoy reports the cluster it proxied
+    /// to) and the workload of the endpoint picked, as for HTTP requests.
+    fn labels(
+        &self,
+        caller: &Caller,
+        backend: &DestinationPort,
+        picked: &Endpoint,
+    ) -> RequestLabels {
+        let names = &backend.service.labels;
+        let w = &picked.workload;
         RequestLabels {
             source: caller.labels.clone(),
-            destination_service: Arc::from(destination.service.hostname.as_str()),
-            destination_service_name: Arc::from(destination.service.key.name.as_str()),
-            destination_service_namespace: Arc::from(destination.service.key.namespace.as_str()),
+            destination: PeerLabels {
+                workload: w.name.clone(),
+                workload_namespace: w.namespace.clone(),
+                app: w.canonical_service.clone(),
+                version: w.canonical_revision.clone(),
+                canonical_service: w.canonical_service.clone(),
+                canonical_revision: w.canonical_revision.clone(),
+                ..PeerLabels::default()
+            },
+            destination_service: names.hostname.clone(),
+            destination_service_name: names.name.clone(),
+            destination_service_namespace: names.namespace.clone(),
             request_protocol: "tcp",
             connection_security_policy: caller.security_policy(),
             ..Default::default()

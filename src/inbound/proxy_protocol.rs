@@ -19,6 +19,7 @@ use crate::hbone::{Baggage, ConnectTarget, Sniffed};
 
 use super::downstream::Downstream;
 use super::listener::{l4_stream, sniff_h2c, ConnectionTracker};
+use super::passthrough;
 use super::tunnel::{caller_from, SetDownstream, TunnelHandler};
 
 /// How long a PROXY-protocol client may take to send its header.
@@ -66,11 +67,17 @@ pub async fn run_proxy_protocol<A: ServerApp + Send + Sync + 'static>(
                 debug!(%peer, destination = %header.destination, "no Service for PROXY destination");
                 return;
             };
-            let h2c = match sniff_h2c(&tcp).await {
-                Ok(h2c) => h2c,
-                Err(_) => return,
+            // A TCP port goes to passthrough without waiting for client bytes
+            // (a server-first protocol sends none).
+            let sniffed = if passthrough::is_tcp_port(&accepted.destination) {
+                Sniffed::Other
+            } else {
+                match sniff_h2c(&tcp).await {
+                    Ok(true) => Sniffed::H2c,
+                    Ok(false) => Sniffed::Http1,
+                    Err(_) => return,
+                }
             };
-            let sniffed = if h2c { Sniffed::H2c } else { Sniffed::Http1 };
             let caller = caller_from(
                 header.peer_identity.as_ref(),
                 &Baggage::default(),

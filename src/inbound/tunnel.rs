@@ -153,11 +153,17 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectHandler for TunnelHandler<A> {
     }
 
     async fn serve(&self, req: TunnelRequest, accepted: ResolvedTarget, mut stream: TunnelStream) {
-        let sniffed = match stream.sniff().await {
-            Ok(s) => s,
-            Err(e) => {
-                debug!(error = %e, "tunnel closed before any byte");
-                return;
+        // A TCP port is never HTTP: don't wait for the client's first bytes,
+        // which a server-first protocol (MySQL, SMTP) never sends first.
+        let sniffed = if passthrough::is_tcp_port(&accepted.destination) {
+            Sniffed::Other
+        } else {
+            match stream.sniff().await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(error = %e, "tunnel closed before any byte");
+                    return;
+                }
             }
         };
         let mut caller = caller_from(

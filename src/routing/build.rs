@@ -8,15 +8,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::compile::{attach, compile_route, KeyIndex, Resolver};
+use super::compile::{
+    attach, compile_route, compile_tcp_route, KeyIndex, ReferenceGrants, Resolver,
+};
 use super::discovery::{self, PodIndex};
 use super::istio::{
     apply_destination_rules, attach_virtual_services, compile_virtual_services, HostIndex,
 };
 use super::options::CompileOptions;
+use super::route_name::RouteKind;
+use super::route_status::RouteStatus;
 use super::service::ServiceKind;
 use super::snapshot::{PortState, Snapshot, TargetState};
 use super::table::rule::{CompiledRule, RouteTable};
+use super::table::tcp::TcpRouteTable;
 use crate::config::{self, ConfigErrors, NamespacedName, Resources};
 use crate::upstream::{ClusterName, ClusterPolicy, EndpointSet, LoadRegistry};
 
@@ -58,6 +63,8 @@ fn compile(
                     subsets: BTreeMap::new(),
                     producer: RouteTable::default(),
                     consumers: BTreeMap::new(),
+                    tcp_producer: TcpRouteTable::default(),
+                    tcp_consumers: BTreeMap::new(),
                 }
             })
             .collect();
@@ -105,25 +112,42 @@ fn compile(
         }
     }
 
-    // Phase 3: validate and compile every route; collect all errors.
+    // Phase 3: validate and compile every route; collect all errors. Every
+    // route kind resolves its backendRefs through the one resolver, which
+    // checks ReferenceGrants and keeps what did not resolve.
+    let grants = ReferenceGrants::new(&resources.reference_grants);
     let resolver = Resolver {
         targets: &targets,
         by_key: &by_key,
+        grants: &grants,
+        unresolved: Default::default(),
     };
     let compiled: Vec<Vec<Arc<CompiledRule>>> = resources
         .http_routes
         .iter()
         .map(|route| compile_route(route, &resolver, &mut errors))
         .collect();
+    let tcp_routes: Vec<_> = resources
+        .tcp_routes
+        .iter()
+        .filter_map(|route| Some((route, compile_tcp_route(route, &resolver, &mut errors)?)))
+        .collect();
     let virtual_services =
         compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
+    let route_status = route_status(&resources, resolver.unresolved.into_inner());
 
     // Phase 4: attach to Service ports, sort by precedence, then append the
     // VirtualService rules in their own order.
-    let mut attachments = attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    let mut attachments = attach(
+        &resources.http_routes,
+        &compiled,
+        &tcp_routes,
+        &by_key,
+        &mut targets,
+    );
     attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
     Ok(Snapshot {
         resources,
@@ -133,7 +157,46 @@ fn compile(
         vips,
         endpoint_addrs,
         attachments,
+        route_status,
     })
+}
+
+/// Every HTTPRoute and TCPRoute with the references of it that did not
+/// resolve; routes of other kinds appear when one of their references did
+/// not. Sorted by kind, then `namespace/name`.
+fn route_status(
+    resources: &Resources,
+    unresolved: Vec<(
+        RouteKind,
+        NamespacedName,
+        super::route_status::UnresolvedRef,
+    )>,
+) -> Vec<RouteStatus> {
+    let mut by_route: BTreeMap<(RouteKind, NamespacedName), Vec<_>> = BTreeMap::new();
+    let known = resources
+        .http_routes
+        .iter()
+        .map(|r| (RouteKind::HttpRoute, r.key.clone()))
+        .chain(
+            resources
+                .tcp_routes
+                .iter()
+                .map(|r| (RouteKind::TcpRoute, r.key.clone())),
+        );
+    for key in known {
+        by_route.entry(key).or_default();
+    }
+    for (kind, key, u) in unresolved {
+        by_route.entry((kind, key)).or_default().push(u);
+    }
+    by_route
+        .into_iter()
+        .map(|((kind, route), unresolved)| RouteStatus {
+            kind,
+            route,
+            unresolved,
+        })
+        .collect()
 }
 
 /// Every name a Host header may use for a destination (lower case).

@@ -13,12 +13,16 @@ use super::table::matcher::{CompiledMatch, HeaderMatch, PathMatch, ValueMatch};
 use super::table::rule::RouteTable;
 use crate::upstream::Endpoint;
 use policy::{dump_cluster, dump_route_policy};
+use routes::{dump_routes, dump_tcp_routes};
 
 mod policy;
+mod routes;
 
 impl Snapshot {
-    /// JSON for `/config_dump`: services, ports, endpoints, and the compiled
-    /// routes of every Service port in precedence order.
+    /// JSON for `/config_dump`: services, ports, endpoints, the compiled
+    /// routes of every Service port in precedence order (TCPRoutes under
+    /// `tcpRoutes` where a port has any), and every Gateway API route's
+    /// parents and `ResolvedRefs` condition.
     pub fn dump(&self) -> Value {
         let services: Vec<Value> = self
             .targets
@@ -35,7 +39,7 @@ impl Snapshot {
                             .iter()
                             .map(|(ns, table)| (ns.clone(), dump_table(table)))
                             .collect();
-                        json!({
+                        let mut out = json!({
                             "port": port.number,
                             "name": port.name.as_deref(),
                             "appProtocol": port.app_protocol.as_deref(),
@@ -49,7 +53,11 @@ impl Snapshot {
                             })).collect::<Vec<_>>(),
                             "producerRoutes": dump_table(&state.producer),
                             "consumerRoutes": consumers,
-                        })
+                        });
+                        if let (Some(tcp), Some(obj)) = (dump_tcp_routes(state), out.as_object_mut()) {
+                            obj.insert("tcpRoutes".into(), tcp);
+                        }
+                        out
                     })
                     .collect();
                 json!({
@@ -66,6 +74,7 @@ impl Snapshot {
             "clusterDomain": self.opts.cluster_domain,
             "lb": format!("{:?}", self.opts.lb),
             "services": services,
+            "routes": dump_routes(self),
         })
     }
 }

@@ -72,6 +72,10 @@ pub enum RouteConfigError {
     InvalidRetryCode(u16),
     #[error("retry attempts {0} must not be negative")]
     InvalidAttempts(i64),
+    #[error("a TCPRoute needs exactly one rule, found {0} (Gateway API: minItems 1, maxItems 1; a connection has nothing a second rule could match on)")]
+    TcpRouteRuleCount(usize),
+    #[error("{0} backendRefs, at most 16 allowed")]
+    TooManyBackends(usize),
 }
 
 /// Collects errors for one object, filling in its location.

@@ -13,6 +13,8 @@ pub enum RouteKind {
     HttpRoute,
     /// Istio `VirtualService` (`http[]` in order, after HTTPRoute rules).
     VirtualService,
+    /// Gateway API `TCPRoute` (connections handled as TCP; one rule).
+    TcpRoute,
 }
 
 impl RouteKind {
@@ -21,6 +23,7 @@ impl RouteKind {
         match self {
             RouteKind::HttpRoute => "HTTPRoute",
             RouteKind::VirtualService => "VirtualService",
+            RouteKind::TcpRoute => "TCPRoute",
         }
     }
 }
@@ -48,6 +51,13 @@ impl RouteName {
         Self {
             kind: RouteKind::VirtualService,
             ..Self::new(key, rule)
+        }
+    }
+
+    pub(crate) fn tcp_route(key: &NamespacedName) -> Self {
+        Self {
+            kind: RouteKind::TcpRoute,
+            ..Self::new(key, 0)
         }
     }
 

@@ -87,6 +87,21 @@ impl ServiceLabels {
     }
 }
 
+impl ServicePortTarget {
+    /// True for ports Istio treats as plain TCP: `appProtocol: tcp` or a port
+    /// name `tcp` / `tcp-*`. Connections to them are never parsed as HTTP:
+    /// TCPRoutes apply, HTTPRoutes do not.
+    pub fn is_tcp(&self) -> bool {
+        if let Some(app) = self.app_protocol.as_deref() {
+            return app.eq_ignore_ascii_case("tcp");
+        }
+        self.name.as_deref().is_some_and(|n| {
+            n.eq_ignore_ascii_case("tcp")
+                || n.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("tcp-"))
+        })
+    }
+}
+
 impl ServiceTarget {
     /// The port numbered `number`.
     pub fn port(&self, number: u16) -> Option<&ServicePortTarget> {

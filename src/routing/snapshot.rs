@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use super::options::CompileOptions;
 use super::route_name::RouteKind;
+use super::route_status::RouteStatus;
 use super::service::{split_host_port, DestinationPort, ServiceTarget};
 use super::table::rule::RouteTable;
+use super::table::tcp::TcpRouteTable;
 use crate::config::{self, NamespacedName};
 use crate::upstream::EndpointSet;
 
@@ -30,6 +32,10 @@ pub struct Attachment {
     pub port: u16,
     /// True for a consumer route (route namespace ≠ Service namespace).
     pub consumer: bool,
+    /// Why the route does not act on this port's traffic, or only on part
+    /// of it (an HTTPRoute on a TCP port; a TCPRoute on a port that is not
+    /// declared TCP, or shadowed by an older TCPRoute).
+    pub note: Option<&'static str>,
 }
 
 /// The compiled, immutable routing state the request path reads. Built once
@@ -47,6 +53,8 @@ pub struct Snapshot {
     /// Endpoint `ip:targetPort` → (target index, Service port number).
     pub(super) endpoint_addrs: HashMap<SocketAddr, (usize, u16)>,
     pub(super) attachments: Vec<Attachment>,
+    /// Every Gateway API route with its `ResolvedRefs` verdict.
+    pub(super) route_status: Vec<RouteStatus>,
 }
 
 /// A destination and everything compiled for each of its ports.
@@ -67,6 +75,10 @@ pub(crate) struct PortState {
     pub producer: RouteTable,
     /// Consumer routes by the route's namespace, in precedence order.
     pub consumers: BTreeMap<String, RouteTable>,
+    /// TCPRoutes in the Service's own namespace, the applying one first.
+    pub tcp_producer: TcpRouteTable,
+    /// Consumer TCPRoutes by the route's namespace.
+    pub tcp_consumers: BTreeMap<String, TcpRouteTable>,
 }
 
 impl Snapshot {
@@ -86,8 +98,14 @@ impl Snapshot {
         self.attachments.clone()
     }
 
-    /// The ready endpoints of `dest`'s Service port (L4 passthrough uses the
-    /// Service's own endpoints: HTTPRoutes do not apply to TCP).
+    /// Every Gateway API route (HTTPRoute, TCPRoute, …) with its
+    /// `ResolvedRefs` verdict, sorted by kind and `namespace/name`.
+    pub fn route_status(&self) -> &[RouteStatus] {
+        &self.route_status
+    }
+
+    /// The ready endpoints of `dest`'s Service port (its own endpoints,
+    /// whatever routes say).
     pub fn endpoints(&self, dest: &DestinationPort) -> Option<Arc<EndpointSet>> {
         self.port_state(dest).map(|s| s.endpoints.clone())
     }

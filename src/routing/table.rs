@@ -11,3 +11,4 @@ pub(crate) mod matcher;
 pub(crate) mod regex_rewrite;
 pub(crate) mod route_policy;
 pub(crate) mod rule;
+pub(crate) mod tcp;

@@ -192,7 +192,8 @@ impl Req {
 }
 
 /// A producer route in `bookinfo` and a consumer route from `frontend`, both
-/// on `reviews` (GAMMA).
+/// on `reviews` (GAMMA), with the ReferenceGrant that lets the consumer
+/// route send to `bookinfo`'s Services.
 pub(crate) const CONSUMER_AND_PRODUCER: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -213,6 +214,13 @@ spec:
   rules:
   - matches: [{path: {value: /v2}}]
     backendRefs: [{name: reviews-v2, namespace: bookinfo, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: frontend-routes, namespace: bookinfo}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: frontend}]
+  to: [{group: "", kind: Service}]
 "#;
 
 /// `ns/name#rule` of the route behind a decision, or the decision kind.

@@ -254,11 +254,42 @@ fn backend_weight_edge_cases() {
 }
 
 #[test]
-fn cross_namespace_backend_is_allowed() {
-    let snap = snapshot(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo, namespace: other}}\nspec: {{ports: [{{port: 8080}}]}}\n{}",
-        route_yaml("x", None, "  - backendRefs: [{name: echo, namespace: other, port: 8080}]")
-    ));
+fn cross_namespace_backend_needs_a_reference_grant() {
+    // Per the Gateway API, a backendRef into another namespace needs a
+    // ReferenceGrant there; without one the share gets 500.
+    let echo = "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: other}\nspec: {ports: [{port: 8080}]}\n";
+    let route = route_yaml(
+        "x",
+        None,
+        "  - backendRefs: [{name: echo, namespace: other, port: 8080}]",
+    );
+    let snap = snapshot(&format!("{echo}{route}"));
+    match snap.route(&reviews(&snap), &Req::get("/").info(), None) {
+        RouteDecision::InvalidBackend { reason, .. } => {
+            assert!(
+                reason.contains(
+                    "no ReferenceGrant in namespace other allows HTTPRoute from namespace bookinfo"
+                ),
+                "{reason}"
+            )
+        }
+        other => panic!("want InvalidBackend, got {other:?}"),
+    }
+    let status = snap
+        .route_status()
+        .iter()
+        .find(|s| s.route.to_string() == "bookinfo/x")
+        .expect("status of bookinfo/x");
+    let (ok, reason, message) = status.resolved_refs();
+    assert!(!ok);
+    assert_eq!(reason, "RefNotPermitted");
+    assert!(
+        message.starts_with("spec.rules[0].backendRefs[0]: "),
+        "{message}"
+    );
+
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: other}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: bookinfo}]\n  to: [{group: \"\", kind: Service, name: echo}]\n";
+    let snap = snapshot(&format!("{echo}{route}{grant}"));
     let plan = forward(snap.route(&reviews(&snap), &Req::get("/").info(), None));
     assert_eq!(
         plan.backend.authority(),
@@ -373,4 +404,26 @@ fn a_destination_is_routed_only_by_the_snapshot_it_was_resolved_in() {
         summary(&new.route(&fresh, &Req::get("/").info(), None)),
         "bookinfo/producer#0"
     );
+}
+
+#[test]
+fn a_mirror_into_another_namespace_needs_a_grant_too() {
+    // The mirror's backendRef is a BackendObjectReference like backendRefs:
+    // the same ReferenceGrant rule applies; the primary backend still serves.
+    let shadow = "apiVersion: v1\nkind: Service\nmetadata: {name: shadow, namespace: other}\nspec: {ports: [{port: 8080}]}\n";
+    let rules = "  - filters:\n    - {type: RequestMirror, requestMirror: {backendRef: {name: shadow, namespace: other, port: 8080}}}\n    backendRefs: [{name: reviews-v1, port: 9080}]";
+    let snap = snapshot(&format!("{shadow}{}", route_yaml("m", None, rules)));
+    let plan = forward(snap.route(&reviews(&snap), &Req::get("/").info(), None));
+    assert_eq!(plan.backend.service.key.name, "reviews-v1");
+    assert!(plan.mirrors.is_empty(), "a refused mirror sends nothing");
+    let status = snap
+        .route_status()
+        .iter()
+        .find(|s| s.route.to_string() == "bookinfo/m")
+        .expect("status of bookinfo/m");
+    assert_eq!(
+        status.unresolved[0].field,
+        "spec.rules[0].filters[0].requestMirror.backendRef"
+    );
+    assert_eq!(status.resolved_refs().1, "RefNotPermitted");
 }

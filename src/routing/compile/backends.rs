@@ -28,7 +28,7 @@ pub(crate) fn compile_backends(
             );
             continue;
         }
-        let target = ctx.resolver.resolve(&r.backend, ctx.route_ns, &field, sink);
+        let target = ctx.resolver.resolve(&r.backend, ctx.route, &field, sink);
         let backend_ctx = FilterCtx {
             backend_level: true,
             ..*ctx

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
-use super::resolve::Resolve;
+use super::resolve::{Resolve, RouteRef};
 use crate::config::{HttpHeaderFilter, HttpPathModifier, HttpRequestMirrorFilter, HttpRouteFilter};
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::table::filters::{
@@ -15,10 +15,11 @@ use crate::routing::table::filters::{
 };
 use crate::routing::table::headers::HeaderModifier;
 
-/// Where filters are compiled from: for field paths, the route namespace,
-/// and resolving mirror backends.
+/// Where filters are compiled from: for field paths, the route (its
+/// namespace and kind decide what a mirror backendRef may name), and
+/// resolving mirror backends.
 pub(crate) struct FilterCtx<'a> {
-    pub route_ns: &'a str,
+    pub route: RouteRef<'a>,
     pub resolver: &'a dyn Resolve,
     /// RequestRedirect is rejected in backendRef filters.
     pub backend_level: bool,
@@ -236,7 +237,7 @@ fn compile_mirror(
     let backend_field = format!("{field}.backendRef");
     let target = ctx
         .resolver
-        .resolve(&m.backend_ref, ctx.route_ns, &backend_field, sink);
+        .resolve(&m.backend_ref, ctx.route, &backend_field, sink);
     Some(MirrorFilter {
         target,
         numerator: u32::try_from(numerator).unwrap_or(u32::MAX),

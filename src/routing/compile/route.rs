@@ -8,11 +8,11 @@ use std::sync::Arc;
 use super::backends::compile_backends;
 use super::filters::{compile_filters, FilterCtx};
 use super::matches::compile_matches;
-use super::resolve::Resolve;
+use super::resolve::{Resolve, RouteRef};
 use super::route_policy::compile_http_route_policy;
 use crate::config::{ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule, ObjectRef, Sourced};
 use crate::routing::error::{ErrorSink, RouteConfigError};
-use crate::routing::route_name::RouteName;
+use crate::routing::route_name::{RouteKind, RouteName};
 use crate::routing::table::backend::total_weight;
 use crate::routing::table::rule::CompiledRule;
 
@@ -31,7 +31,10 @@ pub(crate) fn compile_route(
     };
     let mut sink = ErrorSink::new(&route.origin, object, errors);
     let ctx = FilterCtx {
-        route_ns: &route.key.namespace,
+        route: RouteRef {
+            kind: RouteKind::HttpRoute,
+            key: &route.key,
+        },
         resolver,
         backend_level: false,
     };

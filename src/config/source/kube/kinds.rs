@@ -13,6 +13,10 @@ pub enum WatchedKind {
     Pod,
     ServiceEntry,
     HttpRoute,
+    /// Gateway API experimental channel: optional.
+    TcpRoute,
+    /// Optional too: a cluster without the CRD has no grants.
+    ReferenceGrant,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -30,13 +34,15 @@ pub enum WatchedKind {
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 18] = [
+    pub const ALL: [WatchedKind; 20] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
         WatchedKind::Pod,
         WatchedKind::ServiceEntry,
         WatchedKind::HttpRoute,
+        WatchedKind::TcpRoute,
+        WatchedKind::ReferenceGrant,
         WatchedKind::VirtualService,
         WatchedKind::DestinationRule,
         WatchedKind::WasmPlugin,
@@ -79,6 +85,20 @@ impl WatchedKind {
             WatchedKind::HttpRoute => {
                 ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
             }
+            // v1alpha2: what every installed TCPRoute CRD serves (v1 only in
+            // the newest Gateway API releases); the loader accepts both.
+            WatchedKind::TcpRoute => (
+                "gateway.networking.k8s.io",
+                "v1alpha2",
+                "TCPRoute",
+                "tcproutes",
+            ),
+            WatchedKind::ReferenceGrant => (
+                "gateway.networking.k8s.io",
+                "v1beta1",
+                "ReferenceGrant",
+                "referencegrants",
+            ),
             WatchedKind::VirtualService => (
                 "networking.istio.io",
                 "v1",
@@ -145,7 +165,7 @@ impl WatchedKind {
     /// Linkerd's, whose names Istio and the Gateway API also use.
     pub fn label(self) -> String {
         let (group, _, kind, _) = self.gvkp();
-        if self.optional() {
+        if Self::LINKERD.contains(&self) {
             format!("{kind}.{group}")
         } else {
             kind.to_string()
@@ -173,10 +193,12 @@ impl WatchedKind {
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
 
-    /// Kinds whose CRDs a cluster may lack (Linkerd's): a 404 on their list
-    /// counts as an empty, synced kind.
+    /// Kinds whose CRDs a cluster may lack (Linkerd's, TCPRoute from the
+    /// Gateway API's experimental channel, ReferenceGrant): a 404 on their
+    /// list counts as an empty, synced kind.
     pub fn optional(self) -> bool {
         Self::LINKERD.contains(&self)
+            || matches!(self, WatchedKind::TcpRoute | WatchedKind::ReferenceGrant)
     }
 
     pub fn namespaced(self) -> bool {

@@ -6,7 +6,8 @@
 //! namespace unless `istio.io/use-waypoint-namespace` (read from the same
 //! object as `use-waypoint`) names another. Routes and policies are loaded
 //! only when they target a bound Service (or this Gateway), so an invalid
-//! HTTPRoute of another waypoint never rejects this one's config. Services,
+//! HTTPRoute or TCPRoute of another waypoint never rejects this one's
+//! config; ReferenceGrants are loaded whole. Services,
 //! EndpointSlices, Pods, Namespaces and ServiceEntries are loaded whole:
 //! backends may live anywhere, and pods' and namespaces'
 //! `istio.io/dataplane-mode` labels decide whether to reach them over HBONE.
@@ -71,14 +72,18 @@ pub fn select(
             }
         }
     }
-    let routes: Vec<_> = map(WatchedKind::HttpRoute)
-        .iter()
-        .filter(|((ns, _), route)| {
-            array(&route["spec"]["parentRefs"])
-                .any(|parent| attaches_to(id, ns, parent, &bound_services, &bound_entries))
-        })
-        .collect();
-    for ((ns, _), route) in &routes {
+    let attached = |kind: WatchedKind| -> Vec<_> {
+        map(kind)
+            .iter()
+            .filter(|((ns, _), route)| {
+                array(&route["spec"]["parentRefs"])
+                    .any(|parent| attaches_to(id, ns, parent, &bound_services, &bound_entries))
+            })
+            .collect()
+    };
+    let routes = attached(WatchedKind::HttpRoute);
+    let tcp_routes = attached(WatchedKind::TcpRoute);
+    for ((ns, _), route) in routes.iter().chain(&tcp_routes) {
         for rule in array(&route["spec"]["rules"]) {
             for backend in array(&rule["backendRefs"]) {
                 let group = backend["group"].as_str().unwrap_or("");
@@ -215,6 +220,13 @@ pub fn select(
     }
     for (key, value) in routes {
         push(WatchedKind::HttpRoute, key, value);
+    }
+    for (key, value) in tcp_routes {
+        push(WatchedKind::TcpRoute, key, value);
+    }
+    // Grants are few and may open any backend namespace: all of them.
+    for (key, value) in map(WatchedKind::ReferenceGrant).iter() {
+        push(WatchedKind::ReferenceGrant, key, value);
     }
     for (key, value) in virtual_services {
         push(WatchedKind::VirtualService, key, value);

@@ -228,3 +228,41 @@ fn authorization_policies_that_target_this_waypoint() {
         ]
     );
 }
+
+#[test]
+fn tcp_routes_follow_bound_services_and_every_grant_is_loaded() {
+    let tcp = |name: &str, parent: &str, backend: &str| {
+        (
+            WatchedKind::TcpRoute,
+            json!({"metadata": {"name": name, "namespace": "shop"},
+                   "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": parent}],
+                            "rules": [{"backendRefs": [{"name": backend, "port": 5432}]}]}}),
+        )
+    };
+    let grant = |ns: &str| {
+        (
+            WatchedKind::ReferenceGrant,
+            json!({"metadata": {"name": "g", "namespace": ns}, "spec": {"from": [], "to": []}}),
+        )
+    };
+    let objects = [
+        ns("shop", json!({USE_WAYPOINT: "waypoint"})),
+        svc("shop", "db", json!({})),
+        svc("shop", "cache", json!({USE_WAYPOINT: "other"})),
+        tcp("to-db", "db", "db-v2"),
+        tcp("to-cache", "cache", "cache-v2"),
+        grant("payments"),
+        grant("unrelated"),
+        // The TCPRoute's backend is a host its DestinationRule may be about.
+        dr("shop", "dr-db-v2", "db-v2"),
+    ];
+    assert_eq!(
+        selected(&objects),
+        [
+            "kube:TCPRoute/shop/to-db",
+            "kube:ReferenceGrant/payments/g",
+            "kube:ReferenceGrant/unrelated/g",
+            "kube:DestinationRule/shop/dr-db-v2",
+        ]
+    );
+}
