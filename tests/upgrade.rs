@@ -32,6 +32,8 @@ async fn ws_echo(name: &'static str, addr: &str) -> WsEcho {
         while let Ok((tcp, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
+                // tungstenite's callback type, whose error is a whole response.
+                #[allow(clippy::result_large_err)]
                 let callback = |req: &Request, mut resp: Response| {
                     seen.lock().unwrap().push(req.uri().path().to_string());
                     resp.headers_mut()
@@ -41,15 +43,10 @@ async fn ws_echo(name: &'static str, addr: &str) -> WsEcho {
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
                     return;
                 };
+                // tungstenite answers pings and the close itself.
                 while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
-                        // tungstenite answers the close itself.
-                        _ => {}
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });
