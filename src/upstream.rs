@@ -17,6 +17,7 @@ pub mod pool;
 
 mod cluster;
 mod cluster_name;
+mod conn_uses;
 mod endpoint;
 mod endpoints;
 mod lb;
@@ -26,6 +27,7 @@ mod pick;
 
 pub use cluster::ClusterPolicy;
 pub use cluster_name::ClusterName;
+pub use conn_uses::PooledConnUses;
 pub use endpoint::{Endpoint, WorkloadInfo};
 pub use endpoints::{ActiveRequestGuard, EndpointSet, Picked};
 pub use hash::{request_hash, HashKey};

@@ -62,7 +62,11 @@ impl Passthrough {
         };
         self.metrics.record_tcp_open(&labels);
         let copied = match self.dialer.connect(target, &caller.originator()).await {
-            Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
+            Ok(mut up) => {
+                let copy = tokio::io::copy_bidirectional(&mut downstream, &mut up);
+                let max_age = endpoints.cluster().max_connection_duration;
+                crate::policy::conn_reuse::within_max_duration(max_age, copy).await
+            }
             Err(e) => Err(std::io::Error::other(e)),
         };
         let (sent, received) = match copied {

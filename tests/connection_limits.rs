@@ -1,0 +1,173 @@
+//! DestinationRule `connectionPool.http.maxRequestsPerConnection` and
+//! `connectionPool.tcp.maxConnectionDuration`, seen from the backend: the echo
+//! backend numbers the connections it accepts, so a new upstream connection
+//! shows as a new number. Every upstream path is covered: the HTTP/1.1 fast
+//! path's pool, Pingora's pool behind the full proxy (HTTP/1.1 and h2c
+//! upstreams), and kept HBONE tunnels to an in-mesh pod.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::mesh::*;
+use common::*;
+
+fn dr(host: &str, pool: &str) -> String {
+    format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}, namespace: p}}\nspec:\n  host: {host}\n  trafficPolicy:\n    connectionPool:\n{pool}")
+}
+
+const TWO_PER_CONNECTION: &str = "      http: {maxRequestsPerConnection: 2}\n";
+
+/// The connection number each of `n` sequential requests arrived on.
+async fn connections(c: &TestClient, host: &str, headers: &[(&str, &str)], n: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    for i in 0..n {
+        let r = c.send("GET", host, &format!("/r{i}"), headers).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        seen.push(r.echo().expect("echo reply").connection);
+    }
+    seen
+}
+
+fn distinct(v: &[u64]) -> usize {
+    v.iter().collect::<BTreeSet<_>>().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_per_connection_on_the_fast_path_and_the_full_proxy() {
+    let _b = echo("reviews", "127.0.120.11:9080").await;
+    let mut yaml = service("p", "reviews", 9080, 9080, &["127.0.120.11"]);
+    yaml += &dr("reviews", TWO_PER_CONNECTION);
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "p").await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+
+    // A plain GET is served by the fast path.
+    let fast = connections(&c, "reviews:9080", &[], 6).await;
+    assert_eq!(
+        fast,
+        vec![1, 1, 2, 2, 3, 3],
+        "fast path: a new connection every 2 requests"
+    );
+
+    // `te: trailers` is a hop-by-hop header the fast path declines: Pingora's proxy
+    // serves these, through its own connection pool.
+    let full = connections(&c, "reviews:9080", &[("te", "trailers")], 6).await;
+    assert_eq!(
+        distinct(&full),
+        3,
+        "full proxy: 6 requests on 3 connections: {full:?}"
+    );
+    for pair in full.chunks(2) {
+        assert_eq!(pair[0], pair[1], "two requests per connection: {full:?}");
+    }
+    let r = c
+        .send("GET", "reviews:9080", "/h", &[("te", "trailers")])
+        .await;
+    let headers = r.echo().expect("echo").headers;
+    assert!(
+        !headers.contains_key("connection"),
+        "the first request on a connection does not say close: {headers:?}"
+    );
+    let r = c
+        .send("GET", "reviews:9080", "/h", &[("te", "trailers")])
+        .await;
+    assert_eq!(
+        r.echo()
+            .expect("echo")
+            .headers
+            .get("connection")
+            .map(String::as_str),
+        Some("close"),
+        "the connection's last request tells the backend"
+    );
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_limit_one_connection_serves_every_request() {
+    let _b = echo("reviews", "127.0.120.21:9080").await;
+    let yaml = service("p", "reviews", 9080, 9080, &["127.0.120.21"]);
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "p").await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    let fast = connections(&c, "reviews:9080", &[], 6).await;
+    assert_eq!(distinct(&fast), 1, "{fast:?}");
+    let full = connections(&c, "reviews:9080", &[("te", "trailers")], 6).await;
+    assert_eq!(distinct(&full), 1, "{full:?}");
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_per_connection_to_an_h2c_backend() {
+    let _b = echo("grpcish", "127.0.120.31:9080").await;
+    let yaml = service("p", "grpcish", 9080, 9080, &["127.0.120.31"]).replace(
+        "    targetPort: 9080\n",
+        "    targetPort: 9080\n    appProtocol: kubernetes.io/h2c\n",
+    ) + &dr("grpcish", TWO_PER_CONNECTION);
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "p").await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let r = c.get("grpcish:9080", &format!("/r{i}")).await;
+        let echo = r.echo().expect("echo reply");
+        assert_eq!(echo.protocol, "HTTP/2.0");
+        seen.push(echo.connection);
+    }
+    assert_eq!(
+        distinct(&seen),
+        3,
+        "6 HTTP/2 requests on 3 connections: {seen:?}"
+    );
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_per_tunnel_to_an_in_mesh_pod() {
+    let backend = echo("ratings-v1", "127.0.121.11:9080").await;
+    let pool = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: shop}\nspec:\n  host: ratings.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      http: {maxRequestsPerConnection: 2}\n";
+    let ztunnel = ZtunnelListener::bind("127.0.121.11").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.121.11"]);
+    yaml += &pod("shop", "ratings-v1-5d8f9b7c6d-x1y2z", "127.0.121.11");
+    yaml += pool;
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+
+    let fast = connections(&c, "ratings:9080", &[], 6).await;
+    assert_eq!(fast, vec![1, 1, 2, 2, 3, 3], "{fast:?}");
+    assert_eq!(fake.seen().len(), 3, "one CONNECT per two requests");
+    let full = connections(&c, "ratings:9080", &[("te", "trailers")], 6).await;
+    assert_eq!(distinct(&full), 3, "full proxy over HBONE: {full:?}");
+    assert_eq!(fake.seen().len(), 6);
+    assert_eq!(backend.count(), 12);
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_max_connection_duration_takes_no_new_request() {
+    let _b = echo("reviews", "127.0.120.41:9080").await;
+    let mut yaml = service("p", "reviews", 9080, 9080, &["127.0.120.41"]);
+    yaml += &dr("reviews", "      tcp: {maxConnectionDuration: 300ms}\n");
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "p").await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    for headers in [&[][..], &[("te", "trailers")][..]] {
+        let first = connections(&c, "reviews:9080", headers, 1).await[0];
+        // Without the limit the connection would serve every request: a new one
+        // shows only once the first one reached its age.
+        let next = eventually("a request on a new upstream connection", async || {
+            let now = connections(&c, "reviews:9080", headers, 1).await[0];
+            if now != first {
+                Ok(now)
+            } else {
+                Err(format!("still connection {now}"))
+            }
+        })
+        .await;
+        assert!(next > first, "{headers:?}");
+    }
+    wp.shutdown().await;
+}
