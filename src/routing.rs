@@ -36,7 +36,7 @@ mod table;
 mod test_support;
 
 pub use compile::duration::parse_duration;
-pub use decision::{ForwardPlan, RouteDecision};
+pub use decision::{ForwardPlan, LocalReply, RouteDecision};
 pub use error::RouteConfigError;
 pub use istio::IstioConfigError;
 pub use options::CompileOptions;

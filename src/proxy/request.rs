@@ -113,6 +113,10 @@ impl Waypoint {
                 self.redirect(session, ctx, status, &location, &response_headers)
                     .await
             }
+            RouteDecision::Respond { route, reply } => {
+                ctx.routed.route = Some(route);
+                self.respond_locally(session, ctx, &reply).await
+            }
             RouteDecision::Forward(plan) => {
                 ctx.routed.route = plan.route.clone();
                 ctx.routed.plan = Some(plan);

@@ -6,6 +6,7 @@
 
 mod attach;
 mod backends;
+mod cors;
 pub(crate) mod duration;
 pub(crate) mod filters;
 pub(crate) mod matches;
