@@ -33,6 +33,18 @@ fn distinct(v: &[u64]) -> usize {
     v.iter().collect::<BTreeSet<_>>().len()
 }
 
+/// No connection carried more than 2 of `seen`, and 6 requests needed at least
+/// 3. (Pingora's pool may open an extra connection when a request starts before
+/// the previous one is back in the pool, so the count of connections is a
+/// lower bound.)
+fn at_most_two_per_connection(seen: &[u64]) {
+    for n in seen.iter().collect::<BTreeSet<_>>() {
+        let carried = seen.iter().filter(|m| *m == n).count();
+        assert!(carried <= 2, "connection {n} carried {carried}: {seen:?}");
+    }
+    assert!(distinct(seen) >= 3, "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_requests_per_connection_on_the_fast_path_and_the_full_proxy() {
     let _b = echo("reviews", "127.0.120.11:9080").await;
@@ -53,14 +65,7 @@ async fn two_requests_per_connection_on_the_fast_path_and_the_full_proxy() {
     // `te: trailers` is a hop-by-hop header the fast path declines: Pingora's proxy
     // serves these, through its own connection pool.
     let full = connections(&c, "reviews:9080", &[("te", "trailers")], 6).await;
-    assert_eq!(
-        distinct(&full),
-        3,
-        "full proxy: 6 requests on 3 connections: {full:?}"
-    );
-    for pair in full.chunks(2) {
-        assert_eq!(pair[0], pair[1], "two requests per connection: {full:?}");
-    }
+    at_most_two_per_connection(&full);
     let r = c
         .send("GET", "reviews:9080", "/h", &[("te", "trailers")])
         .await;
@@ -115,11 +120,7 @@ async fn two_requests_per_connection_to_an_h2c_backend() {
         assert_eq!(echo.protocol, "HTTP/2.0");
         seen.push(echo.connection);
     }
-    assert_eq!(
-        distinct(&seen),
-        3,
-        "6 HTTP/2 requests on 3 connections: {seen:?}"
-    );
+    at_most_two_per_connection(&seen);
     wp.shutdown().await;
 }
 
@@ -140,8 +141,12 @@ async fn two_requests_per_tunnel_to_an_in_mesh_pod() {
     assert_eq!(fast, vec![1, 1, 2, 2, 3, 3], "{fast:?}");
     assert_eq!(fake.seen().len(), 3, "one CONNECT per two requests");
     let full = connections(&c, "ratings:9080", &[("te", "trailers")], 6).await;
-    assert_eq!(distinct(&full), 3, "full proxy over HBONE: {full:?}");
-    assert_eq!(fake.seen().len(), 6);
+    at_most_two_per_connection(&full);
+    assert_eq!(
+        fake.seen().len() - 3,
+        distinct(&full),
+        "one CONNECT per connection the pod saw"
+    );
     assert_eq!(backend.count(), 12);
     mesh.wp.shutdown().await;
 }

@@ -141,8 +141,41 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
     let rule: &CompiledRule = &candidate.rule;
     let prefix = candidate.matcher().prefix();
     let filters = &rule.filters;
-    // Envoy's CORS filter runs before the router: a preflight is answered
-    // there; an allowed request's response gets the CORS headers last.
+    if let Some(direct) = &filters.direct_response {
+        // Envoy sends a direct response body as text/plain.
+        let headers = (!direct.body.is_empty())
+            .then(|| {
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                )
+            })
+            .into_iter()
+            .collect();
+        let reply = LocalReply {
+            status: direct.status,
+            body: direct.body.clone(),
+            headers,
+            response_headers: filters.response_headers.clone(),
+            details: "direct_response",
+        };
+        return RouteDecision::Respond {
+            route: rule.route.clone(),
+            reply,
+        };
+    }
+    if let Some(redirect) = &filters.redirect {
+        return RouteDecision::Redirect {
+            route: rule.route.clone(),
+            status: redirect.status,
+            location: redirect.location(req, prefix),
+            response_headers: filters.response_headers.clone(),
+        };
+    }
+    // Envoy's CORS filter "will be bypassed if a direct response or route
+    // redirect is configured for the route"; otherwise a preflight is
+    // answered there, and an allowed request's response gets the CORS
+    // headers last.
     let cors = match filters.cors.as_ref().map(|c| c.evaluate(req)) {
         Some(CorsOutcome::Preflight(headers)) => {
             let reply = LocalReply {
@@ -160,42 +193,6 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
         Some(CorsOutcome::Allowed(m)) => Some(m),
         Some(CorsOutcome::Pass) | None => None,
     };
-    if let Some(direct) = &filters.direct_response {
-        // Envoy sends a direct response body as text/plain.
-        let headers = (!direct.body.is_empty())
-            .then(|| {
-                (
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain"),
-                )
-            })
-            .into_iter()
-            .collect();
-        let reply = LocalReply {
-            status: direct.status,
-            body: direct.body.clone(),
-            headers,
-            response_headers: filters
-                .response_headers
-                .iter()
-                .cloned()
-                .chain(cors)
-                .collect(),
-            details: "direct_response",
-        };
-        return RouteDecision::Respond {
-            route: rule.route.clone(),
-            reply,
-        };
-    }
-    if let Some(redirect) = &filters.redirect {
-        return RouteDecision::Redirect {
-            route: rule.route.clone(),
-            status: redirect.status,
-            location: redirect.location(req, prefix),
-            response_headers: filters.response_headers.clone(),
-        };
-    }
     let invalid = |reason: &str| RouteDecision::InvalidBackend {
         route: rule.route.clone(),
         reason: reason.to_string(),

@@ -164,3 +164,21 @@ fn cors_actual_requests_are_forwarded_with_response_headers_added_last() {
     let answer = reply(decide(&ignoring, &unmatched));
     assert_eq!((answer.status, answer.headers.len()), (200, 0));
 }
+
+#[test]
+fn cors_is_bypassed_on_a_direct_response_route() {
+    // Envoy: the CORS filter "will be bypassed if a direct response or route
+    // redirect is configured for the route".
+    let snap = snapshot(&vs(
+        r#"  - corsPolicy: {allowOrigins: [{exact: "https://app.test"}]}
+    directResponse: {status: 204}
+"#,
+    ));
+    let preflight = Req::get("/")
+        .method("OPTIONS")
+        .header("origin", "https://app.test")
+        .header("access-control-request-method", "GET");
+    let answer = reply(decide(&snap, &preflight));
+    assert_eq!((answer.status, answer.details), (204, "direct_response"));
+    assert!(answer.response_headers.is_empty(), "no CORS headers");
+}
