@@ -3,7 +3,8 @@
 //! backend numbers the connections it accepts, so a new upstream connection
 //! shows as a new number. Every upstream path is covered: the HTTP/1.1 fast
 //! path's pool, Pingora's pool behind the full proxy (HTTP/1.1 and h2c
-//! upstreams), and kept HBONE tunnels to an in-mesh pod.
+//! upstreams), and kept HBONE tunnels to an in-mesh pod; and an L4
+//! passthrough connection closed at `maxConnectionDuration`.
 
 mod common;
 
@@ -175,4 +176,71 @@ async fn a_connection_past_max_connection_duration_takes_no_new_request() {
         assert!(next > first, "{headers:?}");
     }
     wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tunnel_past_max_connection_duration_is_not_reused() {
+    let _backend = echo("ratings-v1", "127.0.121.21:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.121.21").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.121.21"]);
+    yaml += &pod("shop", "ratings-v1-5d8f9b7c6d-x1y2z", "127.0.121.21");
+    yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: shop}\nspec:\n  host: ratings.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnectionDuration: 300ms}\n";
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    let first = connections(&c, "ratings:9080", &[], 1).await[0];
+    eventually("a request over a new tunnel", async || {
+        match connections(&c, "ratings:9080", &[], 1).await[0] {
+            now if now != first => Ok(()),
+            now => Err(format!("still connection {now}")),
+        }
+    })
+    .await;
+    assert!(
+        fake.seen().len() >= 2,
+        "a new CONNECT once the first aged out"
+    );
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l4_passthrough_connection_is_closed_at_max_connection_duration() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp_echo("127.0.121.31:7000").await;
+    let mut yaml = service("shop", "db", 7000, 7000, &["127.0.121.31"])
+        .replace("- name: http\n", "- name: tcp-db\n")
+        .replace(
+            "spec:\n  ports:",
+            "spec:\n  clusterIP: 10.96.121.1\n  ports:",
+        );
+    yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db, namespace: shop}\nspec:\n  host: db\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnectionDuration: 300ms}\n";
+    let mesh = Mesh::start(&yaml, |_| {}).await;
+    let mut stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        "10.96.121.1:7000",
+        &ztunnel_headers("10.0.0.8:1"),
+    )
+    .await
+    .unwrap();
+    stream.write_all(b"\x00\x01ping").await.unwrap();
+    let mut buf = [0u8; 6];
+    bounded("echo back", stream.read_exact(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"\x00\x01ping");
+    // Without the limit the connection stays open and this read waits for ever
+    // (`bounded` fails the test); with it the waypoint ends the connection.
+    let mut rest = Vec::new();
+    let read = bounded(
+        "the waypoint closes the connection",
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "nothing but the close arrives: {read:?} {rest:?}"
+    );
+    mesh.wp.shutdown().await;
 }
