@@ -66,7 +66,12 @@ impl ReuseLimits {
     /// `now`.
     pub fn may_reuse(&self, conn: &ConnUse, now: Instant) -> bool {
         let under_count = self.max_requests.is_none_or(|max| conn.requests < max);
-        under_count && self.expires(conn).is_none_or(|at| now < at)
+        under_count && !self.is_too_old(conn, now)
+    }
+
+    /// Whether the connection has reached `maxConnectionDuration` at `now`.
+    pub fn is_too_old(&self, conn: &ConnUse, now: Instant) -> bool {
+        self.expires(conn).is_some_and(|at| now >= at)
     }
 
     /// Whether the request being sent now is the connection's last one (its

@@ -51,7 +51,7 @@ impl PooledConnUses {
             .entry(fd)
             // Reused, but opened before the limits applied: counts from now.
             .or_insert_with(|| ConnUse::opened_at(now));
-        let too_old = !limits.may_reuse(&ConnUse::opened_at(conn.opened()), now);
+        let too_old = limits.is_too_old(conn, now);
         conn.count_request();
         let last = too_old || limits.is_last_request(conn);
         if last {
