@@ -86,6 +86,67 @@ fn origin_match(origin: &str) -> Result<OriginMatch, RouteConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::test_support::{compile_errors, reviews, route_yaml, snapshot, Req};
+    use crate::routing::RouteDecision;
+
+    #[test]
+    fn invalid_cors_filters_are_rejected_at_their_field() {
+        let rules = r#"
+  - filters:
+    - type: CORS
+      cors: {allowOrigins: [""], maxAge: 0, allowHeaders: ["bad\nvalue"]}
+    backendRefs:
+    - name: reviews-v1
+      port: 9080
+      filters: [{type: CORS, cors: {allowOrigins: ["*"]}}]"#;
+        let errors = compile_errors(&route_yaml("bad", None, rules));
+        let mut got: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| e.location.field.clone().unwrap_or_default())
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "spec.rules[0].backendRefs[0].filters[0].type",
+                "spec.rules[0].filters[0].cors.allowHeaders",
+                "spec.rules[0].filters[0].cors.allowOrigins[0]",
+                "spec.rules[0].filters[0].cors.maxAge",
+            ],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_cors_route_answers_preflights_with_the_default_max_age() {
+        let rules = r#"
+  - filters: [{type: CORS, cors: {allowOrigins: ["*"], allowMethods: ["*"]}}]
+    backendRefs: [{name: reviews-v1, port: 9080}]"#;
+        let snap = snapshot(&route_yaml("cors", None, rules));
+        let req = Req::get("/")
+            .method("OPTIONS")
+            .header("origin", "http://any.test")
+            .header("access-control-request-method", "DELETE");
+        let RouteDecision::Respond { reply, .. } = snap.route(&reviews(&snap), &req.info(), None)
+        else {
+            panic!("a preflight from an allowed origin is answered");
+        };
+        let header = |n: &str| {
+            reply
+                .headers
+                .iter()
+                .find(|(k, _)| k.as_str() == n)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            header("access-control-allow-origin").as_deref(),
+            Some("http://any.test")
+        );
+        assert_eq!(header("access-control-allow-methods").as_deref(), Some("*"));
+        assert_eq!(header("access-control-max-age").as_deref(), Some("5"));
+        assert_eq!(header("access-control-allow-credentials"), None);
+    }
 
     #[test]
     fn origins_with_wildcards_become_full_matches() {
