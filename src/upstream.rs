@@ -12,6 +12,7 @@
 
 pub mod dial;
 pub mod hash;
+pub mod l4_copy;
 pub mod outlier;
 pub mod pool;
 

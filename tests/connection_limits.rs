@@ -242,5 +242,18 @@ async fn an_l4_passthrough_connection_is_closed_at_max_connection_duration() {
         read.is_err() || rest.is_empty(),
         "nothing but the close arrives: {read:?} {rest:?}"
     );
+    // The bytes moved before the cut are still counted (polled: see `eventually`).
+    eventually("received bytes of the cut connection", async || {
+        let (_, metrics) = admin_get(&mesh.wp, "/stats/prometheus").await;
+        let line = metrics.lines().find(|l| {
+            l.starts_with("istio_tcp_received_bytes_total{")
+                && l.contains("destination_service_name=\"db\"")
+        });
+        match line {
+            Some(l) if l.ends_with(" 6") => Ok(()),
+            _ => Err(metrics),
+        }
+    })
+    .await;
     mesh.wp.shutdown().await;
 }

@@ -63,9 +63,8 @@ impl Passthrough {
         self.metrics.record_tcp_open(&labels);
         let copied = match self.dialer.connect(target, &caller.originator()).await {
             Ok(mut up) => {
-                let copy = tokio::io::copy_bidirectional(&mut downstream, &mut up);
                 let max_age = endpoints.cluster().max_connection_duration;
-                crate::policy::conn_reuse::within_max_duration(max_age, copy).await
+                crate::upstream::l4_copy::copy_within(max_age, &mut downstream, &mut up).await
             }
             Err(e) => Err(std::io::Error::other(e)),
         };

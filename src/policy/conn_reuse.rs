@@ -87,37 +87,9 @@ impl ReuseLimits {
     }
 }
 
-/// Runs an L4 passthrough copy (`copy`) for at most `max_age`, the cluster's
-/// `maxConnectionDuration`: Istio sets it as the TCP proxy's
-/// `max_downstream_connection_duration`, and Envoy closes the connection when it
-/// is reached. `TimedOut` then; the caller drops (closes) both sides.
-pub async fn within_max_duration<T>(
-    max_age: Option<Duration>,
-    copy: impl std::future::Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    match max_age {
-        None => copy.await,
-        Some(age) => tokio::time::timeout(age, copy).await.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("maxConnectionDuration {age:?} reached"),
-            ))
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_passthrough_copy_ends_at_max_duration() {
-        let never = std::future::pending::<std::io::Result<()>>();
-        let ended = within_max_duration(Some(Duration::from_secs(30)), never).await;
-        assert_eq!(ended.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-        let done = within_max_duration(None, async { Ok(7) }).await;
-        assert_eq!(done.unwrap(), 7, "no limit: the copy's own result");
-    }
 
     #[tokio::test(start_paused = true)]
     async fn max_requests_counts_requests_per_connection() {
