@@ -143,15 +143,13 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
     let filters = &rule.filters;
     if let Some(direct) = &filters.direct_response {
         // Envoy sends a direct response body as text/plain.
-        let headers = (!direct.body.is_empty())
-            .then(|| {
-                (
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain"),
-                )
-            })
-            .into_iter()
-            .collect();
+        let mut headers = Vec::new();
+        if !direct.body.is_empty() {
+            headers.push((
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            ));
+        }
         let reply = LocalReply {
             status: direct.status,
             body: direct.body.clone(),

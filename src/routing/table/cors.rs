@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use http::header::{ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN};
 use http::{HeaderName, HeaderValue, Method};
 
 use super::headers::HeaderModifier;
@@ -74,9 +75,6 @@ pub(crate) enum CorsOutcome {
     Allowed(Arc<HeaderModifier>),
 }
 
-const ALLOW_ORIGIN: HeaderName = http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
-const ALLOW_CREDENTIALS: HeaderName = http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS;
-
 impl CorsPolicy {
     /// Applies the policy to `req` (see the module docs).
     pub(crate) fn evaluate(&self, req: &RequestInfo<'_>) -> CorsOutcome {
@@ -106,9 +104,12 @@ impl CorsPolicy {
     }
 
     fn preflight_headers(&self, origin: &HeaderValue) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = vec![(ALLOW_ORIGIN, origin.clone())];
+        let mut out = vec![(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())];
         if self.allow_credentials {
-            out.push((ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+            out.push((
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
         }
         let optional = [
             (
@@ -130,9 +131,12 @@ impl CorsPolicy {
     }
 
     fn response_headers(&self, origin: &HeaderValue) -> HeaderModifier {
-        let mut set = vec![(ALLOW_ORIGIN, origin.clone())];
+        let mut set = vec![(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())];
         if self.allow_credentials {
-            set.push((ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+            set.push((
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
         }
         if let Some(v) = &self.expose_headers {
             set.push((http::header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone()));
