@@ -43,6 +43,10 @@ pub struct EchoReply {
     pub headers: BTreeMap<String, String>,
     pub body_len: usize,
     pub protocol: String,
+    /// Which connection the request came on: accepted connections are numbered
+    /// from 1, so tests can see when a proxy opened a new one.
+    #[serde(default)]
+    pub connection: u64,
 }
 
 /// A running echo backend.
@@ -92,6 +96,7 @@ impl EchoServer {
         let faults = Arc::new(Faults::default());
         let (stop, mut stopped) = watch::channel(false);
         let name_owned: Arc<str> = Arc::from(name);
+        let accepted = std::sync::atomic::AtomicU64::new(0);
         {
             let received = received.clone();
             let arrived = arrived.clone();
@@ -103,6 +108,8 @@ impl EchoServer {
                         _ = stopped.changed() => return,
                     };
                     let _ = stream.set_nodelay(true);
+                    let connection =
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     let name = name_owned.clone();
                     let received = received.clone();
                     let arrived = arrived.clone();
@@ -117,7 +124,9 @@ impl EchoServer {
                             async move {
                                 let reset = faults.take_reset();
                                 let forced = if reset { None } else { faults.take_status() };
-                                let resp = answer(&name, req, &received, &arrived, forced).await;
+                                let resp =
+                                    answer(&name, connection, req, &received, &arrived, forced)
+                                        .await;
                                 if reset {
                                     // An error makes hyper drop the connection unanswered.
                                     return Err(std::io::Error::other("scripted reset"));
@@ -193,6 +202,7 @@ impl Drop for EchoServer {
 
 async fn answer(
     name: &str,
+    connection: u64,
     req: Request<Incoming>,
     received: &Mutex<Vec<EchoReply>>,
     arrived: &Notify,
@@ -229,6 +239,7 @@ async fn answer(
         headers,
         body_len: body.len(),
         protocol: format!("{:?}", parts.version),
+        connection,
     };
     let delay = header_num(&parts.headers, "x-echo-delay-ms");
     let status = forced

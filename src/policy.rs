@@ -14,5 +14,8 @@ pub mod retry;
 pub mod admission;
 pub mod deadline;
 
+// Whether an upstream connection may carry another request; every pool asks it.
+pub mod conn_reuse;
+
 pub use fault::{Abort, FaultAction, FaultPolicy, SamplePercent};
 pub use retry::{RetryOn, RetryPolicy};

@@ -41,7 +41,7 @@ use crate::store::SnapshotStore;
 use crate::telemetry::{Metrics, ResponseFlags};
 use crate::upstream::dial::Dialer;
 use crate::upstream::outlier::Outcome;
-use crate::upstream::{Locality, PickRequest};
+use crate::upstream::{Locality, PickRequest, PooledConnUses};
 use crate::wasm::Verdict;
 
 /// The waypoint's proxy logic, shared by every listener.
@@ -56,6 +56,8 @@ pub struct Waypoint {
     forward_client_cert: Option<crate::identity::Identity>,
     /// The waypoint's own locality (`--locality`), for locality-aware LB.
     locality: Option<Locality>,
+    /// Request counts and ages of the connections Pingora's pool reuses.
+    conn_uses: Arc<PooledConnUses>,
 }
 
 impl Waypoint {
@@ -81,6 +83,7 @@ impl Waypoint {
             dialer,
             forward_client_cert,
             locality,
+            conn_uses: Arc::default(),
         }
     }
 }
@@ -364,6 +367,10 @@ impl ProxyHttp for Waypoint {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         self.prepare_upstream_request(upstream, ctx)?;
+        if std::mem::take(&mut ctx.attempts.last_on_connection) {
+            // Pingora's pool does not keep a connection whose request said so.
+            upstream.insert_header(http::header::CONNECTION, "close")?;
+        }
         if let Some(plan) = ctx.routed.plan.as_ref() {
             if ctx.attempts.tried.len() == 1 && !plan.mirrors.is_empty() {
                 ctx.mirror = self.mirrorer.start(
@@ -376,6 +383,21 @@ impl ProxyHttp for Waypoint {
                 pending.restart();
             }
         }
+        Ok(())
+    }
+
+    /// Counts the request against its connection's reuse limits (the
+    /// cluster's `maxRequestsPerConnection`, `maxConnectionDuration`).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.count_connection_use(ctx, peer, fd, reused);
         Ok(())
     }
 

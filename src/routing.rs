@@ -40,7 +40,7 @@ mod tcp;
 mod test_support;
 
 pub use compile::duration::parse_duration;
-pub use decision::{ForwardPlan, RouteDecision};
+pub use decision::{ForwardPlan, LocalReply, RouteDecision};
 pub use error::RouteConfigError;
 pub use istio::IstioConfigError;
 pub use options::CompileOptions;

@@ -12,12 +12,14 @@
 
 pub mod dial;
 pub mod hash;
+pub mod l4_copy;
 pub mod outlier;
 pub mod pool;
 pub mod upgrade_gate;
 
 mod cluster;
 mod cluster_name;
+mod conn_uses;
 mod endpoint;
 mod endpoints;
 mod lb;
@@ -27,6 +29,7 @@ mod pick;
 
 pub use cluster::ClusterPolicy;
 pub use cluster_name::ClusterName;
+pub use conn_uses::PooledConnUses;
 pub use endpoint::{Endpoint, WorkloadInfo};
 pub use endpoints::{ActiveRequestGuard, EndpointSet, Picked};
 pub use hash::{request_hash, HashKey};

@@ -34,6 +34,7 @@ const CASES: &[(&str, &str)] = &[
     ("serviceentry-mesh", "payments"),
     ("authorization", "shop"),
     ("tcp-route", "shop"),
+    ("cors-direct-response", "site"),
 ];
 
 /// Marks a masked value in the golden files.
@@ -72,6 +73,11 @@ async fn authorization() {
 #[tokio::test]
 async fn tcp_route() {
     check_case("tcp-route").await;
+}
+
+#[tokio::test]
+async fn cors_direct_response() {
+    check_case("cors-direct-response").await;
 }
 
 /// A case directory nobody runs would look tested but not be.

@@ -204,7 +204,29 @@ pub struct HttpRouteFilter {
     #[serde(default)]
     pub extension_ref: Option<serde_yaml::Value>,
     #[serde(default)]
-    pub cors: Option<serde_yaml::Value>,
+    pub cors: Option<HttpCorsFilter>,
+}
+
+/// `CORS` filter (`HTTPCORSFilter`; experimental in v1.3–v1.4, standard
+/// from v1.5).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCorsFilter {
+    /// Origins (`scheme://host[:port]`); `*` alone allows any, a `*` inside
+    /// matches any characters (`https://*.example.com`).
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight answer may be cached; the API's default is 5.
+    #[serde(default)]
+    pub max_age: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

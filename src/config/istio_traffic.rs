@@ -53,7 +53,7 @@ pub struct VsHttpRoute {
     #[serde(default)]
     pub redirect: Option<HttpRedirect>,
     #[serde(default)]
-    pub direct_response: Option<serde_yaml::Value>,
+    pub direct_response: Option<HttpDirectResponse>,
     #[serde(default)]
     pub delegate: Option<serde_yaml::Value>,
     #[serde(default)]
@@ -75,9 +75,53 @@ pub struct VsHttpRoute {
     #[serde(default)]
     pub mirrors: Vec<HttpMirrorPolicy>,
     #[serde(default)]
-    pub cors_policy: Option<serde_yaml::Value>,
+    pub cors_policy: Option<CorsPolicy>,
     #[serde(default)]
     pub headers: Option<Headers>,
+}
+
+/// `directResponse`: the proxy answers with `status` and `body`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpDirectResponse {
+    /// Required: the HTTP status (200–599).
+    #[serde(default)]
+    pub status: Option<i64>,
+    #[serde(default)]
+    pub body: Option<HttpBody>,
+}
+
+/// `directResponse.body`: exactly one of `string` and `bytes` (base64).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpBody {
+    #[serde(default)]
+    pub string: Option<String>,
+    #[serde(default)]
+    pub bytes: Option<String>,
+}
+
+/// `corsPolicy`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// Deprecated exact origins; `allowOrigins` replaces them.
+    #[serde(default)]
+    pub allow_origin: Vec<String>,
+    #[serde(default)]
+    pub allow_origins: Vec<StringMatch>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// `access-control-max-age`, a duration (`24h`); whole seconds are sent.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    /// `UNSPECIFIED` (= `FORWARD`), `FORWARD` or `IGNORE`.
+    #[serde(default)]
+    pub unmatched_preflights: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -26,6 +26,12 @@
 //! Tunnels are keyed by ztunnel, target and the forwarded client IP: the CONNECT request
 //! told the destination on whose behalf the connection was opened, so a tunnel never
 //! carries another client's requests.
+//!
+//! For an in-mesh endpoint the tunnel is the upstream connection a DestinationRule's
+//! `connectionPool` limits (the application's HTTP/1 connection runs inside it, and
+//! ztunnel opens one connection to the pod per tunnel): each kept tunnel carries its
+//! [`ConnUse`], and a tunnel that has carried `maxRequestsPerConnection` requests or
+//! reached `maxConnectionDuration` is closed instead of kept.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,6 +47,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::stream::TunnelStream;
+use crate::policy::conn_reuse::{ConnUse, ReuseLimits};
 
 /// Idle tunnels kept per key; more are closed.
 const MAX_IDLE_PER_KEY: usize = 128;
@@ -57,6 +64,7 @@ pub struct TunnelKey {
 struct IdleTunnel {
     stream: TunnelStream,
     expires: Instant,
+    conn: ConnUse,
 }
 
 #[derive(Default)]
@@ -100,23 +108,52 @@ impl TunnelKeepalive {
         keepalive
     }
 
-    /// The most recently used live tunnel for `key`. Dead and expired ones met on the
-    /// way are closed.
-    pub fn checkout(&self, key: &TunnelKey) -> Option<TunnelStream> {
+    /// The most recently used live tunnel for `key` that `limits` let carry another
+    /// request, with its history. Dead, expired and spent ones met on the way are
+    /// closed.
+    pub fn checkout(
+        &self,
+        key: &TunnelKey,
+        limits: ReuseLimits,
+    ) -> Option<(TunnelStream, ConnUse)> {
         let mut by_key = self.idle.by_key.lock().expect("keepalive lock poisoned");
         let list = by_key.get_mut(key)?;
         let now = Instant::now();
         while let Some(mut idle) = list.pop() {
-            if idle.expires > now && idle.stream.is_reusable() {
-                return Some(idle.stream);
+            if idle.expires > now && limits.may_reuse(&idle.conn, now) && idle.stream.is_reusable()
+            {
+                return Some((idle.stream, idle.conn));
             }
             idle.stream.close_gracefully();
         }
         None
     }
 
-    /// Keeps `stream` for `idle_for`, or closes it when the key has enough.
-    fn checkin(&self, key: TunnelKey, stream: TunnelStream, idle_for: Duration) {
+    /// Keeps `stream`, which has just carried one more exchange, for `idle_for` (and
+    /// no longer than `limits` allow), or closes it when it is spent or the key has
+    /// enough.
+    fn checkin(
+        &self,
+        key: TunnelKey,
+        stream: TunnelStream,
+        idle_for: Duration,
+        mut conn: ConnUse,
+        limits: ReuseLimits,
+    ) {
+        conn.count_request();
+        let now = Instant::now();
+        if !limits.may_reuse(&conn, now) {
+            debug!(
+                requests = conn.requests(),
+                "HBONE tunnel reached its reuse limit"
+            );
+            stream.close_gracefully();
+            return;
+        }
+        let mut expires = now + idle_for;
+        if let Some(at) = limits.expires(&conn) {
+            expires = expires.min(at);
+        }
         let mut by_key = self.idle.by_key.lock().expect("keepalive lock poisoned");
         let list = by_key.entry(key).or_default();
         if list.len() >= MAX_IDLE_PER_KEY {
@@ -126,7 +163,8 @@ impl TunnelKeepalive {
         }
         list.push(IdleTunnel {
             stream,
-            expires: Instant::now() + idle_for,
+            expires,
+            conn,
         });
     }
 
@@ -136,13 +174,17 @@ impl TunnelKeepalive {
         by_key.values().map(Vec::len).sum()
     }
 
-    /// A lease for one exchange on a tunnel to `key`, kept for `idle_for` afterwards.
-    pub fn lease(&self, key: TunnelKey, idle_for: Duration) -> TunnelLease {
+    /// A lease for one exchange on a tunnel to `key`, kept for `idle_for` afterwards
+    /// while `limits` (the cluster's `maxRequestsPerConnection`,
+    /// `maxConnectionDuration`) allow.
+    pub fn lease(&self, key: TunnelKey, idle_for: Duration, limits: ReuseLimits) -> TunnelLease {
         TunnelLease {
             state: Arc::new(LeaseState {
                 keepalive: self.clone(),
                 key,
                 idle_for,
+                limits,
+                conn: Mutex::new(None),
                 slot: Mutex::new(Slot::Open),
             }),
             settled: false,
@@ -191,10 +233,23 @@ struct LeaseState {
     keepalive: TunnelKeepalive,
     key: TunnelKey,
     idle_for: Duration,
+    limits: ReuseLimits,
+    /// The history of the lease's tunnel: taken from the kept one, or started when a
+    /// new one was wrapped.
+    conn: Mutex<Option<ConnUse>>,
     slot: Mutex<Slot>,
 }
 
 impl LeaseState {
+    /// Hands a stream fit for another exchange back to the keep-alive set.
+    fn keep(&self, stream: TunnelStream) {
+        let conn = self.conn.lock().expect("lease lock poisoned").take();
+        // A stream this lease never saw opened (not expected) counts from now.
+        let conn = conn.unwrap_or_else(|| ConnUse::opened_at(Instant::now()));
+        self.keepalive
+            .checkin(self.key.clone(), stream, self.idle_for, conn, self.limits);
+    }
+
     /// Pingora let go of a stream that is fit for another exchange.
     fn park(&self, stream: TunnelStream) {
         let mut slot = self.slot.lock().expect("lease lock poisoned");
@@ -202,8 +257,7 @@ impl LeaseState {
             Slot::Open => *slot = Slot::Parked(stream),
             Slot::Clean => {
                 drop(slot);
-                self.keepalive
-                    .checkin(self.key.clone(), stream, self.idle_for);
+                self.keep(stream);
             }
             // A second stream on one lease (never expected), or a failed exchange.
             Slot::Parked(other) => {
@@ -225,8 +279,7 @@ impl LeaseState {
             Slot::Parked(stream) => {
                 drop(slot);
                 if clean {
-                    self.keepalive
-                        .checkin(self.key.clone(), stream, self.idle_for);
+                    self.keep(stream);
                 } else {
                     stream.close_gracefully();
                 }
@@ -263,13 +316,21 @@ impl TunnelLease {
 pub struct LeaseRef(Arc<LeaseState>);
 
 impl LeaseRef {
-    /// A kept tunnel for the lease's key, if a live one is idle.
+    /// A kept tunnel for the lease's key, if a live one the limits allow is idle.
     pub fn checkout(&self) -> Option<TunnelStream> {
-        self.0.keepalive.checkout(&self.0.key)
+        let (stream, conn) = self.0.keepalive.checkout(&self.0.key, self.0.limits)?;
+        *self.0.conn.lock().expect("lease lock poisoned") = Some(conn);
+        Some(stream)
     }
 
     /// The stream Pingora will speak over, returned to the lease when Pingora drops it.
+    /// A stream not taken by [`checkout`](Self::checkout) is new: its history starts now.
     pub fn wrap(&self, stream: TunnelStream) -> OutboundTunnel {
+        self.0
+            .conn
+            .lock()
+            .expect("lease lock poisoned")
+            .get_or_insert_with(|| ConnUse::opened_at(Instant::now()));
         OutboundTunnel {
             stream: Some(stream),
             lease: Some(self.0.clone()),

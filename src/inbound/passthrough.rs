@@ -67,7 +67,10 @@ impl Passthrough {
         };
         self.metrics.record_tcp_open(&labels);
         let copied = match self.dialer.connect(target, &caller.originator()).await {
-            Ok(mut up) => tokio::io::copy_bidirectional(&mut downstream, &mut up).await,
+            Ok(mut up) => {
+                let max_age = endpoints.cluster().max_connection_duration;
+                crate::upstream::l4_copy::copy_within(max_age, &mut downstream, &mut up).await
+            }
             Err(e) => Err(std::io::Error::other(e)),
         };
         let (sent, received) = match copied {

@@ -81,6 +81,10 @@ pub struct Attempts {
     /// The current attempt's HBONE tunnel, kept for the next request when
     /// this one ends cleanly.
     pub tunnel: Option<TunnelLease>,
+    /// The current attempt is its HTTP/1.1 connection's last (the cluster's
+    /// `maxRequestsPerConnection` / `maxConnectionDuration`): it goes out with
+    /// `Connection: close`.
+    pub last_on_connection: bool,
 }
 
 impl Attempts {

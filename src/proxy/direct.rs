@@ -13,7 +13,8 @@
 //! `Connection: keep-alive`), forwarded by a route with no Wasm plugin and no
 //! mirror to HTTP/1.1 endpoints, plain or over HBONE (kept tunnels, as the
 //! full proxy keeps them). Everything else — and every request the
-//! waypoint answers itself before routing (errors, redirects) — goes to
+//! waypoint answers itself (errors, redirects, VirtualService
+//! `directResponse`, CORS preflights) — goes to
 //! Pingora's proxy ([`super::Waypoint`]'s `ProxyHttp`) with its bytes replayed
 //! ([`crate::inbound::replay`]), so both paths give the same answers.
 

@@ -1,5 +1,6 @@
 //! Answers the waypoint writes itself: an error with Envoy's status, flag
-//! and body ([`Failure`]), and a RequestRedirect.
+//! and body ([`Failure`]), a RequestRedirect, and a route's own answer
+//! ([`LocalReply`]: VirtualService `directResponse`, a CORS preflight).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use pingora_proxy::Session;
 use super::ctx::RequestCtx;
 use super::failure::Failure;
 use super::Waypoint;
+use crate::routing::LocalReply;
 
 impl Waypoint {
     /// Writes a response the waypoint produced itself and records why.
@@ -43,6 +45,36 @@ impl Waypoint {
         }
         ctx.reply.local_status = Some(status);
         session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
+    }
+}
+
+impl Waypoint {
+    /// Answers with a route's own response. No response flag, as Envoy;
+    /// `response_code_details` says which (`direct_response`, `cors_response`).
+    pub(super) async fn respond_locally(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reply: &LocalReply,
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+        for (name, value) in &reply.headers {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
+        for m in &reply.response_headers {
+            m.apply(&mut resp);
+        }
+        ctx.reply.local_status = Some(reply.status);
+        ctx.reply.details = Some(reply.details.to_string());
+        let empty = reply.body.is_empty();
+        session.write_response_header(Box::new(resp), empty).await?;
+        if !empty {
+            session
+                .write_response_body(Some(reply.body.clone()), true)
+                .await?;
+        }
         Ok(true)
     }
 }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_proxy::Session;
 
@@ -49,17 +50,53 @@ impl Waypoint {
             .options
             .connection_timeout
             .unwrap_or(self.settings.connect_timeout);
+        let limits = plan.endpoints.cluster().reuse_limits();
         // An HTTP/1.1 upgrade is only defined over HTTP/1.1.
         if wants_h2c(plan) && !ctx.upgrade {
             peer.options.set_http_version(2, 2);
+            if !limits.is_unlimited() {
+                // A spent HTTP/2 connection is left behind by a new pool key.
+                peer.group_key = self.conn_uses.generation(addr);
+            }
         }
-        let lease =
-            self.dialer
-                .configure_peer(&mut peer, target, &ctx.caller.originator(), timeout);
+        let lease = self.dialer.configure_peer(
+            &mut peer,
+            target,
+            &ctx.caller.originator(),
+            timeout,
+            limits,
+        );
         if ctx.upgrade {
             Dialer::gate_upgrade(&mut peer);
         }
         (Box::new(peer), lease)
+    }
+
+    /// `connected_to_upstream`: counts the attempt against its connection
+    /// (`fd`, from Pingora's pool when `reused`). When it is the connection's
+    /// last, an HTTP/1.1 request says `Connection: close`; an HTTP/2
+    /// connection's endpoint moves to a new pool generation.
+    pub(super) fn count_connection_use(
+        &self,
+        ctx: &mut RequestCtx,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        reused: bool,
+    ) {
+        let Some(plan) = ctx.routed.plan.as_ref() else {
+            return;
+        };
+        let limits = plan.endpoints.cluster().reuse_limits();
+        if !self.conn_uses.on_request(fd, reused, limits) {
+            return;
+        }
+        if peer.options.alpn == ALPN::H2 {
+            if let Some(addr) = peer.address().as_inet() {
+                self.conn_uses.retire_generation(*addr, peer.group_key);
+            }
+        } else {
+            ctx.attempts.last_on_connection = true;
+        }
     }
 
     /// Acts on the routing decision: a local answer, or admission and a
@@ -86,6 +123,10 @@ impl Waypoint {
                 ctx.routed.route = Some(route);
                 self.redirect(session, ctx, status, &location, &response_headers)
                     .await
+            }
+            RouteDecision::Respond { route, reply } => {
+                ctx.routed.route = Some(route);
+                self.respond_locally(session, ctx, &reply).await
             }
             RouteDecision::Forward(plan) => {
                 ctx.routed.route = plan.route.clone();

@@ -7,6 +7,7 @@
 
 mod attach;
 mod backends;
+mod cors;
 pub(crate) mod duration;
 pub(crate) mod filters;
 mod grants;

@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
 use super::request::RequestInfo;
 use super::route_name::RouteName;
 use super::service::DestinationPort;
 use super::snapshot::Snapshot;
 use super::table::backend::{choose, CompiledBackend};
+use super::table::cors::CorsOutcome;
 use super::table::filters::{Mirror, Rewrite};
 use super::table::headers::HeaderModifier;
 use super::table::route_policy::RoutePolicy;
@@ -33,8 +37,26 @@ pub enum RouteDecision {
     },
     /// The matched rule cannot forward: 500. `reason` is for logs.
     InvalidBackend { route: RouteName, reason: String },
+    /// Answer with a response the route defines (VirtualService
+    /// `directResponse`, a CORS preflight); no backend is contacted.
+    Respond { route: RouteName, reply: LocalReply },
     /// Forward to a backend.
     Forward(ForwardPlan),
+}
+
+/// A response the waypoint writes for a route, as Envoy's router and CORS
+/// filter do: no response flag, `response_code_details` names why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub body: Bytes,
+    /// Headers of the answer itself (`content-type`, `access-control-*`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The route's response header edits (VirtualService `headers.response`),
+    /// applied after `headers`.
+    pub response_headers: Vec<Arc<HeaderModifier>>,
+    /// Envoy's `response_code_details`: `direct_response`, `cors_response`.
+    pub details: &'static str,
 }
 
 /// How to forward one request.
@@ -119,6 +141,27 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
     let rule: &CompiledRule = &candidate.rule;
     let prefix = candidate.matcher().prefix();
     let filters = &rule.filters;
+    if let Some(direct) = &filters.direct_response {
+        // Envoy sends a direct response body as text/plain.
+        let mut headers = Vec::new();
+        if !direct.body.is_empty() {
+            headers.push((
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            ));
+        }
+        let reply = LocalReply {
+            status: direct.status,
+            body: direct.body.clone(),
+            headers,
+            response_headers: filters.response_headers.clone(),
+            details: "direct_response",
+        };
+        return RouteDecision::Respond {
+            route: rule.route.clone(),
+            reply,
+        };
+    }
     if let Some(redirect) = &filters.redirect {
         return RouteDecision::Redirect {
             route: rule.route.clone(),
@@ -127,6 +170,27 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
             response_headers: filters.response_headers.clone(),
         };
     }
+    // Envoy's CORS filter "will be bypassed if a direct response or route
+    // redirect is configured for the route"; otherwise a preflight is
+    // answered there, and an allowed request's response gets the CORS
+    // headers last.
+    let cors = match filters.cors.as_ref().map(|c| c.evaluate(req)) {
+        Some(CorsOutcome::Preflight(headers)) => {
+            let reply = LocalReply {
+                status: 200,
+                body: Bytes::new(),
+                headers,
+                response_headers: Vec::new(),
+                details: "cors_response",
+            };
+            return RouteDecision::Respond {
+                route: rule.route.clone(),
+                reply,
+            };
+        }
+        Some(CorsOutcome::Allowed(m)) => Some(m),
+        Some(CorsOutcome::Pass) | None => None,
+    };
     let invalid = |reason: &str| RouteDecision::InvalidBackend {
         route: rule.route.clone(),
         reason: reason.to_string(),
@@ -155,7 +219,13 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
         backend: dest.clone(),
         endpoints: endpoints.clone(),
         request_headers: concat(&filters.request_headers, &own.request_headers),
-        response_headers: concat(&filters.response_headers, &own.response_headers),
+        response_headers: filters
+            .response_headers
+            .iter()
+            .chain(&own.response_headers)
+            .cloned()
+            .chain(cors)
+            .collect(),
         rewrite,
         mirrors: filters
             .mirrors

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::service::{ServicePortTarget, TargetPort};
 use super::snapshot::Snapshot;
+use super::table::cors::OriginMatch;
 use super::table::filters::{PathModifier, RuleFilters};
 use super::table::headers::HeaderModifier;
 use super::table::matcher::{CompiledMatch, HeaderMatch, PathMatch, ValueMatch};
@@ -218,6 +219,38 @@ fn dump_filters(f: &RuleFilters) -> Vec<Value> {
             "type": "RequestMirror",
             "backend": backend,
             "fraction": format!("{}/{}", m.numerator, m.denominator),
+        }));
+    }
+    if let Some(c) = &f.cors {
+        let text = |v: &Option<http::HeaderValue>| {
+            v.as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let origins: Vec<Value> = c
+            .allow_origins
+            .iter()
+            .map(|o| match o {
+                OriginMatch::Exact(v) => json!({ "exact": v }),
+                OriginMatch::Prefix(v) => json!({ "prefix": v }),
+                OriginMatch::Regex(p) => json!({ "regex": p.as_str() }),
+            })
+            .collect();
+        out.push(json!({
+            "type": "CORS",
+            "allowOrigins": origins,
+            "allowMethods": text(&c.allow_methods),
+            "allowHeaders": text(&c.allow_headers),
+            "exposeHeaders": text(&c.expose_headers),
+            "maxAge": text(&c.max_age),
+            "allowCredentials": c.allow_credentials,
+            "forwardUnmatchedPreflights": c.forward_unmatched_preflights,
+        }));
+    }
+    if let Some(d) = &f.direct_response {
+        out.push(json!({
+            "type": "DirectResponse",
+            "status": d.status,
+            "body": String::from_utf8_lossy(&d.body),
         }));
     }
     out

@@ -22,8 +22,12 @@ pub enum RouteConfigError {
         value: String,
         supported: &'static str,
     },
-    #[error("unsupported filter {0} (ExtensionRef and CORS are not implemented)")]
+    #[error("unsupported filter {0} (ExtensionRef is not implemented)")]
     UnsupportedFilter(String),
+    #[error("CORS applies to a whole rule: not allowed in backendRefs filters")]
+    CorsInBackendFilter,
+    #[error("{0}")]
+    InvalidCors(String),
     #[error("filter {filter} appears more than once in one rule")]
     DuplicateFilter { filter: String },
     #[error("filter type {filter} requires field {field}")]

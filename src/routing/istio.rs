@@ -11,6 +11,7 @@ mod error;
 mod hosts;
 mod traffic_policy;
 mod virtual_service;
+mod vs_local;
 mod vs_match;
 mod vs_policy;
 

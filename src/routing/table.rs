@@ -5,6 +5,7 @@
 //! the decision built from it (`decision`).
 
 pub(crate) mod backend;
+pub(crate) mod cors;
 pub(crate) mod filters;
 pub(crate) mod headers;
 pub(crate) mod matcher;

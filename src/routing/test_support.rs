@@ -227,7 +227,9 @@ spec:
 pub(crate) fn summary(d: &RouteDecision) -> String {
     match d {
         RouteDecision::NoRoute => "NoRoute".to_string(),
-        RouteDecision::Redirect { route, .. } | RouteDecision::InvalidBackend { route, .. } => {
+        RouteDecision::Redirect { route, .. }
+        | RouteDecision::InvalidBackend { route, .. }
+        | RouteDecision::Respond { route, .. } => {
             format!("{route}#{}", route.rule_index())
         }
         RouteDecision::Forward(p) => match &p.route {

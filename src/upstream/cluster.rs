@@ -12,6 +12,7 @@ use super::cluster_name::ClusterName;
 use super::lb::{LbChoice, LbPolicy};
 use super::outlier::OutlierDetector;
 use super::pool::PoolLimiter;
+use crate::policy::conn_reuse::ReuseLimits;
 
 /// A destination cluster's policy: one per (Service port, subset).
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct ClusterPolicy {
     pub idle_timeout: Option<Duration>,
     /// `http.maxRequestsPerConnection`; `None` = unlimited.
     pub max_requests_per_connection: Option<u32>,
+    /// `tcp.maxConnectionDuration`; `None` = unlimited.
+    pub max_connection_duration: Option<Duration>,
 }
 
 impl ClusterPolicy {
@@ -49,6 +52,16 @@ impl ClusterPolicy {
             connect_timeout: None,
             idle_timeout: None,
             max_requests_per_connection: None,
+            max_connection_duration: None,
+        }
+    }
+
+    /// The limits every pool applies before reusing a connection to this
+    /// cluster's endpoints.
+    pub fn reuse_limits(&self) -> ReuseLimits {
+        ReuseLimits {
+            max_requests: self.max_requests_per_connection,
+            max_age: self.max_connection_duration,
         }
     }
 }
@@ -67,5 +80,6 @@ impl PartialEq for ClusterPolicy {
             && self.connect_timeout == other.connect_timeout
             && self.idle_timeout == other.idle_timeout
             && self.max_requests_per_connection == other.max_requests_per_connection
+            && self.max_connection_duration == other.max_connection_duration
     }
 }

@@ -31,6 +31,7 @@ use crate::hbone::{
     TunnelKeepalive, TunnelKey, TunnelLease,
 };
 use crate::identity::{Identity, IdentityStore};
+use crate::policy::conn_reuse::ReuseLimits;
 
 use super::upgrade_gate::GatedConnect;
 
@@ -221,12 +222,20 @@ impl Dialer {
         target: DialTarget,
         on_behalf_of: &Originator,
         timeout: Duration,
+        limits: ReuseLimits,
     ) -> Option<TunnelLease> {
         let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) else {
             return None;
         };
-        let lease = (peer.options.alpn == ALPN::H1)
-            .then(|| h.lease(ztunnel, target, on_behalf_of, peer.options.idle_timeout));
+        let lease = (peer.options.alpn == ALPN::H1).then(|| {
+            h.lease(
+                ztunnel,
+                target,
+                on_behalf_of,
+                peer.options.idle_timeout,
+                limits,
+            )
+        });
         let connector = h.connector(ztunnel, target, on_behalf_of, lease.as_ref());
         peer.options.custom_l4 = Some(Arc::new(connector));
         // Pingora keys its pool by address, not by custom_l4: a distinct group
@@ -265,9 +274,10 @@ impl Dialer {
         on_behalf_of: &Originator,
         timeout: Duration,
         idle_for: Option<Duration>,
+        limits: ReuseLimits,
     ) -> pingora_error::Result<(L4Stream, Option<TunnelLease>)> {
         if let (Transport::Hbone { ztunnel }, Some(h)) = (self.transport(target), &self.hbone) {
-            let lease = h.lease(ztunnel, target, on_behalf_of, idle_for);
+            let lease = h.lease(ztunnel, target, on_behalf_of, idle_for, limits);
             let connector = h.connector(ztunnel, target, on_behalf_of, Some(&lease));
             let addr = PingoraAddr::Inet(target.addr);
             return match tokio::time::timeout(timeout, connector.connect(&addr)).await {
@@ -315,6 +325,7 @@ impl HboneDialer {
         target: DialTarget,
         on_behalf_of: &Originator,
         idle_for: Option<Duration>,
+        limits: ReuseLimits,
     ) -> TunnelLease {
         let key = TunnelKey {
             ztunnel,
@@ -322,7 +333,7 @@ impl HboneDialer {
             client: on_behalf_of.client_ip.map(|ip| ip.ip()),
         };
         self.keepalive
-            .lease(key, idle_for.unwrap_or(KEPT_TUNNEL_IDLE))
+            .lease(key, idle_for.unwrap_or(KEPT_TUNNEL_IDLE), limits)
     }
 
     /// Pingora's L4 connect for one tunnel, through `lease` when there is one.

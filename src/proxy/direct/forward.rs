@@ -12,6 +12,7 @@ use pingora_http::RequestHeader;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::policy::conn_reuse::ConnUse;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::failure::{self, Failure};
@@ -121,7 +122,7 @@ impl Waypoint {
                 in_mesh: picked.endpoint.in_mesh,
             };
             ctx.attempts.picked = Some(picked);
-            let (up, code) = match self.attempt(ctx, target, pool, down.req_header()).await {
+            let (up, conn, code) = match self.attempt(ctx, target, pool, down.req_header()).await {
                 Ok(answered) => answered,
                 Err(Failed { error, connecting }) => {
                     let failure = if connecting {
@@ -150,28 +151,30 @@ impl Waypoint {
                 RetryDecision::GiveUp { urx: true } => ctx.reply.flags.insert(ResponseFlags::URX),
                 RetryDecision::GiveUp { urx: false } | RetryDecision::NotRetriable => {}
             }
-            return self.relay(down, ctx, up, addr, pool).await;
+            return self.relay(down, ctx, (up, conn), addr, pool).await;
         }
     }
 
     /// One attempt: a connection, the request head sent, the response head read.
-    /// A parked connection the upstream closed meanwhile is replaced once.
+    /// A parked connection the upstream closed meanwhile is replaced once. The
+    /// connection comes back with its history, this request counted.
     async fn attempt(
         &self,
         ctx: &mut RequestCtx,
         target: DialTarget,
         pool: &pool::IdlePool,
         downstream: &RequestHeader,
-    ) -> std::result::Result<(Upstream, u16), Failed> {
-        let (mut up, reused) = self
+    ) -> std::result::Result<(Upstream, ConnUse, u16), Failed> {
+        let (mut up, mut conn, reused) = self
             .open(ctx, target, pool)
             .await
             .map_err(Failed::connect)?;
         let req = self
             .upstream_request(downstream, ctx)
             .map_err(Failed::exchange)?;
+        conn.count_request();
         match self.exchange_head(&mut up, req).await {
-            Ok(code) => Ok((up, code)),
+            Ok(code) => Ok((up, conn, code)),
             Err(e) if !reused || e.esource() == &ErrorSource::Downstream => {
                 Err(Failed::exchange(e))
             }
@@ -180,14 +183,16 @@ impl Waypoint {
                     .open_fresh(ctx, target)
                     .await
                     .map_err(Failed::connect)?;
+                let mut conn = ConnUse::opened_at(Instant::now());
                 let req = self
                     .upstream_request(downstream, ctx)
                     .map_err(Failed::exchange)?;
+                conn.count_request();
                 let code = self
                     .exchange_head(&mut up, req)
                     .await
                     .map_err(Failed::exchange)?;
-                Ok((up, code))
+                Ok((up, conn, code))
             }
         }
     }
@@ -205,29 +210,29 @@ impl Waypoint {
         Ok(req)
     }
 
-    /// An upstream connection for this attempt: an idle one to the same
-    /// endpoint, else a new one. `true` when it was reused.
+    /// An upstream connection for this attempt, with its history: an idle one
+    /// to the same endpoint the cluster's limits let carry another request,
+    /// else a new one. `true` when it was reused.
     async fn open(
         &self,
         ctx: &mut RequestCtx,
         target: DialTarget,
         pool: &pool::IdlePool,
-    ) -> Result<(Upstream, bool)> {
+    ) -> Result<(Upstream, ConnUse, bool)> {
         // Tunnels are kept by the dialer (per client), plain connections here.
         if self.dialer.transport(target) == Transport::Plain {
-            let idle_timeout = ctx
-                .routed
-                .plan
-                .as_ref()
-                .and_then(|p| p.endpoints.cluster().idle_timeout);
-            if let Some(stream) = pool.take(target.addr, idle_timeout) {
+            let cluster = ctx.routed.plan.as_ref().map(|p| p.endpoints.cluster());
+            let idle_timeout = cluster.and_then(|c| c.idle_timeout);
+            let limits = cluster.map(|c| c.reuse_limits()).unwrap_or_default();
+            if let Some((stream, conn)) = pool.take(target.addr, idle_timeout, limits) {
                 // An earlier attempt's tunnel failed: dropping its lease closes it,
                 // and the connection goes back to this pool, not to a lease.
                 ctx.attempts.tunnel = None;
-                return Ok((self.upstream_session(stream, ctx), true));
+                return Ok((self.upstream_session(stream, ctx), conn, true));
             }
         }
-        Ok((self.open_fresh(ctx, target).await?, false))
+        let up = self.open_fresh(ctx, target).await?;
+        Ok((up, ConnUse::opened_at(Instant::now()), false))
     }
 
     /// A new connection (or a kept HBONE tunnel) through the one dialer,
@@ -238,9 +243,10 @@ impl Waypoint {
             .and_then(|c| c.connect_timeout)
             .unwrap_or(self.settings.connect_timeout);
         let idle_for = cluster.and_then(|c| c.idle_timeout);
+        let limits = cluster.map(|c| c.reuse_limits()).unwrap_or_default();
         let (stream, lease) = self
             .dialer
-            .open_http1(target, &ctx.caller.originator(), timeout, idle_for)
+            .open_http1(target, &ctx.caller.originator(), timeout, idle_for, limits)
             .await?;
         // The previous attempt's tunnel (if any) failed: dropping its lease closes it.
         ctx.attempts.tunnel = lease;
@@ -284,12 +290,13 @@ impl Waypoint {
     }
 
     /// Passes the response to the client (ResponseHeaderModifier applied) and
-    /// parks the upstream connection when it can carry another request.
+    /// parks the upstream connection when it can carry another request (its
+    /// own keep-alive and the cluster's reuse limits agree).
     async fn relay(
         &self,
         down: &mut Downstream1,
         ctx: &mut RequestCtx,
-        mut up: Upstream,
+        (mut up, conn): (Upstream, ConnUse),
         addr: std::net::SocketAddr,
         pool: &pool::IdlePool,
     ) -> Result<bool> {
@@ -338,7 +345,13 @@ impl Waypoint {
         if let Some(stream) = up.reuse().await {
             // A tunnel goes back to its lease when dropped.
             if ctx.attempts.tunnel.is_none() {
-                pool.put(addr, stream);
+                let limits = ctx
+                    .routed
+                    .plan
+                    .as_ref()
+                    .map(|p| p.endpoints.cluster().reuse_limits())
+                    .unwrap_or_default();
+                pool.put(addr, stream, conn, limits);
             }
         }
         Ok(true)

@@ -1,5 +1,5 @@
 //! HTTPRoute filters → [`RuleFilters`]: header modifiers, RequestRedirect,
-//! URLRewrite and RequestMirror, validated once (every invalid filter is
+//! URLRewrite, RequestMirror and CORS (`cors.rs`), validated once (every invalid filter is
 //! reported at its field). What they compute per request is
 //! `table::filters` and `table::headers`.
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
+use super::cors::compile_cors;
 use super::resolve::{Resolve, RouteRef};
 use crate::config::{HttpHeaderFilter, HttpPathModifier, HttpRequestMirrorFilter, HttpRouteFilter};
 use crate::routing::error::{ErrorSink, RouteConfigError};
@@ -146,6 +147,20 @@ pub(crate) fn compile_filters(
                 }
                 None => sink.push(format!("{field}.requestMirror"), missing("requestMirror")),
             },
+            "CORS" => {
+                let Some(c) = &f.cors else {
+                    sink.push(format!("{field}.cors"), missing("cors"));
+                    continue;
+                };
+                if ctx.backend_level {
+                    sink.push(
+                        format!("{field}.type"),
+                        RouteConfigError::CorsInBackendFilter,
+                    );
+                    continue;
+                }
+                out.cors = compile_cors(c, &format!("{field}.cors"), sink);
+            }
             other => sink.push(
                 format!("{field}.type"),
                 RouteConfigError::UnsupportedFilter(other.to_string()),

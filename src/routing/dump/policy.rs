@@ -80,6 +80,7 @@ pub(super) fn dump_cluster(c: &ClusterPolicy) -> Value {
         "connectTimeout": dur(c.connect_timeout),
         "idleTimeout": dur(c.idle_timeout),
         "maxRequestsPerConnection": c.max_requests_per_connection,
+        "maxConnectionDuration": dur(c.max_connection_duration),
         "connectionPool": pool,
         "outlierDetection": outlier,
     })

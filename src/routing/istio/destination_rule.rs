@@ -250,6 +250,7 @@ fn cluster_policy(
         c.connect_timeout = pool.connect_timeout;
         c.idle_timeout = pool.idle_timeout;
         c.max_requests_per_connection = pool.max_requests_per_connection;
+        c.max_connection_duration = pool.max_connection_duration;
     }
     if let Some(o) = &policy.outlier {
         c.outlier = Some(registry.detector(&c.name, o));

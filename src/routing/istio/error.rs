@@ -42,9 +42,9 @@ pub enum IstioConfigError {
     PortAndDerivePort,
     #[error("rewrite sets both uri and uriRegexRewrite")]
     UriAndRegexRewrite,
-    #[error("http route needs route or redirect")]
+    #[error("http route needs route, redirect or directResponse")]
     NoAction,
-    #[error("http route sets both route and redirect")]
+    #[error("http route sets more than one of route, redirect and directResponse")]
     RouteAndRedirect,
     #[error("subset {subset:?} is not defined by a DestinationRule for host {host}")]
     UnknownSubset { subset: String, host: String },
@@ -70,4 +70,14 @@ pub enum IstioConfigError {
     PercentOutOfRange { field: &'static str, value: i64 },
     #[error("{field} {value} is too large")]
     TooLarge { field: &'static str, value: i64 },
+    #[error("directResponse status {0} out of range 200..=599")]
+    InvalidDirectStatus(i64),
+    #[error("directResponse body sets both string and bytes")]
+    BodyStringAndBytes,
+    #[error("directResponse body.bytes is not base64: {0}")]
+    InvalidBase64(String),
+    #[error("unknown unmatchedPreflights {0:?} (UNSPECIFIED, FORWARD or IGNORE)")]
+    InvalidUnmatchedPreflights(String),
+    #[error("{0}")]
+    InvalidHeaderList(String),
 }

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use super::error::IstioConfigError;
 use super::hosts::HostIndex;
+use super::vs_local::{compile_cors_policy, compile_direct_response};
 use super::vs_match::compile_vs_matches;
 use super::vs_policy::{compile_vs_policy, percentage};
 use crate::config::{
@@ -162,28 +163,26 @@ impl RuleCtx<'_> {
         port: u16,
         sink: &mut ErrorSink<'_>,
     ) -> Option<CompiledRule> {
-        // directResponse and delegate change where a request goes; serving
-        // such a route differently from Istio would be worse than refusing.
-        for (what, present) in [
-            ("directResponse", http.direct_response.is_some()),
-            ("delegate", http.delegate.is_some()),
-        ] {
-            if present {
-                sink.push_err(
-                    format!("{field}.{what}"),
-                    IstioConfigError::Unsupported { what },
-                );
-            }
-        }
-        if http.cors_policy.is_some() {
-            warn!(virtual_service = %self.vs.key, %field, "corsPolicy is not supported by the waypoint; ignored");
+        // delegate changes where a request goes; serving such a route
+        // differently from Istio would be worse than refusing.
+        if http.delegate.is_some() {
+            sink.push_err(
+                format!("{field}.delegate"),
+                IstioConfigError::Unsupported { what: "delegate" },
+            );
         }
         let matches = compile_vs_matches(&http.matches, field, sink);
         let has_action = http.direct_response.is_some() || http.delegate.is_some();
-        match (http.route.is_empty(), http.redirect.is_some()) {
-            (true, false) if !has_action => sink.push_err(field, IstioConfigError::NoAction),
-            (false, true) => sink.push_err(field, IstioConfigError::RouteAndRedirect),
-            _ => {}
+        // Istio: exactly one of route, redirect, directResponse.
+        let actions = [
+            !http.route.is_empty(),
+            http.redirect.is_some(),
+            http.direct_response.is_some(),
+        ];
+        match actions.iter().filter(|a| **a).count() {
+            0 if !has_action => sink.push_err(field, IstioConfigError::NoAction),
+            0 | 1 => {}
+            _ => sink.push_err(field, IstioConfigError::RouteAndRedirect),
         }
         let filters = RuleFilters {
             request_headers: header_ops(http.headers.as_ref(), true, field, sink),
@@ -191,6 +190,14 @@ impl RuleCtx<'_> {
             redirect: self.redirect(http, field, sink),
             rewrite: self.rewrite(http, field, sink),
             mirrors: self.mirrors(http, field, port, sink),
+            cors: http
+                .cors_policy
+                .as_ref()
+                .and_then(|c| compile_cors_policy(c, field, sink)),
+            direct_response: http
+                .direct_response
+                .as_ref()
+                .and_then(|d| compile_direct_response(d, field, sink)),
         };
         let backends = self.backends(http, field, port, sink);
         let policy = compile_vs_policy(http, field, sink);

@@ -1,6 +1,6 @@
 //! Compiled route filters (HTTPRoute RequestRedirect, URLRewrite,
-//! RequestMirror and header modifiers; VirtualService redirect, rewrite,
-//! mirror and headers) and what they compute for one request: a redirect
+//! RequestMirror, CORS and header modifiers; VirtualService redirect,
+//! rewrite, mirror, corsPolicy, directResponse and headers) and what they compute for one request: a redirect
 //! `Location`, a [`Rewrite`], sampled [`Mirror`]s. The proxy applies the
 //! results; compiling API filters into these is `compile::filters` and
 //! `istio::virtual_service`.
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::cors::CorsPolicy;
 use super::headers::HeaderModifier;
 use super::matcher::{raw_prefix_len, split_path_query};
 use super::regex_rewrite::CompiledRegexRewrite;
@@ -188,6 +189,14 @@ impl MirrorFilter {
     }
 }
 
+/// VirtualService `directResponse`, compiled: the waypoint answers with
+/// this status and body instead of forwarding.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DirectResponseFilter {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
 /// All filters of one rule or one backendRef, compiled.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RuleFilters {
@@ -196,6 +205,10 @@ pub(crate) struct RuleFilters {
     pub redirect: Option<RedirectFilter>,
     pub rewrite: Option<UrlRewriteFilter>,
     pub mirrors: Vec<MirrorFilter>,
+    /// HTTPRoute `CORS`, VirtualService `corsPolicy` (rule level only).
+    pub cors: Option<Arc<CorsPolicy>>,
+    /// VirtualService `directResponse`.
+    pub direct_response: Option<DirectResponseFilter>,
 }
 
 /// A URLRewrite's result for one request.

@@ -67,7 +67,7 @@ fn validation_reports_every_error_with_its_field_path() {
         "spec.rules[1].filters[0].requestRedirect.statusCode",
         "spec.rules[1].filters[0].requestRedirect.scheme",
         "spec.rules[1].filters[1].type", // ExtensionRef unsupported
-        "spec.rules[1].filters[2].type", // CORS unsupported
+        "spec.rules[1].filters[2].cors", // CORS without its settings
         "spec.rules[1].filters[3].requestMirror.percent",
         "spec.rules[1].filters[4].requestMirror.fraction",
         "spec.rules[1].filters[5].requestMirror.fraction",

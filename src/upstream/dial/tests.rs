@@ -66,11 +66,23 @@ async fn an_hbone_peer_gets_the_tunnel_and_its_own_pool_group() {
     let origin = Originator::default();
     let limit = Duration::from_secs(2);
     let mut plain = HttpPeer::new(ADDR, false, String::new());
-    let lease = d.configure_peer(&mut plain, target(false), &origin, limit);
+    let lease = d.configure_peer(
+        &mut plain,
+        target(false),
+        &origin,
+        limit,
+        ReuseLimits::default(),
+    );
     assert!(lease.is_none(), "plain peers hold no tunnel lease");
     assert!(plain.options.custom_l4.is_none());
     let mut mesh = HttpPeer::new(ADDR, false, String::new());
-    let lease = d.configure_peer(&mut mesh, target(true), &origin, limit);
+    let lease = d.configure_peer(
+        &mut mesh,
+        target(true),
+        &origin,
+        limit,
+        ReuseLimits::default(),
+    );
     assert!(lease.is_some(), "HBONE peers hold a tunnel lease");
     assert!(mesh.options.custom_l4.is_some());
     assert_ne!(
@@ -80,7 +92,13 @@ async fn an_hbone_peer_gets_the_tunnel_and_its_own_pool_group() {
     assert_eq!(mesh.options.total_connection_timeout, Some(limit));
     let mut h2 = HttpPeer::new(ADDR, false, String::new());
     h2.options.set_http_version(2, 2);
-    let lease = d.configure_peer(&mut h2, target(true), &origin, limit);
+    let lease = d.configure_peer(
+        &mut h2,
+        target(true),
+        &origin,
+        limit,
+        ReuseLimits::default(),
+    );
     assert!(h2.options.custom_l4.is_some(), "HTTP/2 goes over HBONE too");
     assert!(
         lease.is_none(),

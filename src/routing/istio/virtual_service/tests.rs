@@ -88,6 +88,7 @@ fn summary(snap: &Snapshot, req: &Req) -> String {
         RouteDecision::NoRoute => "NoRoute".to_string(),
         RouteDecision::Redirect { location, .. } => format!("redirect {location}"),
         RouteDecision::InvalidBackend { reason, .. } => format!("500 {reason}"),
+        RouteDecision::Respond { reply, .. } => format!("respond {}", reply.status),
         RouteDecision::Forward(p) => match &p.route {
             Some(r) => format!(
                 "{} {r}#{} -> {}",
@@ -445,7 +446,7 @@ fn validation_errors_name_their_field() {
     mirrorPercentage: {value: -5}
     route: [{destination: {host: reviews, subset: nope}}]
   - match: [{uri: {regex: "("}}, {headers: {x: {exact: a, prefix: b}}}]
-    directResponse: {status: 200}
+    directResponse: {status: 700}
   - delegate: {name: other}
   - match: [{uri: {prefix: /x}}]"#;
     let errors = compile_errors(&vs("bad", body));
@@ -477,7 +478,7 @@ fn validation_errors_name_their_field() {
         "spec.http[3].route[0].destination.subset",
         "spec.http[4].match[0].uri.regex",
         "spec.http[4].match[1].headers.x",
-        "spec.http[4].directResponse",
+        "spec.http[4].directResponse.status",
         "spec.http[5].delegate",
         "spec.http[6]",
     ]
