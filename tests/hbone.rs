@@ -367,9 +367,11 @@ async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_
     use waypoint::test_helpers::ztunnel::StreamEnd;
     let backend = echo("ratings-v1", "127.0.78.11:9080").await;
     let (mesh, fake) = ambient_ratings("127.0.78.11", "").await;
-    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    // One client connection: each request is read after the last one's tunnel
+    // went back to be kept.
+    let mut one = OneConnection::open(mesh.wp.http_addr.unwrap()).await;
     for i in 0..100 {
-        let r = c.get("ratings:9080", &format!("/r{i}")).await;
+        let r = one.get("ratings:9080", &format!("/r{i}"), &[]).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.backend(), "ratings-v1");
     }
@@ -386,8 +388,8 @@ async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_
 
     // The pod answers `connection: close`: Pingora will not reuse that connection, and
     // its tunnel ends with END_STREAM from both sides, not a reset.
-    let r = c
-        .send("GET", "ratings:9080", "/last", &[("x-echo-close", "1")])
+    let r = one
+        .get("ratings:9080", "/last", &[("x-echo-close", "1")])
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(fake.ended(1).await, vec![StreamEnd::Clean]);
@@ -398,7 +400,7 @@ async fn sequential_requests_to_an_ambient_pod_share_one_tunnel_closed_with_end_
     );
 
     // The next request opens a new tunnel.
-    let r = c.get("ratings:9080", "/again").await;
+    let r = one.get("ratings:9080", "/again", &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(fake.seen().len(), 2);
     mesh.wp.shutdown().await;

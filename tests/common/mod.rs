@@ -236,6 +236,51 @@ impl TestClient {
     }
 }
 
+/// One HTTP/1.1 connection, requests strictly one after another on it: unlike
+/// [`TestClient`]'s pool, which may open a second connection while the first
+/// is still being handed back, the waypoint sees one downstream connection.
+pub struct OneConnection {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl OneConnection {
+    pub async fn open(target: SocketAddr) -> Self {
+        let tcp = bounded("connect", tokio::net::TcpStream::connect(target))
+            .await
+            .expect("connect to the waypoint");
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(conn);
+        Self { send }
+    }
+
+    /// Sends `GET path` with `Host: host` and extra headers.
+    pub async fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = http::Request::get(path).header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        bounded("connection ready", self.send.ready())
+            .await
+            .expect("the connection is open");
+        let resp = bounded("request", self.send.send_request(req))
+            .await
+            .expect("request succeeds at the transport level");
+        let (parts, body) = resp.into_parts();
+        let body = bounded("body", body.collect())
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
 /// Fetches the admin endpoint `path` (body as text).
 pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {
     let c = TestClient::new(running.admin_addr);
