@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,14 +21,7 @@ async fn post(target: std::net::SocketAddr, host: &str, path: &str, body: Vec<u8
         .header("host", host)
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let resp = bounded("POST", client.request(req)).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = bounded("body", body.collect()).await.unwrap().to_bytes();
-    Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
+    Reply::read(bounded("POST", client.request(req)).await.unwrap()).await
 }
 
 /// Writes `request` on a new connection and reads until a whole response

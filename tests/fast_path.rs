@@ -6,36 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/1.1 connection to the waypoint, requests sent one after another.
-async fn connection(
-    addr: std::net::SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let tcp = bounded("connect", tokio::net::TcpStream::connect(addr))
-        .await
-        .unwrap();
-    let io = hyper_util::rt::TokioIo::new(tcp);
-    let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn);
-    send
-}
-
-async fn exchange(
-    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    req: http::Request<Full<Bytes>>,
-) -> Reply {
-    bounded("ready", send.ready()).await.unwrap();
-    let resp = bounded("request", send.send_request(req)).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = bounded("body", body.collect()).await.unwrap().to_bytes();
-    Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
-}
 
 fn request(method: &str, host: &str, body: &'static str) -> http::Request<Full<Bytes>> {
     http::Request::builder()
@@ -51,13 +23,13 @@ async fn one_connection_alternates_between_fast_path_and_full_proxy() {
     let b = echo("b", "127.0.12.11:9080").await;
     let config = ConfigDir::new(&service("w", "b", 9080, 9080, &["127.0.12.11"]));
     let wp = waypoint(&config, "w").await;
-    let mut send = connection(wp.http_addr.unwrap()).await;
+    let mut one = OneConnection::open(wp.http_addr.unwrap()).await;
 
     // GET without a body: the fast path.
-    let r = exchange(&mut send, request("GET", "b:9080", "")).await;
+    let r = one.send(request("GET", "b:9080", "")).await;
     assert_eq!((r.status, r.backend()), (200, "b".to_string()));
     // A body takes Pingora's proxy, replayed from the bytes already read.
-    let r = exchange(&mut send, request("POST", "b:9080", "hello body")).await;
+    let r = one.send(request("POST", "b:9080", "hello body")).await;
     let echoed = r.echo().expect("echo reply");
     assert_eq!(
         (r.status, echoed.method.as_str(), echoed.body_len),
@@ -65,9 +37,9 @@ async fn one_connection_alternates_between_fast_path_and_full_proxy() {
     );
     // An unknown Host is answered by the full proxy (404), and the
     // connection still carries the next request.
-    let r = exchange(&mut send, request("GET", "nowhere:1", "")).await;
+    let r = one.send(request("GET", "nowhere:1", "")).await;
     assert_eq!(r.status, 404);
-    let r = exchange(&mut send, request("GET", "b:9080", "")).await;
+    let r = one.send(request("GET", "b:9080", "")).await;
     assert_eq!(r.status, 200);
     let seen = r.echo().unwrap().headers;
     assert!(

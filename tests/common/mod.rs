@@ -164,6 +164,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a response whole (bounded).
+    pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Reply {
+        let (parts, body) = resp.into_parts();
+        let body = bounded("body", body.collect())
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
     /// What the echo backend reported, if an echo backend answered.
     pub fn echo(&self) -> Option<EchoReply> {
         serde_json::from_slice(&self.body).ok()
@@ -219,16 +233,7 @@ impl TestClient {
         let resp = bounded("request", self.client.request(req))
             .await
             .expect("request succeeds at the transport level");
-        let (parts, body) = resp.into_parts();
-        let body = bounded("body", body.collect())
-            .await
-            .expect("body")
-            .to_bytes();
-        Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
+        Reply::read(resp).await
     }
 
     pub async fn get(&self, host: &str, path: &str) -> Reply {
@@ -261,23 +266,19 @@ impl OneConnection {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::new())).expect("request");
+        self.send(req.body(Full::new(Bytes::new())).expect("request"))
+            .await
+    }
+
+    /// Sends `req` (origin-form URI) once the previous exchange is over.
+    pub async fn send(&mut self, req: http::Request<Full<Bytes>>) -> Reply {
         bounded("connection ready", self.send.ready())
             .await
             .expect("the connection is open");
         let resp = bounded("request", self.send.send_request(req))
             .await
             .expect("request succeeds at the transport level");
-        let (parts, body) = resp.into_parts();
-        let body = bounded("body", body.collect())
-            .await
-            .expect("body")
-            .to_bytes();
-        Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
+        Reply::read(resp).await
     }
 }
 
