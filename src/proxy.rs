@@ -10,6 +10,7 @@ mod ctx;
 pub mod direct;
 mod ext_authz;
 pub mod failure;
+mod h2_websocket;
 pub mod headers;
 pub mod jwks;
 mod local_reply;
@@ -31,6 +32,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use ctx::RequestCtx;
 use failure::Failure;
+use h2_websocket::Connect;
 use mirror::Mirrorer;
 use request::{destination_of, request_info};
 
@@ -210,6 +212,14 @@ impl ProxyHttp for Waypoint {
         {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
+        match h2_websocket::connect_kind(session.req_header()) {
+            Connect::None => {}
+            Connect::WebSocket => {
+                h2_websocket::as_http1_upgrade(session.req_header_mut())?;
+                ctx.h2_websocket = true;
+            }
+            Connect::Unsupported => return self.answer(session, ctx, Failure::BadRequest).await,
+        }
         if session.is_upgrade_req() {
             ctx.upgrade = true;
             // Pingora's downstream body reads time out after 60 s by default,
@@ -265,7 +275,11 @@ impl ProxyHttp for Waypoint {
         let (host, _) = headers::split_port(host_header);
         let info = request_info(session.req_header(), host, destination.port.number);
         let decision = snapshot.route(&destination, &info, ctx.caller.namespace());
-        self.follow(session, ctx, decision).await
+        let answered = self.follow(session, ctx, decision).await?;
+        if !answered && ctx.h2_websocket {
+            return self.websocket_over_h2(session, ctx).await;
+        }
+        Ok(answered)
     }
 
     /// Picks the endpoint for this attempt; called again on every retry,

@@ -326,6 +326,15 @@ fn build_proxy(waypoint: Waypoint, h2c: bool) -> HttpProxy<Waypoint> {
     let mut proxy = pingora_proxy::http_proxy(&conf, waypoint);
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
+    if h2c {
+        // RFC 8441 WebSockets: advertise extended CONNECT and let CONNECT
+        // requests reach `request_filter`, which serves `:protocol: websocket`
+        // and refuses every other CONNECT.
+        options.allow_connect_method_proxying = true;
+        let mut h2 = pingora_core::protocols::http::v2::server::default_h2_options();
+        h2.enable_connect_protocol();
+        proxy.h2_options = Some(h2);
+    }
     proxy.server_options = Some(options);
     proxy
 }

@@ -270,3 +270,215 @@ async fn an_upgrade_the_backend_declines_gets_its_answer() {
     assert!(text.contains("\"backend\":\"plain\""), "{text}");
     wp.shutdown().await;
 }
+
+/// An RFC 8441 WebSocket stream as bytes: the request's DATA frames out, the
+/// response's in.
+struct H2Io {
+    send: h2::SendStream<bytes::Bytes>,
+    recv: h2::RecvStream,
+    pending: bytes::Bytes,
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.pending.is_empty() {
+            match self.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        self.send.reserve_capacity(data.len());
+        match self.send.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(n))) => {
+                let n = n.min(data.len());
+                self.send
+                    .send_data(bytes::Bytes::copy_from_slice(&data[..n]), false)
+                    .map_err(std::io::Error::other)?;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(std::io::Error::other(e))),
+            Poll::Ready(None) => Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let _ = self.send.send_data(bytes::Bytes::new(), true);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// An RFC 8441 WebSocket for `authority` + `path` over an HTTP/2 connection
+/// on `io`: the status and headers of the answer, and the WebSocket when it
+/// was accepted.
+async fn ws_over_h2<S>(
+    io: S,
+    authority: &str,
+    path: &str,
+) -> (u16, http::HeaderMap, Option<WebSocketStream<H2Io>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, conn) = bounded("h2 handshake", h2::client::handshake(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut client = bounded("ready", client.ready()).await.unwrap();
+    // One ordinary request first: by its answer the server's SETTINGS
+    // (SETTINGS_ENABLE_CONNECT_PROTOCOL among them) have been read.
+    let probe = http::Request::get(format!("http://{authority}/probe"))
+        .body(())
+        .unwrap();
+    let (probe, _) = client.send_request(probe, true).unwrap();
+    let _ = bounded("probe", probe).await.unwrap();
+    assert!(
+        client.is_extended_connect_protocol_enabled(),
+        "the waypoint advertises RFC 8441"
+    );
+    let mut client = bounded("ready", client.ready()).await.unwrap();
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{authority}{path}"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (resp, send) = client.send_request(req, false).unwrap();
+    let resp = bounded("extended CONNECT", resp).await.unwrap();
+    let (parts, recv) = resp.into_parts();
+    if parts.status != 200 {
+        return (parts.status.as_u16(), parts.headers, None);
+    }
+    let io = H2Io {
+        send,
+        recv,
+        pending: bytes::Bytes::new(),
+    };
+    let ws = WebSocketStream::from_raw_socket(
+        io,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    (200, parts.headers, Some(ws))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_is_routed_and_spliced() {
+    let v1 = ws_echo("chat-v1", "127.0.140.11:9080").await;
+    let v2 = ws_echo("chat-v2", "127.0.140.12:9080").await;
+    let config = ConfigDir::new(&chat_yaml("127.0.140.11", "127.0.140.12"));
+    let wp = waypoint(&config, "shop").await;
+    let addr = wp.http_addr.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (status, headers, ws) = ws_over_h2(tcp, "chat.shop:9080", "/v2/room").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-backend"], "chat-v2", "routed as a GET upgrade");
+    exchange_and_close(ws.unwrap(), 1000).await;
+    assert_eq!(*v2.paths.lock().unwrap(), ["/v2/room"]);
+
+    // A classic CONNECT is not proxied.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("chat.shop:9080")
+        .body(())
+        .unwrap();
+    let (resp, _send) = client.send_request(req, false).unwrap();
+    assert_eq!(bounded("CONNECT", resp).await.unwrap().status(), 400);
+    assert!(v1.paths.lock().unwrap().is_empty());
+    wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_through_hbone_in_and_out() {
+    let _v1 = ws_echo("chat-v1", "127.0.141.11:9080").await;
+    let v2 = ws_echo("chat-v2", "127.0.141.12:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.141.12").await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &chat_yaml("127.0.141.11", "127.0.141.12");
+    yaml += &pod("shop", "chat-v2-7d9c", "127.0.141.12");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+    let fake = mesh.serve_ztunnel(ztunnel);
+
+    let stream = tunnel(
+        &mesh.client(),
+        mesh.hbone(),
+        "10.96.130.1:9080",
+        &ztunnel_headers("127.0.141.50:40000"),
+    )
+    .await
+    .expect("CONNECT accepted");
+    let (status, headers, ws) = ws_over_h2(stream, "chat.shop:9080", "/v2/room").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-backend"], "chat-v2");
+    exchange_and_close(ws.unwrap(), 1000).await;
+    assert_eq!(*v2.paths.lock().unwrap(), ["/v2/room"]);
+    assert!(fake
+        .seen()
+        .iter()
+        .all(|(peer, target)| peer == WAYPOINT_ID && target == "127.0.141.12:9080"));
+    assert!(!fake.seen().is_empty());
+    mesh.wp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_http2_websocket_is_ended_after_the_idle_timeout() {
+    let _v1 = ws_echo("chat-v1", "127.0.142.11:9080").await;
+    let _v2 = ws_echo("chat-v2", "127.0.142.12:9080").await;
+    let config = ConfigDir::new(&chat_yaml("127.0.142.11", "127.0.142.12"));
+    let mut s = settings(&config, "shop");
+    s.upgrade_idle_timeout = std::time::Duration::from_secs(1);
+    let wp = bounded("start", waypoint::server::start(s)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    let (_, _, ws) = ws_over_h2(tcp, "chat.shop:9080", "/room").await;
+    let mut ws = ws.unwrap();
+    let msg = Message::text("one");
+    bounded("send", ws.send(msg.clone())).await.unwrap();
+    assert_eq!(bounded("echo", ws.next()).await.unwrap().unwrap(), msg);
+    // Silent from here: the waypoint ends the stream.
+    let end = bounded("ended by the idle timeout", ws.next()).await;
+    assert!(
+        !matches!(end, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{end:?}"
+    );
+    wp.shutdown().await;
+}

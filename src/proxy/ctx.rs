@@ -41,6 +41,9 @@ pub struct RequestCtx {
     /// connection is a byte stream limited by the upgrade idle timeout, not
     /// by the route's timeouts.
     pub upgrade: bool,
+    /// An RFC 8441 WebSocket (HTTP/2 extended CONNECT), served by
+    /// `h2_websocket` once routed.
+    pub h2_websocket: bool,
     /// RequestMirror copies waiting for the request body.
     pub mirror: Option<PendingMirror>,
 }
@@ -133,6 +136,7 @@ impl Default for RequestCtx {
             wasm: WasmState::default(),
             authz: None,
             upgrade: false,
+            h2_websocket: false,
             mirror: None,
         }
     }
