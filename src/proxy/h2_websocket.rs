@@ -88,7 +88,6 @@ impl Waypoint {
             addr: picked.endpoint.addr,
             in_mesh: picked.endpoint.in_mesh,
         };
-        ctx.attempts.tried.push(target.addr);
         ctx.attempts.picked = Some(picked);
         let io = match self.dialer.connect(target, &ctx.caller.originator()).await {
             Ok(io) => io,
