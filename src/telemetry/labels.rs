@@ -25,6 +25,19 @@ thread_local! {
     static EMPTY_ARC: Arc<str> = Arc::from("");
 }
 
+thread_local! {
+    /// `grpc_response_status` values of the 17 gRPC codes, allocated once per thread.
+    static GRPC_CODES: [Arc<str>; 17] = std::array::from_fn(|c| Arc::from(c.to_string()));
+}
+
+/// The `grpc_response_status` label value of gRPC status `code`.
+pub fn grpc_status_label(code: u32) -> Arc<str> {
+    match usize::try_from(code) {
+        Ok(c) if c < 17 => GRPC_CODES.with(|codes| codes[c].clone()),
+        _ => Arc::from(code.to_string()),
+    }
+}
+
 fn unknown() -> Arc<str> {
     UNKNOWN_ARC.with(Arc::clone)
 }
