@@ -35,6 +35,7 @@ use mirror::Mirrorer;
 use request::{destination_of, request_info};
 
 use crate::inbound::Downstream;
+use crate::policy::deadline::format_grpc_timeout;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
@@ -130,6 +131,13 @@ impl Waypoint {
         }
         if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
             headers::add_client_cert(upstream, own, peer);
+        }
+        // As Envoy with `max_grpc_timeout`: the backend learns the time left.
+        if ctx.reply.grpc {
+            let now = tokio::time::Instant::now();
+            if let Some(left) = ctx.attempts.deadline.remaining(now) {
+                upstream.insert_header("grpc-timeout", format_grpc_timeout(left))?;
+            }
         }
         let Some(plan) = ctx.routed.plan.as_ref() else {
             return Ok(());

@@ -152,3 +152,234 @@ async fn every_kind_of_call_streams_through_the_plain_listener() {
     )
     .await;
 }
+
+/// A VirtualService for `host` in `shop` with these `http` entries.
+fn vs(host: &str, http: &str) -> String {
+    format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}, namespace: shop}}\nspec:\n  hosts: [{host}]\n  http:\n{http}")
+}
+
+fn with_header(
+    mut req: Request<EchoRequest>,
+    name: &'static str,
+    value: &str,
+) -> Request<EchoRequest> {
+    req.metadata_mut()
+        .insert(name, value.parse().expect("ASCII header value"));
+    req
+}
+
+/// One unary `test.Echo/Unary` call with `grpc-timeout: timeout`, over a
+/// bare HTTP/2 client; the response status and headers (a trailers-only
+/// answer carries its grpc-status there).
+async fn raw_unary(
+    wp: &Running,
+    authority: &str,
+    msg: &EchoRequest,
+    timeout: &str,
+) -> (u16, http::HeaderMap) {
+    use prost::Message;
+    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let payload = msg.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let req = http::Request::post(format!("http://{authority}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .unwrap();
+    let resp = bounded("raw gRPC call", send.send_request(req))
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+#[tokio::test]
+async fn unavailable_is_retried_per_retry_on() {
+    let b = backend("grpc-r", "127.0.100.20:9080").await;
+    let mut yaml = grpc_service("retry", &["127.0.100.20"], 9080);
+    yaml += &vs(
+        "retry",
+        "  - retries: {attempts: 2, retryOn: unavailable}\n    route: [{destination: {host: retry}}]\n",
+    );
+    let (_c, wp) = start(&yaml).await;
+    let mut c = client(&wp, "retry.shop:9090").await;
+
+    // UNAVAILABLE (a trailers-only answer) is retried: the client sees the retry's OK.
+    b.fail_next(1, Code::Unavailable);
+    let resp = bounded("unary", c.unary(Request::new(EchoRequest::new("again"))))
+        .await
+        .expect("the retry answered");
+    assert_eq!(resp.get_ref().message, "again");
+    assert_eq!(b.calls(), 2, "one failed attempt, one retry");
+
+    // INTERNAL is not in retryOn: the client gets it as the backend said it.
+    b.fail_next(1, Code::Internal);
+    let status = bounded("unary", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("INTERNAL passed through");
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(b.calls(), 3, "not retried");
+
+    // Retries spent: the last answer, flagged URX.
+    b.fail_next(3, Code::Unavailable);
+    let status = bounded("unary", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("retries exhausted");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(b.calls(), 6, "first attempt and two retries");
+    requests_eventually(
+        &wp,
+        &["grpc_response_status=\"14\"", "response_flags=\"URX\""],
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn internal_is_retried_when_retry_on_names_it() {
+    let b = backend("grpc-i", "127.0.100.21:9080").await;
+    let mut yaml = grpc_service("internal", &["127.0.100.21"], 9080);
+    yaml += &vs(
+        "internal",
+        "  - retries: {attempts: 1, retryOn: internal}\n    route: [{destination: {host: internal}}]\n",
+    );
+    let (_c, wp) = start(&yaml).await;
+    let mut c = client(&wp, "internal.shop:9090").await;
+    b.fail_next(1, Code::Internal);
+    let resp = bounded("unary", c.unary(Request::new(EchoRequest::new("ok"))))
+        .await
+        .expect("the retry answered");
+    assert_eq!(resp.get_ref().backend, "grpc-i");
+    assert_eq!(b.calls(), 2);
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_the_deadline_and_ends_in_deadline_exceeded() {
+    let b = backend("grpc-t", "127.0.100.22:9080").await;
+    let mut yaml = grpc_service("slow", &["127.0.100.22"], 9080);
+    yaml += &grpc_service("capped", &["127.0.100.22"], 9080);
+    yaml += &vs(
+        "capped",
+        "  - timeout: 1s\n    route: [{destination: {host: capped}}]\n",
+    );
+    let (_c, wp) = start(&yaml).await;
+
+    // No route timeout: the call's own grpc-timeout is the deadline. Sent
+    // raw: tonic's client would enforce the same header itself and win.
+    let stall = EchoRequest {
+        stall: true,
+        ..EchoRequest::new("wait")
+    };
+    let (status, headers) = raw_unary(&wp, "slow.shop:9090", &stall, "200m").await;
+    assert_eq!(status, 200, "trailers-only");
+    assert_eq!(
+        headers.get("grpc-status").unwrap(),
+        "4",
+        "DEADLINE_EXCEEDED"
+    );
+    assert_eq!(
+        headers.get("grpc-message").unwrap(),
+        "upstream request timeout"
+    );
+    b.wait_for_calls(1).await;
+    requests_eventually(
+        &wp,
+        &[
+            "request_protocol=\"grpc\"",
+            "grpc_response_status=\"4\"",
+            "response_code=\"200\"",
+            "response_flags=\"UT\"",
+        ],
+        1,
+    )
+    .await;
+
+    // The backend is told the time left, never more than the route's timeout.
+    let mut c = client(&wp, "capped.shop:9090").await;
+    let resp = bounded(
+        "capped call",
+        c.unary(with_header(
+            Request::new(EchoRequest::new("t")),
+            "grpc-timeout",
+            "10S",
+        )),
+    )
+    .await
+    .expect("answered in time");
+    let seen = waypoint::policy::deadline::parse_grpc_timeout(&resp.get_ref().grpc_timeout)
+        .expect("the backend got a grpc-timeout");
+    assert!(
+        seen <= std::time::Duration::from_secs(1) && !seen.is_zero(),
+        "grpc-timeout forwarded as the time left under the 1s route timeout: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_status_fault_abort_is_a_trailers_only_answer() {
+    let b = backend("grpc-f", "127.0.100.23:9080").await;
+    let mut yaml = grpc_service("faulty", &["127.0.100.23"], 9080);
+    yaml += &vs(
+        "faulty",
+        "  - fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}\n    route: [{destination: {host: faulty}}]\n",
+    );
+    let (_c, wp) = start(&yaml).await;
+    let mut c = client(&wp, "faulty.shop:9090").await;
+    let status = bounded("aborted call", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("aborted");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.message(), "fault filter abort");
+    assert_eq!(b.calls(), 0, "never reached the backend");
+    requests_eventually(
+        &wp,
+        &["grpc_response_status=\"8\"", "response_flags=\"FI\""],
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_waypoints_own_answers_to_grpc_calls_are_grpc() {
+    let mut yaml = grpc_service("empty", &[], 9080);
+    yaml += &grpc_service("down", &["127.0.100.24"], 9080);
+    let (_c, wp) = start(&yaml).await;
+
+    // Unknown host: 404 NR → UNIMPLEMENTED.
+    let mut c = client(&wp, "nowhere.shop:9090").await;
+    let status = bounded("unknown host", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("no such Service");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+
+    // No endpoints: 503 UH → UNAVAILABLE.
+    let mut c = client(&wp, "empty.shop:9090").await;
+    let status = bounded("no endpoints", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("no healthy upstream");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "no healthy upstream");
+
+    // Nothing listens: 503 UF → UNAVAILABLE, after Istio's default retries.
+    let mut c = client(&wp, "down.shop:9090").await;
+    let status = bounded("refused", c.unary(Request::new(EchoRequest::new("x"))))
+        .await
+        .expect_err("connect failure");
+    assert_eq!(status.code(), Code::Unavailable);
+    requests_eventually(
+        &wp,
+        &["grpc_response_status=\"14\"", "response_flags=\"UF,URX\""],
+        1,
+    )
+    .await;
+}

@@ -1,7 +1,9 @@
 //! A gRPC test workload and its client: `test.Echo` with one method of each
-//! kind (unary, server-, client- and bidi-streaming), served by tonic over
-//! h2c without protoc (messages declared with `prost`, a small `tower`
-//! service dispatching paths as generated code would, as the fake CA does).
+//! kind (unary, server-, client- and bidi-streaming), served with tonic's
+//! codec over hyper's h2c server without protoc (messages declared with
+//! `prost`, a small `tower` service dispatching paths as generated code
+//! would, as the fake CA does). It does not enforce `grpc-timeout`: it
+//! reports the value it received, so tests see the proxy's deadline.
 //!
 //! Every reply names the backend that wrote it (field `backend` and header
 //! `x-backend`), so a test can count a weighted split. A request can ask for
@@ -19,6 +21,8 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -113,21 +117,29 @@ impl GrpcEcho {
             refusals: Mutex::default(),
             calls: watch::Sender::new(0),
         });
-        let incoming = futures::stream::unfold(listener, |l| async move {
-            let conn = l.accept().await.map(|(s, _)| {
-                let _ = s.set_nodelay(true);
-                s
-            });
-            Some((conn, l))
-        });
-        let (stop, stopped) = oneshot::channel::<()>();
+        // hyper's HTTP/2 server, not tonic's transport: tonic's would enforce
+        // `grpc-timeout` itself, and the tests must see the proxy's deadline.
+        let (stop, mut stopped) = oneshot::channel::<()>();
         let service = EchoService(state.clone());
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .serve_with_incoming_shutdown(service, incoming, async {
-                    let _ = stopped.await;
-                })
-                .await;
+            loop {
+                let conn = tokio::select! {
+                    conn = listener.accept() => conn,
+                    _ = &mut stopped => return,
+                };
+                let Ok((stream, _)) = conn else { continue };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                        let mut service = service.clone();
+                        async move { service.call(req.map(Body::new)).await }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
         });
         Ok(GrpcEcho {
             addr,
@@ -250,10 +262,6 @@ impl Service<http::Request<Body>> for EchoService {
             })
         })
     }
-}
-
-impl tonic::server::NamedService for EchoService {
-    const NAME: &'static str = SERVICE;
 }
 
 struct Unary(Arc<State>);
