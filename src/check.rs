@@ -64,12 +64,17 @@ pub fn check_with(settings: &Settings) -> (bool, String) {
         for a in attachments {
             let _ = writeln!(
                 out,
-                "  {} {} -> Service {}:{}{}",
+                "  {} {} -> Service {}:{}{}{}",
                 a.kind.as_str(),
                 a.route,
                 a.service,
                 a.port,
-                if a.consumer { " (consumer route)" } else { "" }
+                if a.consumer { " (consumer route)" } else { "" },
+                if a.conflicted {
+                    " (ignored: Conflicted, a GRPCRoute is attached to this port; GEP-1426)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -7,6 +7,7 @@ mod core;
 mod error;
 mod extensions;
 mod gateway;
+mod grpc_route;
 mod istio;
 mod istio_traffic;
 mod linkerd;
@@ -23,6 +24,7 @@ pub use self::core::*;
 pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
 pub use extensions::*;
 pub use gateway::*;
+pub use grpc_route::*;
 pub use istio::*;
 pub use istio_traffic::*;
 pub use linkerd::*;
@@ -62,6 +64,7 @@ pub struct Resources {
     pub gateways: Vec<Sourced<Gateway>>,
     pub gateway_classes: Vec<Sourced<GatewayClass>>,
     pub http_routes: Vec<Sourced<HttpRoute>>,
+    pub grpc_routes: Vec<Sourced<GrpcRoute>>,
     pub virtual_services: Vec<Sourced<VirtualService>>,
     pub destination_rules: Vec<Sourced<DestinationRule>>,
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
@@ -89,6 +92,7 @@ impl Resources {
             ("Gateway", self.gateways.len()),
             ("GatewayClass", self.gateway_classes.len()),
             ("HTTPRoute", self.http_routes.len()),
+            ("GRPCRoute", self.grpc_routes.len()),
             ("VirtualService", self.virtual_services.len()),
             ("DestinationRule", self.destination_rules.len()),
             ("WasmPlugin", self.wasm_plugins.len()),

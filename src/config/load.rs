@@ -143,6 +143,7 @@ enum Kind {
     Gateway,
     GatewayClass,
     HttpRoute,
+    GrpcRoute,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -175,6 +176,7 @@ impl Kind {
             (GATEWAY_GROUP, "Gateway") => (Kind::Gateway, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "GatewayClass") => (Kind::GatewayClass, &["v1", "v1beta1"]),
             (GATEWAY_GROUP, "HTTPRoute") => (Kind::HttpRoute, &["v1", "v1beta1"]),
+            (GATEWAY_GROUP, "GRPCRoute") => (Kind::GrpcRoute, &["v1", "v1alpha2"]),
             (ISTIO_NETWORKING_GROUP, "VirtualService") => {
                 (Kind::VirtualService, &["v1", "v1beta1", "v1alpha3"])
             }
@@ -386,6 +388,9 @@ impl<'a> Loader<'a> {
             Kind::HttpRoute => ctx
                 .decode(value)
                 .map(|o| push(&mut r.http_routes, origin, key, o)),
+            Kind::GrpcRoute => ctx
+                .decode(value)
+                .map(|o| push(&mut r.grpc_routes, origin, key, o)),
             Kind::VirtualService => ctx
                 .decode(value)
                 .map(|o| push(&mut r.virtual_services, origin, key, o)),

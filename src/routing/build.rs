@@ -1,19 +1,22 @@
 //! Compilation: resources → [`Snapshot`], in phases. Builds destinations
 //! and endpoint sets (`discovery`), applies DestinationRules (`istio`),
 //! builds the host/VIP/endpoint indexes, validates and compiles every
-//! HTTPRoute (`compile`) and VirtualService (`istio`), then attaches rules to
+//! HTTPRoute and GRPCRoute (`compile`) and VirtualService (`istio`), then attaches rules to
 //! Service ports and sorts each port's route table by precedence. This is the
 //! only file that knows the order; the compilers never call back into it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::compile::{attach, compile_route, KeyIndex, Resolver};
+use super::compile::{
+    attach, compile_grpc_route, compile_route, KeyIndex, Resolver, RouteToAttach,
+};
 use super::discovery::{self, PodIndex};
 use super::istio::{
     apply_destination_rules, attach_virtual_services, compile_virtual_services, HostIndex,
 };
 use super::options::CompileOptions;
+use super::route_name::RouteKind;
 use super::service::ServiceKind;
 use super::snapshot::{PortState, Snapshot, TargetState};
 use super::table::rule::{CompiledRule, RouteTable};
@@ -115,6 +118,11 @@ fn compile(
         .iter()
         .map(|route| compile_route(route, &resolver, &mut errors))
         .collect();
+    let compiled_grpc: Vec<Vec<Arc<CompiledRule>>> = resources
+        .grpc_routes
+        .iter()
+        .map(|route| compile_grpc_route(route, &resolver, &mut errors))
+        .collect();
     let virtual_services =
         compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
     if !errors.is_empty() {
@@ -123,7 +131,28 @@ fn compile(
 
     // Phase 4: attach to Service ports, sort by precedence, then append the
     // VirtualService rules in their own order.
-    let mut attachments = attach(&resources.http_routes, &compiled, &by_key, &mut targets);
+    let http = resources
+        .http_routes
+        .iter()
+        .zip(&compiled)
+        .map(|(r, rules)| RouteToAttach {
+            key: &r.key,
+            parent_refs: &r.object.spec.parent_refs,
+            kind: RouteKind::HttpRoute,
+            rules,
+        });
+    let grpc = resources
+        .grpc_routes
+        .iter()
+        .zip(&compiled_grpc)
+        .map(|(r, rules)| RouteToAttach {
+            key: &r.key,
+            parent_refs: &r.object.spec.parent_refs,
+            kind: RouteKind::GrpcRoute,
+            rules,
+        });
+    let routes: Vec<RouteToAttach<'_>> = http.chain(grpc).collect();
+    let mut attachments = attach(&routes, &by_key, &mut targets);
     attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
     Ok(Snapshot {
         resources,

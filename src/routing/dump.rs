@@ -18,7 +18,8 @@ mod policy;
 
 impl Snapshot {
     /// JSON for `/config_dump`: services, ports, endpoints, and the compiled
-    /// routes of every Service port in precedence order.
+    /// routes of every Service port in precedence order; `conflictedRoutes`,
+    /// when HTTPRoutes lost a Service port to a GRPCRoute.
     pub fn dump(&self) -> Value {
         let services: Vec<Value> = self
             .targets
@@ -61,12 +62,31 @@ impl Snapshot {
                 })
             })
             .collect();
-        json!({
+        let mut dump = json!({
             "namespace": self.opts.namespace,
             "clusterDomain": self.opts.cluster_domain,
             "lb": format!("{:?}", self.opts.lb),
             "services": services,
-        })
+        });
+        // Only when there are any, so configs without GRPCRoutes dump as before.
+        let conflicted: Vec<Value> = self
+            .attachments
+            .iter()
+            .filter(|a| a.conflicted)
+            .map(|a| {
+                json!({
+                    "kind": a.kind.as_str(),
+                    "route": a.route.to_string(),
+                    "service": a.service.to_string(),
+                    "port": a.port,
+                    "reason": "Conflicted: a GRPCRoute is attached to the same Service port (GEP-1426)",
+                })
+            })
+            .collect();
+        if !conflicted.is_empty() {
+            dump["conflictedRoutes"] = Value::Array(conflicted);
+        }
+        dump
     }
 }
 

@@ -20,7 +20,7 @@ use crate::upstream::EndpointSet;
 /// `waypoint check`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Attachment {
-    /// HTTPRoute or VirtualService.
+    /// HTTPRoute, GRPCRoute or VirtualService.
     pub kind: RouteKind,
     /// The route object.
     pub route: NamespacedName,
@@ -30,6 +30,9 @@ pub struct Attachment {
     pub port: u16,
     /// True for a consumer route (route namespace ≠ Service namespace).
     pub consumer: bool,
+    /// True for an HTTPRoute ignored on this port because a GRPCRoute is
+    /// attached there too (GEP-1426: `Accepted: False`, `Conflicted`).
+    pub conflicted: bool,
 }
 
 /// The compiled, immutable routing state the request path reads. Built once

@@ -540,6 +540,7 @@ pub(crate) fn attach_virtual_services(
                     service: target.key.clone(),
                     port: port.number,
                     consumer: false,
+                    conflicted: false,
                 });
             }
         }
