@@ -383,3 +383,203 @@ async fn the_waypoints_own_answers_to_grpc_calls_are_grpc() {
     )
     .await;
 }
+
+/// `grpc_service` with a ClusterIP, for HBONE CONNECTs to `vip:9090`.
+fn grpc_service_vip(name: &str, vip: &str, ips: &[&str]) -> String {
+    grpc_service(name, ips, 9080).replacen(
+        "spec:\n  ports:",
+        &format!("spec:\n  clusterIP: {vip}\n  ports:"),
+        1,
+    )
+}
+
+/// A GRPCRoute on Service `echo` port 9090: `Unary` split 90/10 between
+/// `echo-v1` and `echo-v2` with header filters; every other method of
+/// `test.Echo` to `echo-v2`.
+const SPLIT_ROUTE: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo-split, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 9090}]
+  rules:
+  - matches: [{method: {service: test.Echo, method: Unary}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-route, value: grpc-split}]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {add: [{name: x-waypoint-route, value: echo-split}]}
+    backendRefs:
+    - {name: echo-v1, port: 9090, weight: 90}
+    - {name: echo-v2, port: 9090, weight: 10}
+  - matches: [{method: {service: test.Echo}}]
+    backendRefs: [{name: echo-v2, port: 9090}]
+"#;
+
+fn split_mesh(front_vip: &str, v1: &str, v2: &str) -> String {
+    let mut yaml = grpc_service_vip("echo", front_vip, &[]);
+    yaml += &grpc_service("echo-v1", &[v1], 9080);
+    yaml += &grpc_service("echo-v2", &[v2], 9080);
+    yaml += SPLIT_ROUTE;
+    yaml
+}
+
+/// 200 `Unary` calls on `c`; answers per backend, checking the filters on each.
+async fn unary_split(c: &mut EchoClient) -> std::collections::BTreeMap<String, usize> {
+    let mut tally = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let req = EchoRequest {
+            echo_header: "x-route".into(),
+            ..EchoRequest::new("split")
+        };
+        let resp = bounded("unary", c.unary(Request::new(req)))
+            .await
+            .expect("unary OK");
+        assert_eq!(
+            resp.get_ref().header_value,
+            "grpc-split",
+            "RequestHeaderModifier"
+        );
+        assert_eq!(
+            resp.metadata().get("x-waypoint-route").unwrap(),
+            "echo-split",
+            "ResponseHeaderModifier"
+        );
+        *tally.entry(resp.get_ref().backend.clone()).or_insert(0) += 1;
+    }
+    tally
+}
+
+fn assert_90_10(tally: &std::collections::BTreeMap<String, usize>) {
+    let v1 = tally.get("echo-v1").copied().unwrap_or(0);
+    let v2 = tally.get("echo-v2").copied().unwrap_or(0);
+    assert_eq!(v1 + v2, 200, "{tally:?}");
+    // Binomial(200, 0.1): mean 20, sd 4.2; 5..=40 is beyond 3.5 sd both ways.
+    assert!((5..=40).contains(&v2), "90/10 split: {tally:?}");
+}
+
+#[tokio::test]
+async fn a_grpc_route_splits_by_method_on_the_plain_listener() {
+    let _v1 = backend("echo-v1", "127.0.100.30:9080").await;
+    let _v2 = backend("echo-v2", "127.0.100.31:9080").await;
+    let (_c, wp) = start(&split_mesh("10.96.100.1", "127.0.100.30", "127.0.100.31")).await;
+    let mut c = client(&wp, "echo.shop:9090").await;
+
+    assert_90_10(&unary_split(&mut c).await);
+
+    // Another method of the service: the second rule, all to v2.
+    let req = EchoRequest {
+        replies: 2,
+        ..EchoRequest::new("s")
+    };
+    let mut stream = bounded("server stream", c.server_stream(Request::new(req)))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    while let Some(m) = bounded("reply", stream.message()).await.expect("OK") {
+        assert_eq!(m.backend, "echo-v2");
+    }
+    let (_, dump) = common::admin_get(&wp, "/config_dump").await;
+    assert!(
+        dump.contains("\"GRPCRoute\": 1") || dump.contains("\"GRPCRoute\":1"),
+        "{dump}"
+    );
+}
+
+/// Opens a fresh HBONE CONNECT to `target` for each connection tonic makes.
+#[derive(Clone)]
+struct HboneConnector {
+    client: std::sync::Arc<waypoint::identity::IdentityStore>,
+    waypoint: SocketAddr,
+    target: String,
+}
+
+impl tonic::codegen::Service<http::Uri> for HboneConnector {
+    type Response = hyper_util::rt::TokioIo<waypoint::hbone::TunnelStream>;
+    type Error = waypoint::hbone::HboneError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let headers = common::mesh::ztunnel_headers("10.1.2.3:40000");
+            common::mesh::tunnel(&this.client, this.waypoint, &this.target, &headers)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        })
+    }
+}
+
+#[tokio::test]
+async fn grpc_inside_hbone_routes_and_streams() {
+    let _v1 = backend("echo-v1", "127.0.100.40:9080").await;
+    let _v2 = backend("echo-v2", "127.0.100.41:9080").await;
+    let mesh = common::mesh::Mesh::start(
+        &split_mesh("10.96.100.2", "127.0.100.40", "127.0.100.41"),
+        |s| {
+            s.http_listen = Some(format!("{WAYPOINT_IP}:0").parse().unwrap());
+            s.admin_listen = format!("{WAYPOINT_IP}:0").parse().unwrap();
+            s.hbone_listen = format!("{WAYPOINT_IP}:0").parse().unwrap();
+        },
+    )
+    .await;
+    let connector = HboneConnector {
+        client: mesh.client(),
+        waypoint: mesh.hbone(),
+        target: "10.96.100.2:9090".to_string(),
+    };
+    let channel = bounded(
+        "gRPC over HBONE",
+        tonic::transport::Endpoint::from_static("http://echo.shop:9090")
+            .connect_with_connector(connector),
+    )
+    .await
+    .expect("h2c inside the CONNECT stream");
+    let mut c = EchoClient::new(channel);
+
+    let tally = unary_split(&mut c).await;
+    assert_90_10(&tally);
+
+    // Bidi in lock step through the tunnel, routed by the second rule.
+    let (tx, rx) = mpsc::channel(1);
+    let mut replies = bounded("bidi opens", c.bidi(Request::new(receiver_stream(rx))))
+        .await
+        .expect("bidi opens")
+        .into_inner();
+    for i in 0..3 {
+        let text = format!("b{i}");
+        tx.send(EchoRequest::new(&text)).await.unwrap();
+        let reply = bounded("bidi reply", replies.next())
+            .await
+            .expect("a reply per message")
+            .expect("reply OK");
+        assert_eq!(
+            (reply.message.as_str(), reply.backend.as_str()),
+            (text.as_str(), "echo-v2")
+        );
+    }
+    drop(tx);
+    assert!(bounded("bidi end", replies.next()).await.is_none());
+
+    requests_eventually(
+        &mesh.wp,
+        &[
+            "request_protocol=\"grpc\"",
+            "grpc_response_status=\"0\"",
+            "connection_security_policy=\"mutual_tls\"",
+            "destination_service_name=\"echo-v2\"",
+        ],
+        // The unary calls v2 answered, and the bidi call.
+        tally["echo-v2"] as u64 + 1,
+    )
+    .await;
+}
