@@ -33,6 +33,7 @@ const CASES: &[(&str, &str)] = &[
     ("istio-traffic", "bookinfo"),
     ("serviceentry-mesh", "payments"),
     ("authorization", "shop"),
+    ("grpc-route", "shop"),
 ];
 
 /// Marks a masked value in the golden files.
@@ -66,6 +67,11 @@ async fn serviceentry_mesh() {
 #[tokio::test]
 async fn authorization() {
     check_case("authorization").await;
+}
+
+#[tokio::test]
+async fn grpc_route() {
+    check_case("grpc-route").await;
 }
 
 /// A case directory nobody runs would look tested but not be.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::resolve::KeyIndex;
 use crate::config::{NamespacedName, ParentRef};
@@ -142,7 +142,8 @@ fn drop_conflicting_kinds(table: &mut RouteTable) -> Vec<NamespacedName> {
             // A route name is `namespace/name`, as both are written.
             if let Some((ns, name)) = c.rule.route.as_str().split_once('/') {
                 let key = NamespacedName::new(ns, name);
-                warn!(route = %key, "HTTPRoute conflicts with a GRPCRoute on the same Service port; ignored there (GEP-1426)");
+                // Reported as route status would be: in /config_dump and `check`.
+                info!(route = %key, "HTTPRoute conflicts with a GRPCRoute on the same Service port; ignored there (GEP-1426)");
                 dropped.push(key);
             }
         }

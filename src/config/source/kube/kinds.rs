@@ -13,6 +13,7 @@ pub enum WatchedKind {
     Pod,
     ServiceEntry,
     HttpRoute,
+    GrpcRoute,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -30,13 +31,14 @@ pub enum WatchedKind {
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 18] = [
+    pub const ALL: [WatchedKind; 19] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
         WatchedKind::Pod,
         WatchedKind::ServiceEntry,
         WatchedKind::HttpRoute,
+        WatchedKind::GrpcRoute,
         WatchedKind::VirtualService,
         WatchedKind::DestinationRule,
         WatchedKind::WasmPlugin,
@@ -78,6 +80,9 @@ impl WatchedKind {
             ),
             WatchedKind::HttpRoute => {
                 ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+            }
+            WatchedKind::GrpcRoute => {
+                ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
             }
             WatchedKind::VirtualService => (
                 "networking.istio.io",

@@ -58,7 +58,7 @@ pub fn select(
     let bound_services = bound(WatchedKind::Service);
     let bound_entries = bound(WatchedKind::ServiceEntry);
 
-    // Phase 2: routes attached to a bound Service or to this Gateway; their
+    // Phase 2: routes (HTTPRoutes, GRPCRoutes) attached to a bound Service or to this Gateway; their
     // backends are hosts policies may be about.
     let mut hosts = Hosts::new(id.cluster_domain);
     for (ns, name) in &bound_services {
@@ -71,14 +71,18 @@ pub fn select(
             }
         }
     }
-    let routes: Vec<_> = map(WatchedKind::HttpRoute)
-        .iter()
-        .filter(|((ns, _), route)| {
-            array(&route["spec"]["parentRefs"])
-                .any(|parent| attaches_to(id, ns, parent, &bound_services, &bound_entries))
-        })
-        .collect();
-    for ((ns, _), route) in &routes {
+    let attached = |kind: WatchedKind| -> Vec<_> {
+        map(kind)
+            .iter()
+            .filter(|((ns, _), route)| {
+                array(&route["spec"]["parentRefs"])
+                    .any(|parent| attaches_to(id, ns, parent, &bound_services, &bound_entries))
+            })
+            .collect()
+    };
+    let routes = attached(WatchedKind::HttpRoute);
+    let grpc_routes = attached(WatchedKind::GrpcRoute);
+    for ((ns, _), route) in routes.iter().chain(&grpc_routes) {
         for rule in array(&route["spec"]["rules"]) {
             for backend in array(&rule["backendRefs"]) {
                 let group = backend["group"].as_str().unwrap_or("");
@@ -215,6 +219,9 @@ pub fn select(
     }
     for (key, value) in routes {
         push(WatchedKind::HttpRoute, key, value);
+    }
+    for (key, value) in grpc_routes {
+        push(WatchedKind::GrpcRoute, key, value);
     }
     for (key, value) in virtual_services {
         push(WatchedKind::VirtualService, key, value);
