@@ -583,3 +583,25 @@ async fn grpc_inside_hbone_routes_and_streams() {
     )
     .await;
 }
+
+/// Without `appProtocol`, Istio reads the port name's prefix: `grpc-*` and
+/// `http2-*` ports get HTTP/2 upstreams (the backend speaks only HTTP/2).
+#[tokio::test]
+async fn a_port_named_grpc_or_http2_is_an_http2_upstream() {
+    let _b = backend("named", "127.0.100.50:9080").await;
+    let named = |name: &str, port: &str| {
+        grpc_service(name, &["127.0.100.50"], 9080)
+            .replace("    appProtocol: grpc\n", "")
+            .replace("name: grpc\n", &format!("name: {port}\n"))
+    };
+    let yaml = named("by-grpc-name", "grpc-api") + &named("by-http2-name", "http2-web");
+    assert!(!yaml.contains("appProtocol"));
+    let (_c, wp) = start(&yaml).await;
+    for host in ["by-grpc-name.shop:9090", "by-http2-name.shop:9090"] {
+        let mut c = client(&wp, host).await;
+        let resp = bounded("unary", c.unary(Request::new(EchoRequest::new("n"))))
+            .await
+            .unwrap_or_else(|s| panic!("{host}: {s:?}"));
+        assert_eq!(resp.get_ref().backend, "named", "{host}");
+    }
+}

@@ -152,10 +152,20 @@ pub(super) fn request_info<'a>(
     }
 }
 
-/// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
+/// Whether the backend port speaks HTTP/2 without TLS. As Istio selects a
+/// port's protocol: its `appProtocol` (`kubernetes.io/h2c`, `h2c`, `http2`,
+/// `grpc`, any case) when set, else its name's prefix before the first `-`
+/// (`grpc`, `grpc-web`, `http2-api`).
 pub(super) fn wants_h2c(plan: &ForwardPlan) -> bool {
-    matches!(
-        plan.backend.port.app_protocol.as_deref(),
-        Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")
-    )
+    let port = &plan.backend.port;
+    match (port.app_protocol.as_deref(), port.name.as_deref()) {
+        (Some(app), _) => ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
+            .iter()
+            .any(|p| app.eq_ignore_ascii_case(p)),
+        (None, Some(name)) => {
+            let prefix = name.split('-').next().unwrap_or(name);
+            prefix.eq_ignore_ascii_case("grpc") || prefix.eq_ignore_ascii_case("http2")
+        }
+        (None, None) => false,
+    }
 }
