@@ -67,9 +67,11 @@ pub struct RequestLabels {
     pub destination_service: Arc<str>,
     pub destination_service_name: Arc<str>,
     pub destination_service_namespace: Arc<str>,
-    /// `http` or `grpc` (Istio reports HTTP/2 as `http` too).
+    /// `http` or `grpc` (a gRPC call; Istio reports other HTTP/2 as `http`).
     pub request_protocol: &'static str,
     pub response_code: u16,
+    /// A gRPC call's `grpc-status` (response header or trailer, or the
+    /// waypoint's own answer); empty otherwise.
     pub grpc_response_status: Arc<str>,
     pub response_flags: ResponseFlags,
     /// `mutual_tls` on HBONE, `none` on the plain listener.
