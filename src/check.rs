@@ -199,6 +199,27 @@ mod tests {
     }
 
     #[test]
+    fn marks_an_httproute_that_lost_its_port_to_a_grpcroute() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/grpc-route/config.yaml");
+        let (ok, report) = check(&path, "shop");
+        assert!(ok, "{report}");
+        assert!(
+            report.contains("GRPCRoute shop/echo-rpc -> Service shop/echo:9090\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("HTTPRoute shop/echo-web -> Service shop/echo:9090 (ignored: Conflicted, a GRPCRoute is attached to this port; GEP-1426)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("HTTPRoute shop/echo-web -> Service shop/echo:8080\n"),
+            "{report}"
+        );
+        assert!(report.contains("GRPCRoute"), "{report}");
+    }
+
+    #[test]
     fn the_gateway_name_decides_which_policies_are_this_waypoints() {
         let mut settings = crate::settings::Settings::new(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,65 +4,16 @@
 //! gRPC answers the waypoint writes itself.
 //!
 //! Addresses: this file uses 127.0.100.0/24 only (waypoint on
-//! 127.0.100.1, fake pods on 127.0.100.10+).
+//! 127.0.100.1, fake pods on 127.0.100.10+); helpers in `common/grpc.rs`.
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{bounded, requests_eventually, ConfigDir};
+use common::grpc::*;
+use common::{bounded, requests_eventually};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tonic::{Code, Request};
-use waypoint::server::Running;
-use waypoint::test_helpers::grpc::{EchoClient, EchoRequest, GrpcEcho};
-
-/// Waypoint listeners on this file's address.
-const WAYPOINT_IP: &str = "127.0.100.1";
-
-/// A Service `name` in `shop` with one gRPC port 9090 (`appProtocol: grpc`)
-/// onto `target_port` of `ips`.
-fn grpc_service(name: &str, ips: &[&str], target_port: u16) -> String {
-    let endpoints: String = ips
-        .iter()
-        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"))
-        .collect();
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  ports:\n  - name: grpc\n    port: 9090\n    targetPort: {target_port}\n    appProtocol: grpc\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-abc\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports:\n- name: grpc\n  port: {target_port}\nendpoints:\n{endpoints}"
-    )
-}
-
-async fn backend(name: &str, addr: &str) -> GrpcEcho {
-    let addr: SocketAddr = addr.parse().expect("test address");
-    bounded("gRPC backend start", GrpcEcho::start(name, addr))
-        .await
-        .unwrap_or_else(|e| panic!("gRPC backend {name} on {addr}: {e}"))
-}
-
-async fn start(yaml: &str) -> (ConfigDir, Running) {
-    let config = ConfigDir::new(yaml);
-    let mut s = common::settings(&config, "shop");
-    s.http_listen = Some(format!("{WAYPOINT_IP}:0").parse().unwrap());
-    s.admin_listen = format!("{WAYPOINT_IP}:0").parse().unwrap();
-    let wp = bounded("waypoint start", waypoint::server::start(s))
-        .await
-        .expect("waypoint starts");
-    (config, wp)
-}
-
-/// The messages sent on `rx`, as a stream that ends when the sender is dropped.
-fn receiver_stream(
-    rx: mpsc::Receiver<EchoRequest>,
-) -> impl futures::Stream<Item = EchoRequest> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
-}
-
-async fn client(wp: &Running, authority: &str) -> EchoClient {
-    let addr = wp.http_addr.expect("plain listener");
-    bounded("gRPC connect", EchoClient::connect(addr, authority))
-        .await
-        .expect("h2c connection to the waypoint")
-}
+use waypoint::test_helpers::grpc::{EchoClient, EchoRequest};
 
 #[tokio::test]
 async fn every_kind_of_call_streams_through_the_plain_listener() {
@@ -151,57 +102,6 @@ async fn every_kind_of_call_streams_through_the_plain_listener() {
         3,
     )
     .await;
-}
-
-/// A VirtualService for `host` in `shop` with these `http` entries.
-fn vs(host: &str, http: &str) -> String {
-    format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}, namespace: shop}}\nspec:\n  hosts: [{host}]\n  http:\n{http}")
-}
-
-fn with_header(
-    mut req: Request<EchoRequest>,
-    name: &'static str,
-    value: &str,
-) -> Request<EchoRequest> {
-    req.metadata_mut()
-        .insert(name, value.parse().expect("ASCII header value"));
-    req
-}
-
-/// One unary `test.Echo/Unary` call with `grpc-timeout: timeout`, over a
-/// bare HTTP/2 client; the response status and headers (a trailers-only
-/// answer carries its grpc-status there).
-async fn raw_unary(
-    wp: &Running,
-    authority: &str,
-    msg: &EchoRequest,
-    timeout: &str,
-) -> (u16, http::HeaderMap) {
-    use prost::Message;
-    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let payload = msg.encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
-    let req = http::Request::post(format!("http://{authority}/test.Echo/Unary"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", timeout)
-        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
-        .unwrap();
-    let resp = bounded("raw gRPC call", send.send_request(req))
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.headers().clone())
 }
 
 #[tokio::test]
@@ -384,15 +284,6 @@ async fn the_waypoints_own_answers_to_grpc_calls_are_grpc() {
     .await;
 }
 
-/// `grpc_service` with a ClusterIP, for HBONE CONNECTs to `vip:9090`.
-fn grpc_service_vip(name: &str, vip: &str, ips: &[&str]) -> String {
-    grpc_service(name, ips, 9080).replacen(
-        "spec:\n  ports:",
-        &format!("spec:\n  clusterIP: {vip}\n  ports:"),
-        1,
-    )
-}
-
 /// A GRPCRoute on Service `echo` port 9090: `Unary` split 90/10 between
 /// `echo-v1` and `echo-v2` with header filters; every other method of
 /// `test.Echo` to `echo-v2`.
@@ -484,39 +375,6 @@ async fn a_grpc_route_splits_by_method_on_the_plain_listener() {
         dump.contains("\"GRPCRoute\": 1") || dump.contains("\"GRPCRoute\":1"),
         "{dump}"
     );
-}
-
-/// Opens a fresh HBONE CONNECT to `target` for each connection tonic makes.
-#[derive(Clone)]
-struct HboneConnector {
-    client: std::sync::Arc<waypoint::identity::IdentityStore>,
-    waypoint: SocketAddr,
-    target: String,
-}
-
-impl tonic::codegen::Service<http::Uri> for HboneConnector {
-    type Response = hyper_util::rt::TokioIo<waypoint::hbone::TunnelStream>;
-    type Error = waypoint::hbone::HboneError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let headers = common::mesh::ztunnel_headers("10.1.2.3:40000");
-            common::mesh::tunnel(&this.client, this.waypoint, &this.target, &headers)
-                .await
-                .map(hyper_util::rt::TokioIo::new)
-        })
-    }
 }
 
 #[tokio::test]

@@ -44,6 +44,10 @@ impl Waypoint {
             .unwrap_or(self.settings.connect_timeout);
         if wants_h2c(plan) {
             peer.options.set_http_version(2, 2);
+            // Multiplex, as Envoy's upstream HTTP/2 does: Pingora's default
+            // of one stream per connection opened a connection per
+            // concurrent call. Capped by the server's MAX_CONCURRENT_STREAMS.
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         let lease =
             self.dialer
@@ -151,6 +155,10 @@ pub(super) fn request_info<'a>(
         port,
     }
 }
+
+/// Concurrent streams per upstream HTTP/2 connection (a common server
+/// default for SETTINGS_MAX_CONCURRENT_STREAMS).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// Whether the backend port speaks HTTP/2 without TLS. As Istio selects a
 /// port's protocol: its `appProtocol` (`kubernetes.io/h2c`, `h2c`, `http2`,
