@@ -64,12 +64,17 @@ pub fn check_with(settings: &Settings) -> (bool, String) {
         for a in attachments {
             let _ = writeln!(
                 out,
-                "  {} {} -> Service {}:{}{}",
+                "  {} {} -> Service {}:{}{}{}",
                 a.kind.as_str(),
                 a.route,
                 a.service,
                 a.port,
-                if a.consumer { " (consumer route)" } else { "" }
+                if a.consumer { " (consumer route)" } else { "" },
+                if a.conflicted {
+                    " (ignored: Conflicted, a GRPCRoute is attached to this port; GEP-1426)"
+                } else {
+                    ""
+                }
             );
             if let Some(note) = a.note {
                 let _ = writeln!(out, "    {note}");
@@ -200,6 +205,27 @@ mod tests {
         assert!(report.contains(
             "shop/other-waypoint is ignored by this waypoint: it targets Gateway shop/east"
         ));
+    }
+
+    #[test]
+    fn marks_an_httproute_that_lost_its_port_to_a_grpcroute() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/grpc-route/config.yaml");
+        let (ok, report) = check(&path, "shop");
+        assert!(ok, "{report}");
+        assert!(
+            report.contains("GRPCRoute shop/echo-rpc -> Service shop/echo:9090\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("HTTPRoute shop/echo-web -> Service shop/echo:9090 (ignored: Conflicted, a GRPCRoute is attached to this port; GEP-1426)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("HTTPRoute shop/echo-web -> Service shop/echo:8080\n"),
+            "{report}"
+        );
+        assert!(report.contains("GRPCRoute"), "{report}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod core;
 mod error;
 mod extensions;
 mod gateway;
+mod grpc_route;
 mod istio;
 mod istio_traffic;
 mod linkerd;
@@ -25,6 +26,7 @@ pub use self::core::*;
 pub use error::{ConfigError, ConfigErrors, Location, ObjectRef};
 pub use extensions::*;
 pub use gateway::*;
+pub use grpc_route::*;
 pub use istio::*;
 pub use istio_traffic::*;
 pub use linkerd::*;
@@ -68,6 +70,7 @@ pub struct Resources {
     pub http_routes: Vec<Sourced<HttpRoute>>,
     pub tcp_routes: Vec<Sourced<TcpRoute>>,
     pub reference_grants: Vec<Sourced<ReferenceGrant>>,
+    pub grpc_routes: Vec<Sourced<GrpcRoute>>,
     pub virtual_services: Vec<Sourced<VirtualService>>,
     pub destination_rules: Vec<Sourced<DestinationRule>>,
     pub wasm_plugins: Vec<Sourced<WasmPlugin>>,
@@ -97,6 +100,7 @@ impl Resources {
             ("HTTPRoute", self.http_routes.len()),
             ("TCPRoute", self.tcp_routes.len()),
             ("ReferenceGrant", self.reference_grants.len()),
+            ("GRPCRoute", self.grpc_routes.len()),
             ("VirtualService", self.virtual_services.len()),
             ("DestinationRule", self.destination_rules.len()),
             ("WasmPlugin", self.wasm_plugins.len()),

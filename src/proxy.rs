@@ -37,6 +37,7 @@ use mirror::Mirrorer;
 use request::{destination_of, request_info};
 
 use crate::inbound::Downstream;
+use crate::policy::deadline::format_grpc_timeout;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
@@ -137,6 +138,13 @@ impl Waypoint {
         if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
             headers::add_client_cert(upstream, own, peer);
         }
+        // As Envoy with `max_grpc_timeout`: the backend learns the time left.
+        if ctx.reply.grpc {
+            let now = tokio::time::Instant::now();
+            if let Some(left) = ctx.attempts.deadline.remaining(now) {
+                upstream.insert_header("grpc-timeout", format_grpc_timeout(left))?;
+            }
+        }
         let Some(plan) = ctx.routed.plan.as_ref() else {
             return Ok(());
         };
@@ -207,6 +215,7 @@ impl ProxyHttp for Waypoint {
         let downstream = Downstream::of(session);
         ctx.caller = downstream.caller;
         ctx.request_id = headers::request_id(session.req_header());
+        ctx.reply.grpc = failure::is_grpc_request(session.req_header());
 
         if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes
         {
@@ -331,8 +340,8 @@ impl ProxyHttp for Waypoint {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let failure = match ctx.attempts.retry_status.take() {
-            Some(code) => AttemptFailure::Status(code),
+        let failure = match ctx.attempts.retry_failure.take() {
+            Some(failure) => failure,
             None => {
                 attempts::report(ctx, Outcome::LocalFailure);
                 attempts::classify(&e)
@@ -356,9 +365,15 @@ impl ProxyHttp for Waypoint {
     ) -> Result<()> {
         let code = upstream_response.status.as_u16();
         attempts::report(ctx, Outcome::Status(code));
-        match attempts::decide_on_status(ctx, code) {
+        // A trailers-only gRPC response carries its status in the headers.
+        let grpc_status = observe::grpc_status(&upstream_response.headers);
+        if grpc_status.is_some() {
+            ctx.reply.grpc_status = grpc_status;
+        }
+        let (decision, failure) = attempts::decide_on_response(ctx, code, grpc_status);
+        match decision {
             RetryDecision::Retry => {
-                ctx.attempts.retry_status = Some(code);
+                ctx.attempts.retry_failure = Some(failure);
                 let mut e =
                     Error::explain(ErrorType::HTTPStatus(code), "retriable upstream status");
                 e.set_retry(true);
@@ -450,6 +465,20 @@ impl ProxyHttp for Waypoint {
         Ok(())
     }
 
+    /// Records the `grpc-status` trailer of a gRPC response for the metrics;
+    /// the trailers go to the client unchanged.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        if let Some(status) = observe::grpc_status(trailers) {
+            ctx.reply.grpc_status = Some(status);
+        }
+        Ok(None)
+    }
+
     /// Turns a proxying error into the status, flag and body Envoy would send.
     async fn fail_to_proxy(
         &self,
@@ -473,7 +502,7 @@ impl ProxyHttp for Waypoint {
             .or_else(|| Failure::from_proxy_error(e));
         let error_code = match failure {
             Some(failure) => {
-                let status = failure.status();
+                let status = failure.status_for(ctx.reply.grpc);
                 if session.response_written().is_none() {
                     // Pingora closes the connection after an upstream error:
                     // say so, or a pooling client reuses a dead connection.

@@ -7,7 +7,7 @@ mod labels;
 pub mod metrics;
 
 pub use flags::ResponseFlags;
-pub use labels::{PeerLabels, RequestLabels};
+pub use labels::{grpc_status_label, PeerLabels, RequestLabels};
 pub use metrics::Metrics;
 
 /// Istio's placeholder for a label value the proxy does not know.

@@ -8,6 +8,8 @@
 //!   and a fake Istio CA ([`ca::FakeCa`]) serving it over gRPC.
 //! - [`ztunnel`]: a fake destination ztunnel ([`ztunnel::FakeZtunnel`]) and the headers a
 //!   source ztunnel sends with a CONNECT.
+//! - [`grpc`]: a gRPC workload (`test.Echo`: unary, server-, client- and bidi-streaming
+//!   methods, each reply naming its backend) and its client.
 //! - [`wasm_filters`]: our proxy-wasm filters in `wasm-filters/`, built once per process.
 //!
 //! Not here: the echo workload (`crate::echo`), which `waypoint demo` runs as its pods and
@@ -17,6 +19,7 @@
 
 pub mod ca;
 pub mod fake_api;
+pub mod grpc;
 pub mod jwt;
 pub mod wasm_filters;
 pub mod ztunnel;

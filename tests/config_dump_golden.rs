@@ -35,6 +35,7 @@ const CASES: &[(&str, &str)] = &[
     ("authorization", "shop"),
     ("tcp-route", "shop"),
     ("cors-direct-response", "site"),
+    ("grpc-route", "shop"),
 ];
 
 /// Marks a masked value in the golden files.
@@ -78,6 +79,11 @@ async fn tcp_route() {
 #[tokio::test]
 async fn cors_direct_response() {
     check_case("cors-direct-response").await;
+}
+
+#[tokio::test]
+async fn grpc_route() {
+    check_case("grpc-route").await;
 }
 
 /// A case directory nobody runs would look tested but not be.

@@ -333,7 +333,7 @@ fn proxy_role_is_read_only_over_what_the_waypoint_watches() {
     expect(
         &mut want,
         "gateway.networking.k8s.io",
-        &["httproutes", "tcproutes", "referencegrants"],
+        &["httproutes", "tcproutes", "referencegrants", "grpcroutes"],
         read,
         "",
     );

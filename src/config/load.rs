@@ -145,6 +145,7 @@ enum Kind {
     HttpRoute,
     TcpRoute,
     ReferenceGrant,
+    GrpcRoute,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -181,6 +182,7 @@ impl Kind {
             (GATEWAY_GROUP, "ReferenceGrant") => {
                 (Kind::ReferenceGrant, &["v1", "v1beta1", "v1alpha2"])
             }
+            (GATEWAY_GROUP, "GRPCRoute") => (Kind::GrpcRoute, &["v1", "v1alpha2"]),
             (ISTIO_NETWORKING_GROUP, "VirtualService") => {
                 (Kind::VirtualService, &["v1", "v1beta1", "v1alpha3"])
             }
@@ -398,6 +400,9 @@ impl<'a> Loader<'a> {
             Kind::ReferenceGrant => ctx
                 .decode(value)
                 .map(|o| push(&mut r.reference_grants, origin, key, o)),
+            Kind::GrpcRoute => ctx
+                .decode(value)
+                .map(|o| push(&mut r.grpc_routes, origin, key, o)),
             Kind::VirtualService => ctx
                 .decode(value)
                 .map(|o| push(&mut r.virtual_services, origin, key, o)),

@@ -1,6 +1,7 @@
 //! The route deadline: a matched route's `timeout` (VirtualService
-//! `timeout`, HTTPRoute `timeouts.request`) turned into an instant that
-//! bounds every attempt, every backoff and the wait for a pool slot.
+//! `timeout`, HTTPRoute `timeouts.request`), or a gRPC call's `grpc-timeout`
+//! capped by it, turned into an instant that bounds every attempt, every
+//! backoff and the wait for a pool slot.
 //!
 //! Pure: every method takes `now`, so the proxy passes
 //! `tokio::time::Instant::now()` and the tests pass a paused clock's. The
@@ -63,6 +64,52 @@ impl Deadline {
             (a, b) => a.or(b),
         };
         limit.map(|l| l.max(MIN_ATTEMPT_TIMEOUT))
+    }
+}
+
+/// Parses a gRPC `grpc-timeout` header: 1–8 ASCII digits and a unit, `H`
+/// (hours), `M` (minutes), `S`, `m` (milliseconds), `u` (microseconds) or
+/// `n` (nanoseconds), per gRPC over HTTP/2. `None` when malformed: Envoy then
+/// applies no gRPC timeout.
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Formats `d` as a `grpc-timeout` value (milliseconds, rounded up, so a
+/// forwarded deadline never grows; at most 8 digits).
+pub fn format_grpc_timeout(d: Duration) -> String {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    if ms <= 99_999_999 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    }
+}
+
+/// The timeout of a gRPC call: its `grpc-timeout`, capped by the route's
+/// `timeout`. Istio sets Envoy's `max_grpc_timeout` to the route timeout (0,
+/// no cap, when the route has none), so the header is honoured up to it; a
+/// call without the header keeps the route timeout.
+pub fn grpc_call_timeout(
+    route: Option<Duration>,
+    grpc_timeout: Option<Duration>,
+) -> Option<Duration> {
+    match (route, grpc_timeout) {
+        (Some(r), Some(g)) => Some(r.min(g)),
+        (r, g) => r.or(g),
     }
 }
 
@@ -183,6 +230,52 @@ mod tests {
                 *want,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn parses_grpc_timeout_units() {
+        let rows: &[(&str, Option<Duration>)] = &[
+            ("100m", Some(Duration::from_millis(100))),
+            ("2S", Some(SEC * 2)),
+            ("1H", Some(SEC * 3600)),
+            ("3M", Some(SEC * 180)),
+            ("250u", Some(Duration::from_micros(250))),
+            ("99999999n", Some(Duration::from_nanos(99_999_999))),
+            ("0m", Some(Duration::ZERO)),
+            // Malformed: more than 8 digits, no digits, unknown unit, sign, empty.
+            ("123456789m", None),
+            ("m", None),
+            ("10x", None),
+            ("-1S", None),
+            ("1.5S", None),
+            ("", None),
+        ];
+        for (value, want) in rows {
+            assert_eq!(parse_grpc_timeout(value), *want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn formats_grpc_timeout_rounding_up() {
+        assert_eq!(format_grpc_timeout(Duration::from_millis(250)), "250m");
+        assert_eq!(format_grpc_timeout(Duration::from_micros(1500)), "2m");
+        assert_eq!(format_grpc_timeout(SEC * 200_000), "200000S");
+    }
+
+    /// Istio's `max_grpc_timeout` = the route timeout (none: no cap).
+    #[test]
+    fn grpc_timeout_is_capped_by_the_route_timeout() {
+        let ms = Duration::from_millis;
+        let rows = [
+            ("header only", None, Some(ms(100)), Some(ms(100))),
+            ("route only", Some(SEC), None, Some(SEC)),
+            ("header shorter", Some(SEC), Some(ms(100)), Some(ms(100))),
+            ("route shorter", Some(ms(100)), Some(SEC), Some(ms(100))),
+            ("neither", None, None, None),
+        ];
+        for (name, route, header, want) in rows {
+            assert_eq!(grpc_call_timeout(route, header), want, "{name}");
         }
     }
 

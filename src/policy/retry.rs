@@ -40,6 +40,8 @@ impl RetryOn {
     pub const DEADLINE_EXCEEDED: RetryOn = RetryOn(1 << 9);
     /// gRPC status `resource-exhausted` (8).
     pub const RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 10);
+    /// gRPC status `internal` (13).
+    pub const INTERNAL: RetryOn = RetryOn(1 << 11);
 
     const TOKENS: &'static [(&'static str, RetryOn)] = &[
         ("5xx", Self::FIVE_XX),
@@ -53,6 +55,7 @@ impl RetryOn {
         ("cancelled", Self::CANCELLED),
         ("deadline-exceeded", Self::DEADLINE_EXCEEDED),
         ("resource-exhausted", Self::RESOURCE_EXHAUSTED),
+        ("internal", Self::INTERNAL),
     ];
 
     pub fn contains(self, other: RetryOn) -> bool {
@@ -86,7 +89,6 @@ impl RetryOn {
                         | "envoy-ratelimited"
                         | "http3-post-connect-failure"
                         | "retriable-reset-reason"
-                        | "internal"
                 ) => {}
                 None => return Err(format!("unknown retryOn token {token:?}")),
             }
@@ -118,6 +120,10 @@ pub enum AttemptFailure {
     PerTryTimeout,
     /// The upstream answered with this status.
     Status(u16),
+    /// The upstream answered a gRPC call with this `grpc-status` in the
+    /// response headers (a trailers-only response), as Envoy reads the gRPC
+    /// `retryOn` conditions.
+    Grpc(u32),
 }
 
 /// A route's retry policy.
@@ -191,6 +197,14 @@ impl RetryPolicy {
                     || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
                         && self.retriable_status_codes.contains(&code))
             }
+            AttemptFailure::Grpc(code) => match code {
+                1 => on.contains(RetryOn::CANCELLED),
+                4 => on.contains(RetryOn::DEADLINE_EXCEEDED),
+                8 => on.contains(RetryOn::RESOURCE_EXHAUSTED),
+                13 => on.contains(RetryOn::INTERNAL),
+                14 => on.contains(RetryOn::UNAVAILABLE),
+                _ => false,
+            },
         }
     }
 

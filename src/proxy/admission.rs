@@ -1,6 +1,7 @@
 //! Adapter between `request_filter` and [`crate::policy::admission`]: the
 //! traffic policy a request meets between "route matched" and "pick an
-//! endpoint" — fault injection, the route deadline and the connection-pool
+//! endpoint" — fault injection, the route deadline (a gRPC call's
+//! `grpc-timeout` capped by the route timeout) and the connection-pool
 //! limits — plus the consistent-hash key. Reads the plan from the context,
 //! lets the policy decide, and writes flags, deadline, pool slot and hash
 //! back; refusals become [`Failure`]s here.
@@ -8,6 +9,7 @@
 use pingora_http::RequestHeader;
 
 use crate::policy::admission::{admit, Refusal};
+use crate::policy::deadline::{grpc_call_timeout, parse_grpc_timeout};
 use crate::telemetry::ResponseFlags;
 use crate::upstream::LbChoice;
 
@@ -34,7 +36,18 @@ impl Waypoint {
         // Drawn before any await: the thread's random source is not `Send`.
         let fault = policy.fault.as_ref().map(|f| f.draw()).unwrap_or_default();
         let pool = cluster.limiter.as_ref().map(|limiter| limiter.admit());
-        let admission = admit(endpoints.len(), fault, policy.timeout, pool).await;
+        // A gRPC call's `grpc-timeout` shortens the route timeout.
+        let timeout = if ctx.reply.grpc {
+            let header = req
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_grpc_timeout);
+            grpc_call_timeout(policy.timeout, header)
+        } else {
+            policy.timeout
+        };
+        let admission = admit(endpoints.len(), fault, timeout, pool).await;
 
         if admission.delayed {
             ctx.reply.flags.insert(ResponseFlags::DI);

@@ -84,6 +84,31 @@ pub fn decide_on_status(ctx: &RequestCtx, code: u16) -> RetryDecision {
     )
 }
 
+/// What the retry policy says of an upstream response: its HTTP status
+/// first, then (when the status alone is not retried) the `grpc-status` of a
+/// trailers-only gRPC response, which Envoy's gRPC `retryOn` conditions read.
+/// Returns the decision and the attempt failure it was made on.
+pub fn decide_on_response(
+    ctx: &RequestCtx,
+    code: u16,
+    grpc_status: Option<u32>,
+) -> (RetryDecision, AttemptFailure) {
+    let by_status = decide_on_status(ctx, code);
+    match (by_status, grpc_status, &ctx.routed.plan) {
+        (RetryDecision::NotRetriable, Some(grpc), Some(plan)) if grpc != 0 => {
+            let failure = AttemptFailure::Grpc(grpc);
+            let decision = plan.policy.retry.decide(
+                failure,
+                ctx.attempts.retries,
+                ctx.attempts.deadline,
+                Instant::now(),
+            );
+            (decision, failure)
+        }
+        _ => (by_status, AttemptFailure::Status(code)),
+    }
+}
+
 /// Backoff before the next attempt, never past the route deadline; `None`
 /// before the first attempt.
 pub fn backoff(ctx: &RequestCtx) -> Option<Duration> {

@@ -12,6 +12,7 @@ use crate::authz::Verdict;
 use crate::hbone::TunnelLease;
 use crate::inbound::Caller;
 use crate::policy::deadline::Deadline;
+use crate::policy::retry::AttemptFailure;
 use crate::routing::{DestinationPort, ForwardPlan, RouteName};
 use crate::store::Published;
 use crate::telemetry::ResponseFlags;
@@ -71,8 +72,8 @@ pub struct Attempts {
     /// Retries made so far (attempts after the first).
     pub retries: u32,
     /// Set by `upstream_response_filter` when it turns a retriable status
-    /// into an error, so `error_while_proxy` keeps the retry.
-    pub retry_status: Option<u16>,
+    /// (or `grpc-status`) into an error, so `error_while_proxy` keeps the retry.
+    pub retry_failure: Option<AttemptFailure>,
     /// The route deadline (`timeout`): bounds every attempt and backoff.
     pub deadline: Deadline,
     /// Consistent-hash key of this request, when the cluster hashes.
@@ -109,6 +110,12 @@ pub struct Reply {
     /// Envoy's `response_code_details` when it says more than the status
     /// (which AuthorizationPolicy denied the request).
     pub details: Option<String>,
+    /// The request is a gRPC call: the waypoint's own answers are
+    /// trailers-only gRPC replies, and metrics say `request_protocol="grpc"`.
+    pub grpc: bool,
+    /// The call's `grpc-status`: from the response headers (trailers-only),
+    /// the trailers, or the waypoint's own answer.
+    pub grpc_status: Option<u32>,
 }
 
 /// The request's proxy-wasm chain and the local responses it produced.

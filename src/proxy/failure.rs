@@ -101,6 +101,15 @@ impl Failure {
 
     /// Body text, worded as Envoy words it where users grep for it.
     pub fn body(&self) -> String {
+        if self.is_grpc() {
+            // Trailers-only: everything is in the headers.
+            return String::new();
+        }
+        self.message()
+    }
+
+    /// The answer's text: the HTTP body, or a gRPC answer's `grpc-message`.
+    pub fn message(&self) -> String {
         match self {
             Failure::NoHealthyUpstream => "no healthy upstream".to_string(),
             Failure::ConnectFailure => {
@@ -111,26 +120,61 @@ impl Failure {
             }
             Failure::UpstreamTimeout => "upstream request timeout".to_string(),
             Failure::ExternalDenied { body, .. } => body.clone(),
-            // Trailers-only: everything is in the headers.
-            Failure::Denied { grpc: true } | Failure::Unauthenticated { grpc: true, .. } => {
-                String::new()
-            }
             other => other.to_string(),
+        }
+    }
+
+    /// True for the answers that are gRPC whatever the request said: a
+    /// `grpcStatus` fault abort, and the denials already built for gRPC callers.
+    pub fn is_grpc(&self) -> bool {
+        matches!(
+            self,
+            Failure::FaultAbort(Abort::Grpc(_))
+                | Failure::Denied { grpc: true }
+                | Failure::Unauthenticated { grpc: true, .. }
+        )
+    }
+
+    /// The HTTP status of this answer to a gRPC caller (`grpc`) or not:
+    /// gRPC answers are trailers-only, always 200.
+    pub fn status_for(&self, grpc: bool) -> u16 {
+        if grpc || self.is_grpc() {
+            200
+        } else {
+            self.status()
+        }
+    }
+
+    /// The `grpc-status` a gRPC caller gets. Envoy's local replies map the
+    /// HTTP status with gRPC's table ([`http_to_grpc_status`]), except where
+    /// the answer names its own code: a timeout is DEADLINE_EXCEEDED (4), as
+    /// Envoy's router answers gRPC requests since
+    /// `grpc_timeout_returns_deadline_exceeded`, an RBAC denial
+    /// PERMISSION_DENIED (7), a refused JWT UNAUTHENTICATED (16), a fault
+    /// abort its `grpcStatus`.
+    pub fn grpc_status(&self) -> u32 {
+        match self {
+            Failure::UpstreamTimeout => 4,
+            Failure::FaultAbort(Abort::Grpc(code)) => *code,
+            Failure::Denied { .. } => 7,
+            Failure::Unauthenticated { .. } => 16,
+            other => http_to_grpc_status(other.status()),
         }
     }
 
     /// `Content-Type` of the local response.
     pub fn content_type(&self) -> &'static str {
-        match self {
-            Failure::FaultAbort(Abort::Grpc(_))
-            | Failure::Denied { grpc: true }
-            | Failure::Unauthenticated { grpc: true, .. } => "application/grpc",
-            _ => "text/plain",
+        if self.is_grpc() {
+            "application/grpc"
+        } else {
+            "text/plain"
         }
     }
 
     /// Headers Envoy adds to this answer: `x-envoy-overloaded` on overflow,
-    /// `grpc-status` on a gRPC abort.
+    /// `www-authenticate` on a refused JWT, the provider's on an external
+    /// denial. A gRPC answer's `grpc-status`/`grpc-message` are added by the
+    /// local reply ([`Self::grpc_status`], [`Self::message`]).
     pub fn extra_headers(&self) -> Vec<(String, String)> {
         let fixed = |pairs: &[(&str, String)]| {
             pairs
@@ -147,17 +191,6 @@ impl Failure {
     fn fixed_headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Failure::Overflow => vec![("x-envoy-overloaded", "true".to_string())],
-            Failure::FaultAbort(Abort::Grpc(code)) => vec![("grpc-status", code.to_string())],
-            // PERMISSION_DENIED, with the message Envoy's local reply carries.
-            Failure::Denied { grpc: true } => vec![
-                ("grpc-status", "7".to_string()),
-                ("grpc-message", "RBAC: access denied".to_string()),
-            ],
-            // UNAUTHENTICATED.
-            Failure::Unauthenticated { reason, grpc: true } => vec![
-                ("grpc-status", "16".to_string()),
-                ("grpc-message", reason.to_string()),
-            ],
             Failure::Unauthenticated { grpc: false, .. } => vec![(
                 "www-authenticate",
                 "Bearer realm=\"waypoint\", error=\"invalid_token\"".to_string(),
@@ -171,6 +204,29 @@ impl Failure {
     pub fn from_proxy_error(e: &Error) -> Option<Failure> {
         classify(e).failure
     }
+}
+
+/// gRPC's HTTP → gRPC status table (grpc/grpc `http-grpc-status-mapping.md`),
+/// which Envoy's local replies to gRPC requests use: 400 INTERNAL, 401
+/// UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429/502/503/504
+/// UNAVAILABLE, anything else UNKNOWN.
+pub fn http_to_grpc_status(status: u16) -> u32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// True when `req` is a gRPC call (`content-type: application/grpc`, `+proto`, …):
+/// answers the waypoint writes to it are gRPC trailers-only replies.
+pub fn is_grpc_request(req: &pingora_http::RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// How one error Pingora reports reads to the waypoint: what the client is

@@ -102,6 +102,15 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_l
     }
 }
 
+/// The `grpc-status` in `headers` (response headers of a trailers-only
+/// answer, or trailers), if it is a number.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
     let mut labels = RequestLabels {
         source: ctx.caller.labels.clone(),
@@ -110,6 +119,14 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
         connection_security_policy: ctx.caller.security_policy(),
         ..Default::default()
     };
+    // Istio: `request_protocol` is `grpc` for gRPC calls, and
+    // `grpc_response_status` the call's grpc-status (empty when none came).
+    if ctx.reply.grpc {
+        labels.request_protocol = "grpc";
+        if let Some(code) = ctx.reply.grpc_status {
+            labels.grpc_response_status = crate::telemetry::grpc_status_label(code);
+        }
+    }
     // The Service actually chosen (backendRef) wins over the one addressed.
     let service = ctx
         .routed

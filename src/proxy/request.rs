@@ -54,6 +54,10 @@ impl Waypoint {
         // An HTTP/1.1 upgrade is only defined over HTTP/1.1.
         if wants_h2c(plan) && !ctx.upgrade {
             peer.options.set_http_version(2, 2);
+            // Multiplex, as Envoy's upstream HTTP/2 does: Pingora's default
+            // of one stream per connection opened a connection per
+            // concurrent call. Capped by the server's MAX_CONCURRENT_STREAMS.
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
             if !limits.is_unlimited() {
                 // A spent HTTP/2 connection is left behind by a new pool key.
                 peer.group_key = self.conn_uses.generation(addr);
@@ -204,10 +208,24 @@ pub(super) fn request_info<'a>(
     }
 }
 
-/// Protocols Kubernetes `appProtocol` uses for HTTP/2 without TLS.
+/// Concurrent streams per upstream HTTP/2 connection (a common server
+/// default for SETTINGS_MAX_CONCURRENT_STREAMS).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// Whether the backend port speaks HTTP/2 without TLS. As Istio selects a
+/// port's protocol: its `appProtocol` (`kubernetes.io/h2c`, `h2c`, `http2`,
+/// `grpc`, any case) when set, else its name's prefix before the first `-`
+/// (`grpc`, `grpc-web`, `http2-api`).
 pub(super) fn wants_h2c(plan: &ForwardPlan) -> bool {
-    matches!(
-        plan.backend.port.app_protocol.as_deref(),
-        Some("kubernetes.io/h2c" | "h2c" | "http2" | "grpc")
-    )
+    let port = &plan.backend.port;
+    match (port.app_protocol.as_deref(), port.name.as_deref()) {
+        (Some(app), _) => ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
+            .iter()
+            .any(|p| app.eq_ignore_ascii_case(p)),
+        (None, Some(name)) => {
+            let prefix = name.split('-').next().unwrap_or(name);
+            prefix.eq_ignore_ascii_case("grpc") || prefix.eq_ignore_ascii_case("http2")
+        }
+        (None, None) => false,
+    }
 }

@@ -1,7 +1,7 @@
 //! Compilation: resources → [`Snapshot`], in phases. Builds destinations
 //! and endpoint sets (`discovery`), applies DestinationRules (`istio`),
 //! builds the host/VIP/endpoint indexes, validates and compiles every
-//! HTTPRoute (`compile`) and VirtualService (`istio`), then attaches rules to
+//! HTTPRoute and GRPCRoute (`compile`) and VirtualService (`istio`), then attaches rules to
 //! Service ports and sorts each port's route table by precedence. This is the
 //! only file that knows the order; the compilers never call back into it.
 
@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::compile::{
-    attach, compile_route, compile_tcp_route, KeyIndex, ReferenceGrants, Resolver,
+    attach, compile_grpc_route, compile_route, compile_tcp_route, KeyIndex, ReferenceGrants,
+    Resolver, RouteToAttach,
 };
 use super::discovery::{self, PodIndex};
 use super::istio::{
@@ -132,6 +133,11 @@ fn compile(
         .iter()
         .filter_map(|route| Some((route, compile_tcp_route(route, &resolver, &mut errors)?)))
         .collect();
+    let compiled_grpc: Vec<Vec<Arc<CompiledRule>>> = resources
+        .grpc_routes
+        .iter()
+        .map(|route| compile_grpc_route(route, &resolver, &mut errors))
+        .collect();
     let virtual_services =
         compile_virtual_services(&resources, &targets, &istio_hosts, &mut errors);
     if !errors.is_empty() {
@@ -141,13 +147,28 @@ fn compile(
 
     // Phase 4: attach to Service ports, sort by precedence, then append the
     // VirtualService rules in their own order.
-    let mut attachments = attach(
-        &resources.http_routes,
-        &compiled,
-        &tcp_routes,
-        &by_key,
-        &mut targets,
-    );
+    let http = resources
+        .http_routes
+        .iter()
+        .zip(&compiled)
+        .map(|(r, rules)| RouteToAttach {
+            key: &r.key,
+            parent_refs: &r.object.spec.parent_refs,
+            kind: RouteKind::HttpRoute,
+            rules,
+        });
+    let grpc = resources
+        .grpc_routes
+        .iter()
+        .zip(&compiled_grpc)
+        .map(|(r, rules)| RouteToAttach {
+            key: &r.key,
+            parent_refs: &r.object.spec.parent_refs,
+            kind: RouteKind::GrpcRoute,
+            rules,
+        });
+    let routes: Vec<RouteToAttach<'_>> = http.chain(grpc).collect();
+    let mut attachments = attach(&routes, &tcp_routes, &by_key, &mut targets);
     attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
     Ok(Snapshot {
         resources,
@@ -182,6 +203,12 @@ fn route_status(
                 .tcp_routes
                 .iter()
                 .map(|r| (RouteKind::TcpRoute, r.key.clone())),
+        )
+        .chain(
+            resources
+                .grpc_routes
+                .iter()
+                .map(|r| (RouteKind::GrpcRoute, r.key.clone())),
         );
     for key in known {
         by_route.entry(key).or_default();

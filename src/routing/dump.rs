@@ -22,8 +22,9 @@ mod routes;
 impl Snapshot {
     /// JSON for `/config_dump`: services, ports, endpoints, the compiled
     /// routes of every Service port in precedence order (TCPRoutes under
-    /// `tcpRoutes` where a port has any), and every Gateway API route's
-    /// parents and `ResolvedRefs` condition.
+    /// `tcpRoutes` where a port has any), every Gateway API route's parents
+    /// and `ResolvedRefs` condition; `conflictedRoutes`, when HTTPRoutes lost
+    /// a Service port to a GRPCRoute.
     pub fn dump(&self) -> Value {
         let services: Vec<Value> = self
             .targets
@@ -70,13 +71,32 @@ impl Snapshot {
                 })
             })
             .collect();
-        json!({
+        let mut dump = json!({
             "namespace": self.opts.namespace,
             "clusterDomain": self.opts.cluster_domain,
             "lb": format!("{:?}", self.opts.lb),
             "services": services,
             "routes": dump_routes(self),
-        })
+        });
+        // Only when there are any, so configs without GRPCRoutes dump as before.
+        let conflicted: Vec<Value> = self
+            .attachments
+            .iter()
+            .filter(|a| a.conflicted)
+            .map(|a| {
+                json!({
+                    "kind": a.kind.as_str(),
+                    "route": a.route.to_string(),
+                    "service": a.service.to_string(),
+                    "port": a.port,
+                    "reason": "Conflicted: a GRPCRoute is attached to the same Service port (GEP-1426)",
+                })
+            })
+            .collect();
+        if !conflicted.is_empty() {
+            dump["conflictedRoutes"] = Value::Array(conflicted);
+        }
+        dump
     }
 }
 

@@ -80,6 +80,14 @@ pub enum RouteConfigError {
     TcpRouteRuleCount(usize),
     #[error("{0} backendRefs, at most 16 allowed")]
     TooManyBackends(usize),
+    #[error("filter {0} is not a GRPCRoute filter (supported: RequestHeaderModifier, ResponseHeaderModifier, RequestMirror)")]
+    NotAGrpcRouteFilter(String),
+    #[error("an Exact gRPC method match needs service or method")]
+    EmptyGrpcMethodMatch,
+    #[error("invalid gRPC {what} name {value:?}")]
+    InvalidGrpcName { what: &'static str, value: String },
+    #[error("{0} is not supported")]
+    UnsupportedField(&'static str),
 }
 
 /// Collects errors for one object, filling in its location.

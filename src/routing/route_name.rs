@@ -11,6 +11,9 @@ use crate::config::NamespacedName;
 pub enum RouteKind {
     /// Gateway API `HTTPRoute` (rules sorted by precedence).
     HttpRoute,
+    /// Gateway API `GRPCRoute` (rules sorted by its precedence; on a Service
+    /// port it shares with HTTPRoutes, the HTTPRoutes are ignored).
+    GrpcRoute,
     /// Istio `VirtualService` (`http[]` in order, after HTTPRoute rules).
     VirtualService,
     /// Gateway API `TCPRoute` (connections handled as TCP; one rule).
@@ -22,6 +25,7 @@ impl RouteKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RouteKind::HttpRoute => "HTTPRoute",
+            RouteKind::GrpcRoute => "GRPCRoute",
             RouteKind::VirtualService => "VirtualService",
             RouteKind::TcpRoute => "TCPRoute",
         }
@@ -44,6 +48,13 @@ impl RouteName {
             name: Arc::from(key.to_string()),
             rule,
             kind: RouteKind::HttpRoute,
+        }
+    }
+
+    pub(crate) fn grpc_route(key: &NamespacedName, rule: usize) -> Self {
+        Self {
+            kind: RouteKind::GrpcRoute,
+            ..Self::new(key, rule)
         }
     }
 
@@ -72,7 +83,7 @@ impl RouteName {
         self.rule
     }
 
-    /// HTTPRoute or VirtualService.
+    /// HTTPRoute, GRPCRoute or VirtualService.
     pub fn kind(&self) -> RouteKind {
         self.kind
     }

@@ -22,7 +22,7 @@ use crate::upstream::EndpointSet;
 /// `waypoint check`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Attachment {
-    /// HTTPRoute or VirtualService.
+    /// HTTPRoute, GRPCRoute or VirtualService.
     pub kind: RouteKind,
     /// The route object.
     pub route: NamespacedName,
@@ -36,6 +36,9 @@ pub struct Attachment {
     /// of it (an HTTPRoute on a TCP port; a TCPRoute on a port that is not
     /// declared TCP, or shadowed by an older TCPRoute).
     pub note: Option<&'static str>,
+    /// True for an HTTPRoute ignored on this port because a GRPCRoute is
+    /// attached there too (GEP-1426: `Accepted: False`, `Conflicted`).
+    pub conflicted: bool,
 }
 
 /// The compiled, immutable routing state the request path reads. Built once

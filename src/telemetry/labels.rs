@@ -25,6 +25,19 @@ thread_local! {
     static EMPTY_ARC: Arc<str> = Arc::from("");
 }
 
+thread_local! {
+    /// `grpc_response_status` values of the 17 gRPC codes, allocated once per thread.
+    static GRPC_CODES: [Arc<str>; 17] = std::array::from_fn(|c| Arc::from(c.to_string()));
+}
+
+/// The `grpc_response_status` label value of gRPC status `code`.
+pub fn grpc_status_label(code: u32) -> Arc<str> {
+    match usize::try_from(code) {
+        Ok(c) if c < 17 => GRPC_CODES.with(|codes| codes[c].clone()),
+        _ => Arc::from(code.to_string()),
+    }
+}
+
 fn unknown() -> Arc<str> {
     UNKNOWN_ARC.with(Arc::clone)
 }
@@ -54,9 +67,11 @@ pub struct RequestLabels {
     pub destination_service: Arc<str>,
     pub destination_service_name: Arc<str>,
     pub destination_service_namespace: Arc<str>,
-    /// `http` or `grpc` (Istio reports HTTP/2 as `http` too).
+    /// `http` or `grpc` (a gRPC call; Istio reports other HTTP/2 as `http`).
     pub request_protocol: &'static str,
     pub response_code: u16,
+    /// A gRPC call's `grpc-status` (response header or trailer, or the
+    /// waypoint's own answer); empty otherwise.
     pub grpc_response_status: Arc<str>,
     pub response_flags: ResponseFlags,
     /// `mutual_tls` on HBONE, `none` on the plain listener.

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod authz;
+pub mod grpc;
 pub mod mesh;
 
 use std::collections::BTreeMap;

@@ -185,3 +185,27 @@ fn parsed_objects_load_with_their_origin_in_errors() {
         "{message}"
     );
 }
+
+#[test]
+fn grpc_routes_load_in_v1_and_v1alpha2() {
+    let route = |version: &str| {
+        format!("---\napiVersion: gateway.networking.k8s.io/{version}\nkind: GRPCRoute\nmetadata: {{name: rpc-{version}, namespace: shop}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: echo, port: 9090}}]\n  rules:\n  - matches: [{{method: {{service: test.Echo, method: Unary}}, headers: [{{name: x-a, value: b}}]}}]\n    backendRefs: [{{name: echo-v1, port: 9090, weight: 90}}]\n")
+    };
+    let r = load_str(&(route("v1") + &route("v1alpha2")), "mesh.yaml", "default").expect("loads");
+    assert_eq!(r.grpc_routes.len(), 2);
+    let m = &r.grpc_routes[0].object.spec.rules[0].matches[0];
+    let method = m.method.as_ref().expect("method match");
+    assert_eq!(method.service.as_deref(), Some("test.Echo"));
+    assert_eq!(method.method.as_deref(), Some("Unary"));
+    assert_eq!(m.headers[0].name, "x-a");
+    assert_eq!(
+        r.grpc_routes[0].object.spec.rules[0].backend_refs[0].weight,
+        Some(90)
+    );
+    let err = load_str(&route("v9"), "mesh.yaml", "default").expect_err("unknown version");
+    assert!(
+        err.to_string()
+            .contains("unsupported apiVersion gateway.networking.k8s.io/v9 for GRPCRoute"),
+        "{err}"
+    );
+}

@@ -66,6 +66,17 @@ fn which_failures_retry() {
         // Accepted for Envoy compatibility, never triggers here.
         ("refused-stream", Reset, false),
         ("unavailable", Status(503), false),
+        // gRPC conditions read the grpc-status of a trailers-only response.
+        ("cancelled", Grpc(1), true),
+        ("deadline-exceeded", Grpc(4), true),
+        ("resource-exhausted", Grpc(8), true),
+        ("internal", Grpc(13), true),
+        ("unavailable", Grpc(14), true),
+        ("unavailable", Grpc(13), false),
+        ("cancelled", Grpc(14), false),
+        ("5xx", Grpc(14), false),
+        ("internal", Grpc(2), false),
+        ("unavailable,internal", Grpc(13), true),
     ];
     for (on, failure, want) in rows {
         assert_eq!(

@@ -1,13 +1,15 @@
-//! GAMMA attachment: which compiled rules (HTTPRoute) and TCPRoutes apply
-//! to which Service port, and for whom (producer vs consumer routes).
+//! GAMMA attachment: which compiled rules (HTTPRoute, GRPCRoute) and
+//! TCPRoutes apply to which Service port, and for whom (producer vs consumer
+//! routes); and GEP-1426's rule for route kinds sharing a Service port (a
+//! GRPCRoute wins over an HTTPRoute).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::resolve::KeyIndex;
-use crate::config::{HttpRoute, NamespacedName, ParentRef, Sourced, TcpRoute};
+use crate::config::{NamespacedName, ParentRef, Sourced, TcpRoute};
 use crate::routing::discovery::key_in;
 use crate::routing::route_name::RouteKind;
 use crate::routing::service::ServiceKind;
@@ -27,6 +29,15 @@ const TCP_ON_HTTP_PORT: &str =
 /// Another TCPRoute on the same port and audience applies instead.
 const TCP_SHADOWED: &str =
     "ignored: an older TCPRoute on this port applies (Gateway API conflict rule: oldest, then namespace/name)";
+
+/// One HTTP route to attach: its identity, `parentRefs`, kind (HTTPRoute or
+/// GRPCRoute) and compiled rules.
+pub(crate) struct RouteToAttach<'a> {
+    pub key: &'a NamespacedName,
+    pub parent_refs: &'a [ParentRef],
+    pub kind: RouteKind,
+    pub rules: &'a [Arc<CompiledRule>],
+}
 
 /// One Service port a route's parentRef names: target index, port index,
 /// and whether the route is a consumer route there.
@@ -97,29 +108,30 @@ fn parent_ports(
     out
 }
 
-/// Attaches every HTTPRoute's rules and every TCPRoute to the Service ports
-/// their `parentRefs` name and sorts each table. Returns the sorted
-/// attachments.
+/// Attaches every HTTPRoute's and GRPCRoute's rules and every TCPRoute to
+/// the Service ports their `parentRefs` name and sorts each table. Returns
+/// the sorted attachments.
 pub(crate) fn attach(
-    routes: &[Sourced<HttpRoute>],
-    compiled: &[Vec<Arc<CompiledRule>>],
+    routes: &[RouteToAttach<'_>],
     tcp_routes: &[(&Sourced<TcpRoute>, Arc<CompiledTcpRoute>)],
     by_key: &KeyIndex,
     targets: &mut [TargetState],
 ) -> Vec<Attachment> {
     let mut attachments = Vec::new();
-    for (route, rules) in routes.iter().zip(compiled) {
+    for route in routes {
+        let rules = route.rules;
         let route_ns = route.key.namespace.as_str();
-        for pp in parent_ports(&route.key, &route.object.spec.parent_refs, by_key, targets) {
+        for pp in parent_ports(route.key, route.parent_refs, by_key, targets) {
             let state = &mut targets[pp.target];
             let port = &state.target.ports[pp.port];
             attachments.push(Attachment {
-                kind: RouteKind::HttpRoute,
+                kind: route.kind,
                 route: route.key.clone(),
                 service: state.target.key.clone(),
                 port: port.number,
                 consumer: pp.consumer,
                 note: port.is_tcp().then_some(HTTP_ON_TCP_PORT),
+                conflicted: false,
             });
             let port_state = &mut state.ports[pp.port];
             let table = if pp.consumer {
@@ -145,6 +157,7 @@ pub(crate) fn attach(
                 port: port.number,
                 consumer: pp.consumer,
                 note: (!port.is_tcp()).then_some(TCP_ON_HTTP_PORT),
+                conflicted: false,
             });
             let port_state = &mut state.ports[pp.port];
             let table = if pp.consumer {
@@ -158,15 +171,27 @@ pub(crate) fn attach(
             table.routes.push(compiled.clone());
         }
     }
+    let mut conflicted = HashSet::new();
     for state in targets.iter_mut() {
-        for port in &mut state.ports {
-            port.producer.sort();
-            port.consumers.values_mut().for_each(RouteTable::sort);
-            port.tcp_producer.sort();
-            port.tcp_consumers
+        let service = state.target.key.clone();
+        for (port, port_state) in state.target.ports.iter().zip(&mut state.ports) {
+            let mut tables: Vec<&mut RouteTable> = vec![&mut port_state.producer];
+            tables.extend(port_state.consumers.values_mut());
+            for table in tables {
+                for route in drop_conflicting_kinds(table) {
+                    conflicted.insert((route, service.clone(), port.number));
+                }
+                table.sort();
+            }
+            port_state.tcp_producer.sort();
+            port_state
+                .tcp_consumers
                 .values_mut()
                 .for_each(TcpRouteTable::sort);
         }
+    }
+    for a in &mut attachments {
+        a.conflicted = conflicted.contains(&(a.route.clone(), a.service.clone(), a.port));
     }
     mark_shadowed(&mut attachments, targets);
     attachments.sort();
@@ -197,6 +222,39 @@ fn mark_shadowed(attachments: &mut [Attachment], targets: &[TargetState]) {
             a.note = Some(TCP_SHADOWED);
         }
     }
+}
+
+/// Per GEP-1426: "If multiple routes with different types both bind to the
+/// same Service and Port pair, only a single route type should be applied",
+/// GRPCRoute before HTTPRoute; the other routes are Conflicted. Applied to
+/// each audience's table (producer, and each consumer namespace). Returns
+/// the HTTPRoutes dropped from `table`.
+fn drop_conflicting_kinds(table: &mut RouteTable) -> Vec<NamespacedName> {
+    let kind_of = |c: &Candidate| c.rule.route.kind();
+    if !table
+        .candidates
+        .iter()
+        .any(|c| kind_of(c) == RouteKind::GrpcRoute)
+    {
+        return Vec::new();
+    }
+    let mut dropped = Vec::new();
+    table.candidates.retain(|c| {
+        let keep = kind_of(c) != RouteKind::HttpRoute;
+        if !keep {
+            // A route name is `namespace/name`, as both are written.
+            if let Some((ns, name)) = c.rule.route.as_str().split_once('/') {
+                let key = NamespacedName::new(ns, name);
+                // Reported as route status would be: in /config_dump and `check`.
+                info!(route = %key, "HTTPRoute conflicts with a GRPCRoute on the same Service port; ignored there (GEP-1426)");
+                dropped.push(key);
+            }
+        }
+        keep
+    });
+    dropped.sort();
+    dropped.dedup();
+    dropped
 }
 
 fn push_rules(table: &mut RouteTable, rules: &[Arc<CompiledRule>]) {

@@ -130,7 +130,7 @@ fn compile_value(
 
 /// Per the Gateway API: "If multiple entries specify equivalent header names,
 /// only the first entry with an equivalent name MUST be considered".
-fn compile_headers(
+pub(crate) fn compile_headers(
     headers: &[HttpHeaderMatch],
     field: &str,
     sink: &mut ErrorSink<'_>,

@@ -25,7 +25,11 @@ pub(super) fn dump_routes(snapshot: &Snapshot) -> Value {
                         "service": a.service.to_string(),
                         "port": a.port,
                         "consumer": a.consumer,
-                        "note": a.note,
+                        "note": if a.conflicted {
+                            Some("ignored: Conflicted, a GRPCRoute is attached to this Service port (GEP-1426)")
+                        } else {
+                            a.note
+                        },
                     })
                 })
                 .collect();

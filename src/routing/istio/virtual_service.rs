@@ -548,6 +548,7 @@ pub(crate) fn attach_virtual_services(
                     port: port.number,
                     consumer: false,
                     note: None,
+                    conflicted: false,
                 });
             }
         }

@@ -134,6 +134,17 @@ pub struct CompiledMatch {
     pub scheme: Option<ValueMatch>,
     /// VirtualService `port`: the destination Service port.
     pub port: Option<u16>,
+    /// GRPCRoute `method` (compiled into `path`): the characters of its
+    /// service and method, which rank it by GRPCRoute's precedence.
+    pub grpc_method: Option<GrpcMethodRank>,
+}
+
+/// What GRPCRoute precedence reads of a method match: "Characters in a
+/// matching service", then "Characters in a matching method".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcMethodRank {
+    pub service_chars: usize,
+    pub method_chars: usize,
 }
 
 /// Per the Gateway API: "the paths /abc, /abc/, and /abc/def would all match
@@ -230,6 +241,7 @@ impl CompiledMatch {
             authority: None,
             scheme: None,
             port: None,
+            grpc_method: None,
         }
     }
 
@@ -285,8 +297,30 @@ impl CompiledMatch {
     /// match with the largest number of characters; a method match; the
     /// largest number of header matches; the largest number of query param
     /// matches. RegularExpression precedence is implementation-specific: like
-    /// Istio we put it between Exact and Prefix.
-    pub(super) fn precedence(&self) -> (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>) {
+    /// Istio we put it between Exact and Prefix. A GRPCRoute match ranks by
+    /// GRPCRoute's rules instead: the most characters in the matching
+    /// service, then in the method, then the most header matches.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn precedence(
+        &self,
+    ) -> (
+        u8,
+        Reverse<usize>,
+        Reverse<usize>,
+        bool,
+        Reverse<usize>,
+        Reverse<usize>,
+    ) {
+        if let Some(rank) = self.grpc_method {
+            return (
+                0,
+                Reverse(rank.service_chars),
+                Reverse(rank.method_chars),
+                true,
+                Reverse(self.headers.len()),
+                Reverse(0),
+            );
+        }
         let (kind, len) = match &self.path {
             PathMatch::Exact(_) => (0, 0),
             PathMatch::Regex(_) => (1, 0),
@@ -296,6 +330,7 @@ impl CompiledMatch {
         (
             kind,
             Reverse(len),
+            Reverse(0),
             self.method.is_none(),
             Reverse(self.headers.len()),
             Reverse(self.query_params.len()),

@@ -127,6 +127,13 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
         true
     ),
     rt!(
+        "gateway.networking.k8s.io",
+        ["v1", "v1alpha2"],
+        "grpcroutes",
+        "GRPCRoute",
+        true
+    ),
+    rt!(
         "networking.istio.io",
         ["v1", "v1beta1", "v1alpha3"],
         "virtualservices",

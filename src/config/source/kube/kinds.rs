@@ -17,6 +17,7 @@ pub enum WatchedKind {
     TcpRoute,
     /// Optional too: a cluster without the CRD has no grants.
     ReferenceGrant,
+    GrpcRoute,
     VirtualService,
     DestinationRule,
     WasmPlugin,
@@ -34,7 +35,7 @@ pub enum WatchedKind {
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 20] = [
+    pub const ALL: [WatchedKind; 21] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -43,6 +44,7 @@ impl WatchedKind {
         WatchedKind::HttpRoute,
         WatchedKind::TcpRoute,
         WatchedKind::ReferenceGrant,
+        WatchedKind::GrpcRoute,
         WatchedKind::VirtualService,
         WatchedKind::DestinationRule,
         WatchedKind::WasmPlugin,
@@ -99,6 +101,9 @@ impl WatchedKind {
                 "ReferenceGrant",
                 "referencegrants",
             ),
+            WatchedKind::GrpcRoute => {
+                ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
+            }
             WatchedKind::VirtualService => (
                 "networking.istio.io",
                 "v1",

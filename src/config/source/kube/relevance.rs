@@ -59,7 +59,7 @@ pub fn select(
     let bound_services = bound(WatchedKind::Service);
     let bound_entries = bound(WatchedKind::ServiceEntry);
 
-    // Phase 2: routes attached to a bound Service or to this Gateway; their
+    // Phase 2: routes (HTTPRoutes, GRPCRoutes) attached to a bound Service or to this Gateway; their
     // backends are hosts policies may be about.
     let mut hosts = Hosts::new(id.cluster_domain);
     for (ns, name) in &bound_services {
@@ -83,7 +83,8 @@ pub fn select(
     };
     let routes = attached(WatchedKind::HttpRoute);
     let tcp_routes = attached(WatchedKind::TcpRoute);
-    for ((ns, _), route) in routes.iter().chain(&tcp_routes) {
+    let grpc_routes = attached(WatchedKind::GrpcRoute);
+    for ((ns, _), route) in routes.iter().chain(&tcp_routes).chain(&grpc_routes) {
         for rule in array(&route["spec"]["rules"]) {
             for backend in array(&rule["backendRefs"]) {
                 let group = backend["group"].as_str().unwrap_or("");
@@ -220,6 +221,9 @@ pub fn select(
     }
     for (key, value) in routes {
         push(WatchedKind::HttpRoute, key, value);
+    }
+    for (key, value) in grpc_routes {
+        push(WatchedKind::GrpcRoute, key, value);
     }
     for (key, value) in tcp_routes {
         push(WatchedKind::TcpRoute, key, value);

@@ -266,3 +266,33 @@ fn tcp_routes_follow_bound_services_and_every_grant_is_loaded() {
         ]
     );
 }
+
+#[test]
+fn grpc_routes_follow_bound_services_and_bring_their_backends() {
+    let grpc_route = |name: &str, parent: &str, backend: &str| {
+        let (_, value) = route(
+            "shop",
+            name,
+            json!({"group": "", "kind": "Service", "name": parent}),
+            backend,
+        );
+        (WatchedKind::GrpcRoute, value)
+    };
+    let objects = [
+        ns("shop", json!({USE_WAYPOINT: "waypoint"})),
+        svc("shop", "reviews", json!({})),
+        svc("shop", "ratings", json!({USE_WAYPOINT: "other"})),
+        grpc_route("rpc-reviews", "reviews", "reviews-grpc"),
+        grpc_route("rpc-ratings", "ratings", "ratings-grpc"),
+        // A DestinationRule for the GRPCRoute's backend is relevant too.
+        dr("shop", "dr-grpc-backend", "reviews-grpc"),
+        dr("shop", "dr-other", "ratings-grpc"),
+    ];
+    assert_eq!(
+        selected(&objects),
+        [
+            "kube:GRPCRoute/shop/rpc-reviews",
+            "kube:DestinationRule/shop/dr-grpc-backend",
+        ]
+    );
+}
