@@ -463,3 +463,41 @@ async fn a_port_named_grpc_or_http2_is_an_http2_upstream() {
         assert_eq!(resp.get_ref().backend, "named", "{host}");
     }
 }
+
+#[tokio::test]
+async fn a_grpc_route_mirror_sends_the_call_with_its_message_over_http2() {
+    let primary = backend("echo-v1", "127.0.100.60:9080").await;
+    let shadow = backend("echo-shadow", "127.0.100.61:9080").await;
+    let mut yaml = grpc_service_vip("echo", "10.96.100.6", &[]);
+    yaml += &grpc_service("echo-v1", &["127.0.100.60"], 9080);
+    yaml += &grpc_service("echo-shadow", &["127.0.100.61"], 9080);
+    yaml += r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo-mirror, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 9090}]
+  rules:
+  - filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: echo-shadow, port: 9090}}
+    backendRefs: [{name: echo-v1, port: 9090}]
+"#;
+    let (_c, wp) = start(&yaml).await;
+    let mut c = client(&wp, "echo.shop:9090").await;
+    let resp = bounded("unary", c.unary(Request::new(EchoRequest::new("copy me"))))
+        .await
+        .expect("unary OK");
+    assert_eq!(resp.get_ref().backend, "echo-v1");
+    assert_eq!(resp.get_ref().message, "copy me");
+    // The shadow, an HTTP/2-only gRPC server, got the call, message and all
+    // (a call it could not decode would not count).
+    bounded("mirrored call", shadow.wait_for_calls(1)).await;
+    assert_eq!(primary.calls(), 1);
+    requests_eventually(&wp, &["grpc_response_status=\"0\""], 1).await;
+    let (_, metrics) = common::admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_mirror_requests_total{body=\"copied\",destination_service=\"echo-shadow.shop.svc.cluster.local\"} 1"),
+        "{metrics}"
+    );
+}

@@ -6,7 +6,8 @@
 //! The dialer decides the transport, as for every upstream connection: an
 //! in-mesh mirror endpoint gets the copy over HBONE (a CONNECT stream per
 //! copy, on a pooled mTLS connection to its ztunnel); a plain one over a
-//! pooled HTTP/1.1 connection.
+//! pooled HTTP/1.1 connection. A mirror port that speaks HTTP/2 (gRPC) gets
+//! the copy over HTTP/2, on a connection of its own.
 //!
 //! Request bodies are mirrored up to [`MIRROR_BODY_LIMIT`]: a request with a
 //! body is copied once its body has been read (as it streams to the backend,
@@ -152,10 +153,14 @@ impl Mirrorer {
                 addr: picked.endpoint.addr,
                 in_mesh: picked.endpoint.in_mesh,
             };
-            // The pooled client wants an absolute URI to know where to connect;
-            // over a stream the dialer opened, the request line is origin-form.
-            let absolute = self.dialer.transport(target) == Transport::Plain;
-            let Some(request) = shadow_copy(req, target, absolute, body.clone()) else {
+            let form = if mirror.backend.port.speaks_h2c() {
+                Form::Http2
+            } else if self.dialer.transport(target) == Transport::Plain {
+                Form::PooledHttp1
+            } else {
+                Form::Http1
+            };
+            let Some(request) = shadow_copy(req, target, form, body.clone()) else {
                 continue;
             };
             self.metrics
@@ -165,7 +170,7 @@ impl Mirrorer {
             tokio::spawn(async move {
                 // Holding `picked` keeps the endpoint's active count honest.
                 let _picked = picked;
-                if let Err(e) = this.deliver(target, request, &on_behalf_of).await {
+                if let Err(e) = this.deliver(target, request, &on_behalf_of, form).await {
                     debug!(addr = %target.addr, error = %e, "mirror request failed");
                 }
             });
@@ -177,13 +182,22 @@ impl Mirrorer {
         target: DialTarget,
         request: http::Request<Full<Bytes>>,
         on_behalf_of: &Originator,
+        form: Form,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let response = match self.dialer.transport(target) {
-            Transport::Plain => self.plain.request(request).await?,
-            Transport::Hbone { .. } => {
+        let response = match form {
+            Form::PooledHttp1 => self.plain.request(request).await?,
+            Form::Http1 => {
                 let io = self.dialer.connect(target, on_behalf_of).await?;
                 let (mut sender, conn) =
                     hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+                tokio::spawn(conn);
+                sender.send_request(request).await?
+            }
+            Form::Http2 => {
+                let io = self.dialer.connect(target, on_behalf_of).await?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                        .await?;
                 tokio::spawn(conn);
                 sender.send_request(request).await?
             }
@@ -193,20 +207,37 @@ impl Mirrorer {
     }
 }
 
-/// The copy: same method, path and headers, Host with `-shadow`, and `body`
-/// framed by its own length.
+/// How a copy goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// HTTP/1.1 on the pooled client, which connects to the URI's address.
+    PooledHttp1,
+    /// HTTP/1.1 on a stream the dialer opened (HBONE).
+    Http1,
+    /// HTTP/2 (gRPC and other h2c ports) on a stream the dialer opened.
+    Http2,
+}
+
+/// The copy: same method, path and headers, Host (`:authority` over
+/// HTTP/2) with `-shadow`, and `body` framed by its own length.
 fn shadow_copy(
     req: &RequestHeader,
     target: DialTarget,
-    absolute: bool,
+    form: Form,
     body: Bytes,
 ) -> Option<http::Request<Full<Bytes>>> {
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let uri = if absolute {
-        format!("http://{}{path}", target.addr).parse::<http::Uri>()
-    } else {
-        path.parse::<http::Uri>()
+    let host = super::headers::host(req).unwrap_or("");
+    let shadow = match super::headers::split_port(host) {
+        (name, Some(port)) => format!("{name}-shadow:{port}"),
+        (name, None) => format!("{name}-shadow"),
+    };
+    let uri = match form {
+        Form::PooledHttp1 => format!("http://{}{path}", target.addr),
+        Form::Http1 => path.to_string(),
+        Form::Http2 => format!("http://{shadow}{path}"),
     }
+    .parse::<http::Uri>()
     .ok()?;
     let mut builder = http::Request::builder().method(req.method.clone()).uri(uri);
     for (name, value) in req.headers.iter() {
@@ -218,12 +249,9 @@ fn shadow_copy(
         }
         builder = builder.header(name, value);
     }
-    let host = super::headers::host(req).unwrap_or("");
-    let shadow = match super::headers::split_port(host) {
-        (name, Some(port)) => format!("{name}-shadow:{port}"),
-        (name, None) => format!("{name}-shadow"),
-    };
-    builder = builder.header(http::header::HOST, shadow);
+    if form != Form::Http2 {
+        builder = builder.header(http::header::HOST, shadow);
+    }
     if !body.is_empty() {
         builder = builder.header(http::header::CONTENT_LENGTH, body.len());
     }

@@ -217,15 +217,5 @@ const H2_STREAMS_PER_CONNECTION: usize = 100;
 /// `grpc`, any case) when set, else its name's prefix before the first `-`
 /// (`grpc`, `grpc-web`, `http2-api`).
 pub(super) fn wants_h2c(plan: &ForwardPlan) -> bool {
-    let port = &plan.backend.port;
-    match (port.app_protocol.as_deref(), port.name.as_deref()) {
-        (Some(app), _) => ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
-            .iter()
-            .any(|p| app.eq_ignore_ascii_case(p)),
-        (None, Some(name)) => {
-            let prefix = name.split('-').next().unwrap_or(name);
-            prefix.eq_ignore_ascii_case("grpc") || prefix.eq_ignore_ascii_case("http2")
-        }
-        (None, None) => false,
-    }
+    plan.backend.port.speaks_h2c()
 }

@@ -100,6 +100,22 @@ impl ServicePortTarget {
                 || n.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("tcp-"))
         })
     }
+
+    /// True for ports whose endpoints speak HTTP/2 in cleartext, as Istio
+    /// selects the protocol: `appProtocol` `grpc`, `http2`, `h2c` or
+    /// `kubernetes.io/h2c`, else a port name `grpc[-*]` or `http2[-*]`.
+    pub fn speaks_h2c(&self) -> bool {
+        match (self.app_protocol.as_deref(), self.name.as_deref()) {
+            (Some(app), _) => ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
+                .iter()
+                .any(|p| app.eq_ignore_ascii_case(p)),
+            (None, Some(name)) => {
+                let prefix = name.split('-').next().unwrap_or(name);
+                prefix.eq_ignore_ascii_case("grpc") || prefix.eq_ignore_ascii_case("http2")
+            }
+            (None, None) => false,
+        }
+    }
 }
 
 impl ServiceTarget {
