@@ -170,26 +170,53 @@ async fn websocket_on_the_plain_listener_is_routed_and_spliced() {
     wp.shutdown().await;
 }
 
+/// The chat Services in an ambient namespace on `net` (`127.0.X.`): chat-v2's
+/// pod is in the mesh, so the waypoint reaches it over HBONE through its fake
+/// ztunnel; and a CONNECT stream to the chat VIP through the waypoint, as a
+/// client's ztunnel opens it.
+struct ChatMesh {
+    mesh: Mesh,
+    ztunnel: FakeZtunnelHandle,
+    v2: WsEcho,
+    _v1: WsEcho,
+}
+
+impl ChatMesh {
+    async fn start(net: &str) -> ChatMesh {
+        let (v1_ip, v2_ip) = (format!("{net}11"), format!("{net}12"));
+        let _v1 = ws_echo("chat-v1", &format!("{v1_ip}:9080")).await;
+        let v2 = ws_echo("chat-v2", &format!("{v2_ip}:9080")).await;
+        let ztunnel = ZtunnelListener::bind(&v2_ip).await;
+        let mut yaml = ambient_namespace("shop");
+        yaml += &chat_yaml(&v1_ip, &v2_ip);
+        yaml += &pod("shop", "chat-v2-7d9c", &v2_ip);
+        let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
+        let ztunnel = mesh.serve_ztunnel(ztunnel);
+        ChatMesh {
+            mesh,
+            ztunnel,
+            v2,
+            _v1,
+        }
+    }
+
+    async fn tunnel(&self, net: &str) -> waypoint::hbone::TunnelStream {
+        tunnel(
+            &self.mesh.client(),
+            self.mesh.hbone(),
+            "10.96.130.1:9080",
+            &ztunnel_headers(&format!("{net}50:40000")),
+        )
+        .await
+        .expect("CONNECT accepted")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_through_hbone_in_and_out() {
-    let _v1 = ws_echo("chat-v1", "127.0.131.11:9080").await;
-    let v2 = ws_echo("chat-v2", "127.0.131.12:9080").await;
-    // chat-v2's pod is in the mesh: the waypoint reaches it over HBONE.
-    let ztunnel = ZtunnelListener::bind("127.0.131.12").await;
-    let mut yaml = ambient_namespace("shop");
-    yaml += &chat_yaml("127.0.131.11", "127.0.131.12");
-    yaml += &pod("shop", "chat-v2-7d9c", "127.0.131.12");
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
-    let fake = mesh.serve_ztunnel(ztunnel);
-
-    let stream = tunnel(
-        &mesh.client(),
-        mesh.hbone(),
-        "10.96.130.1:9080",
-        &ztunnel_headers("127.0.131.50:40000"),
-    )
-    .await
-    .expect("CONNECT accepted");
+    let chat = ChatMesh::start("127.0.131.").await;
+    let (fake, v2) = (&chat.ztunnel, &chat.v2);
+    let stream = chat.tunnel("127.0.131.").await;
     let (backend, ws) = ws_connect(stream, "chat.shop:9080", "/v2/room").await;
     assert_eq!(backend, "chat-v2");
     exchange_and_close(ws, 1000).await;
@@ -201,7 +228,7 @@ async fn websocket_through_hbone_in_and_out() {
         seen[0],
         (WAYPOINT_ID.to_string(), "127.0.131.12:9080".into())
     );
-    mesh.wp.shutdown().await;
+    chat.mesh.wp.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,34 +455,19 @@ async fn websocket_over_http2_is_routed_and_spliced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_over_http2_through_hbone_in_and_out() {
-    let _v1 = ws_echo("chat-v1", "127.0.141.11:9080").await;
-    let v2 = ws_echo("chat-v2", "127.0.141.12:9080").await;
-    let ztunnel = ZtunnelListener::bind("127.0.141.12").await;
-    let mut yaml = ambient_namespace("shop");
-    yaml += &chat_yaml("127.0.141.11", "127.0.141.12");
-    yaml += &pod("shop", "chat-v2-7d9c", "127.0.141.12");
-    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = ztunnel.port()).await;
-    let fake = mesh.serve_ztunnel(ztunnel);
-
-    let stream = tunnel(
-        &mesh.client(),
-        mesh.hbone(),
-        "10.96.130.1:9080",
-        &ztunnel_headers("127.0.141.50:40000"),
-    )
-    .await
-    .expect("CONNECT accepted");
+    let chat = ChatMesh::start("127.0.141.").await;
+    let stream = chat.tunnel("127.0.141.").await;
     let (status, headers, ws) = ws_over_h2(stream, "chat.shop:9080", "/v2/room").await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-backend"], "chat-v2");
     exchange_and_close(ws.unwrap(), 1000).await;
-    assert_eq!(*v2.paths.lock().unwrap(), ["/v2/room"]);
-    assert!(fake
-        .seen()
+    assert_eq!(*chat.v2.paths.lock().unwrap(), ["/v2/room"]);
+    let seen = chat.ztunnel.seen();
+    assert!(!seen.is_empty());
+    assert!(seen
         .iter()
         .all(|(peer, target)| peer == WAYPOINT_ID && target == "127.0.141.12:9080"));
-    assert!(!fake.seen().is_empty());
-    mesh.wp.shutdown().await;
+    chat.mesh.wp.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
