@@ -551,6 +551,16 @@ impl ProxyHttp for Waypoint {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        // The route deadline (a gRPC call's `grpc-timeout`) bounds the whole
+        // response, as Envoy's route timeout does: one still streaming past it
+        // is cut. An upgraded connection has no deadline, only its idle timeout.
+        if !ctx.upgrade && ctx.attempts.expired() {
+            ctx.reply.flags.insert(ResponseFlags::UT);
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "route deadline passed while the response streamed",
+            ));
+        }
         if ctx.wasm.body.is_some() {
             plugins::substitute_body(ctx, body);
             return Ok(None);

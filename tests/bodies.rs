@@ -178,3 +178,71 @@ async fn retries_replay_bodies_that_fit_the_buffer_and_not_larger_ones() {
     assert_eq!(flaky.count(), 3, "not retried");
     wp.shutdown().await;
 }
+
+/// A workload whose response body is 40 chunks, 30 ms apart.
+async fn dripping(addr: &str) {
+    use futures::StreamExt;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let chunks = futures::stream::iter(0..40).then(|i| async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(
+                            format!("chunk {i}\n"),
+                        )))
+                    });
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::StreamBody::new(chunks),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_still_streaming_past_the_route_timeout_is_cut() {
+    dripping("127.0.136.21:9080").await;
+    let mut yaml = service("shop", "drip", 9080, 9080, &["127.0.136.21"]);
+    yaml += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: drip, namespace: shop}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: drip, port: 9080}]\n  rules:\n  - backendRefs: [{name: drip, port: 9080}]\n    timeouts: {request: 300ms}\n";
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "shop").await;
+    // A plain GET (the fast path), then the same with a body (the full proxy).
+    for body in [None, Some("x")] {
+        let mut request = String::from("GET /drip HTTP/1.1\r\nHost: drip.shop:9080\r\n");
+        if let Some(b) = body {
+            request += &format!("Content-Length: {}\r\n", b.len());
+            request += "\r\n";
+            request += b;
+        } else {
+            request += "\r\n";
+        }
+        let mut tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+            .await
+            .unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        bounded("the waypoint closes", tcp.read_to_end(&mut seen))
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(!text.contains("chunk 39"), "cut before the end: {text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "never finished as if whole: {text}"
+        );
+    }
+    requests_eventually(
+        &wp,
+        &["destination_service_name=\"drip\"", "response_flags=\"UT\""],
+        2,
+    )
+    .await;
+    wp.shutdown().await;
+}

@@ -501,3 +501,41 @@ spec:
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_still_sending_past_its_deadline_is_cut() {
+    let b = backend("grpc-drip", "127.0.100.70:9080").await;
+    let (_c, wp) = start(&grpc_service("drip", &["127.0.100.70"], 9080)).await;
+    let mut c = client(&wp, "drip.shop:9090").await;
+    // 40 replies 30 ms apart: every wait is well inside the deadline, the
+    // whole stream (1.2 s) is not.
+    let req = EchoRequest {
+        replies: 40,
+        interval_ms: 30,
+        ..EchoRequest::new("drip")
+    };
+    let mut stream = bounded(
+        "stream opens",
+        c.server_stream(with_header(Request::new(req), "grpc-timeout", "400m")),
+    )
+    .await
+    .expect("headers")
+    .into_inner();
+    let mut got = 0;
+    let end = loop {
+        match bounded("next reply", stream.message()).await {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(status),
+        }
+    };
+    assert!(end.is_err(), "cut, not finished: {got} replies");
+    assert!(got < 40, "{got} replies");
+    b.wait_for_calls(1).await;
+    requests_eventually(
+        &wp,
+        &["destination_service_name=\"drip\"", "response_flags=\"UT\""],
+        1,
+    )
+    .await;
+}

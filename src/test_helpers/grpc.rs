@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
@@ -65,6 +66,9 @@ pub struct EchoRequest {
     /// A request header whose value the reply carries in `header_value`.
     #[prost(string, tag = "5")]
     pub echo_header: String,
+    /// ServerStream: milliseconds before each reply (a slow stream).
+    #[prost(uint32, tag = "6")]
+    pub interval_ms: u32,
 }
 
 /// `EchoReply`.
@@ -310,7 +314,12 @@ impl ServerStreamingService<EchoRequest> for ServerStreaming {
             if body.fail_code != 0 {
                 items.push(Err(state.failure(body.fail_code)));
             }
-            let stream: ReplyStream = Box::pin(futures::stream::iter(items));
+            let interval = Duration::from_millis(body.interval_ms.into());
+            let stream: ReplyStream =
+                Box::pin(futures::stream::iter(items).then(move |item| async move {
+                    tokio::time::sleep(interval).await;
+                    item
+                }));
             Ok(state.respond(stream))
         })
     }

@@ -324,6 +324,13 @@ impl Waypoint {
                 // A read can end on a chunk boundary with no body bytes: written
                 // as a chunk it would be `0\r\n\r\n`, the end of the body.
                 Ok(Some([])) => {}
+                // The route deadline bounds the whole response (Envoy's route
+                // timeout): one still streaming past it is cut, not finished.
+                Ok(Some(_)) if ctx.attempts.expired() => {
+                    ctx.reply.flags.insert(ResponseFlags::UT);
+                    down.set_server_keepalive(None);
+                    return Ok(false);
+                }
                 Ok(Some(chunk)) => {
                     down.write_body(chunk).await?;
                 }
