@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::authz::Attributes;
 use crate::routing::{DestinationPort, TcpDecision};
-use crate::telemetry::{Metrics, PeerLabels, RequestLabels};
+use crate::telemetry::{Metrics, RequestLabels};
 use crate::upstream::dial::{DialTarget, Dialer};
 use crate::upstream::Endpoint;
 
@@ -136,18 +136,9 @@ impl Passthrough {
         picked: &Endpoint,
     ) -> RequestLabels {
         let names = &backend.service.labels;
-        let w = &picked.workload;
         RequestLabels {
             source: caller.labels.clone(),
-            destination: PeerLabels {
-                workload: w.name.clone(),
-                workload_namespace: w.namespace.clone(),
-                app: w.canonical_service.clone(),
-                version: w.canonical_revision.clone(),
-                canonical_service: w.canonical_service.clone(),
-                canonical_revision: w.canonical_revision.clone(),
-                ..PeerLabels::default()
-            },
+            destination: picked.workload.destination_labels(),
             destination_service: names.hostname.clone(),
             destination_service_name: names.name.clone(),
             destination_service_namespace: names.namespace.clone(),

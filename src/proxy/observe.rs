@@ -5,7 +5,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::telemetry::access_log::{format_start_time, AccessLogEntry};
-use crate::telemetry::{Metrics, PeerLabels, RequestLabels};
+use crate::telemetry::{Metrics, RequestLabels};
 
 use super::ctx::RequestCtx;
 
@@ -141,16 +141,7 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
         labels.destination_service_namespace = names.namespace.clone();
     }
     if let Some(picked) = &ctx.attempts.picked {
-        let w = &picked.endpoint.workload;
-        labels.destination = PeerLabels {
-            workload: w.name.clone(),
-            workload_namespace: w.namespace.clone(),
-            app: w.canonical_service.clone(),
-            version: w.canonical_revision.clone(),
-            canonical_service: w.canonical_service.clone(),
-            canonical_revision: w.canonical_revision.clone(),
-            ..PeerLabels::default()
-        };
+        labels.destination = picked.endpoint.workload.destination_labels();
     }
     labels
 }

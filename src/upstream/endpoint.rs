@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::locality::Locality;
 use crate::config::NamespacedName;
+use crate::telemetry::PeerLabels;
 
 /// Who runs behind an endpoint, for telemetry labels (Istio's
 /// `destination_workload`, `destination_canonical_service`, …).
@@ -35,6 +36,20 @@ impl WorkloadInfo {
             namespace: u(),
             canonical_service: u(),
             canonical_revision: u(),
+        }
+    }
+
+    /// Istio's `destination_*` workload labels for this workload (`app` and
+    /// `version` are the canonical service and revision, as Istio reports them).
+    pub fn destination_labels(&self) -> PeerLabels {
+        PeerLabels {
+            workload: self.name.clone(),
+            workload_namespace: self.namespace.clone(),
+            app: self.canonical_service.clone(),
+            version: self.canonical_revision.clone(),
+            canonical_service: self.canonical_service.clone(),
+            canonical_revision: self.canonical_revision.clone(),
+            ..PeerLabels::default()
         }
     }
 }

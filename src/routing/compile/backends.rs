@@ -10,6 +10,26 @@ use crate::routing::table::backend::CompiledBackend;
 /// Maximum weight per the Gateway API (`maximum: 1000000`).
 const MAX_WEIGHT: i64 = 1_000_000;
 
+/// A backendRef's `weight` (default 1) at `field`, checked against the
+/// Gateway API range; `None` (and an error in `sink`) when out of it.
+pub(crate) fn checked_weight(
+    weight: Option<i64>,
+    field: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<u32> {
+    let weight = weight.unwrap_or(1);
+    match u32::try_from(weight) {
+        Ok(w) if i64::from(w) <= MAX_WEIGHT => Some(w),
+        _ => {
+            sink.push(
+                format!("{field}.weight"),
+                RouteConfigError::InvalidWeight(weight),
+            );
+            None
+        }
+    }
+}
+
 /// Compiles a rule's `backendRefs` (at `field`, e.g. `spec.rules[0]`).
 pub(crate) fn compile_backends(
     refs: &[HttpBackendRef],
@@ -20,14 +40,9 @@ pub(crate) fn compile_backends(
     let mut out = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
         let field = format!("{field}.backendRefs[{i}]");
-        let weight = r.weight.unwrap_or(1);
-        if !(0..=MAX_WEIGHT).contains(&weight) {
-            sink.push(
-                format!("{field}.weight"),
-                RouteConfigError::InvalidWeight(weight),
-            );
+        let Some(weight) = checked_weight(r.weight, &field, sink) else {
             continue;
-        }
+        };
         let target = ctx.resolver.resolve(&r.backend, ctx.route, &field, sink);
         let backend_ctx = FilterCtx {
             backend_level: true,
@@ -35,8 +50,7 @@ pub(crate) fn compile_backends(
         };
         let filters = compile_filters(&r.filters, &field, &backend_ctx, sink);
         out.push(CompiledBackend {
-            // In range by the check above.
-            weight: u32::try_from(weight).unwrap_or(0),
+            weight,
             target,
             filters,
         });

@@ -16,7 +16,7 @@ use super::matches::{compile_headers, compile_pattern};
 use super::resolve::{Resolve, RouteRef};
 use crate::config::{
     ConfigErrors, GrpcMethodMatch, GrpcRoute, GrpcRouteMatch, GrpcRouteRule, HttpRouteFilter,
-    ObjectRef, Sourced,
+    Sourced,
 };
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::route_name::{RouteKind, RouteName};
@@ -42,17 +42,13 @@ pub(crate) fn compile_grpc_route(
     resolver: &dyn Resolve,
     errors: &mut ConfigErrors,
 ) -> Vec<Arc<CompiledRule>> {
-    let object = ObjectRef {
-        kind: "GRPCRoute".to_string(),
-        namespace: Some(route.key.namespace.clone()),
-        name: route.key.name.clone(),
+    let from = RouteRef {
+        kind: RouteKind::GrpcRoute,
+        key: &route.key,
     };
-    let mut sink = ErrorSink::new(&route.origin, object, errors);
+    let mut sink = ErrorSink::new(&route.origin, from.object(), errors);
     let ctx = FilterCtx {
-        route: RouteRef {
-            kind: RouteKind::GrpcRoute,
-            key: &route.key,
-        },
+        route: from,
         resolver,
         backend_level: false,
     };

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use tracing::warn;
 
 use super::grants::{ReferenceGrants, Referrer};
-use crate::config::{BackendObjectReference, NamespacedName};
+use crate::config::{BackendObjectReference, NamespacedName, ObjectRef};
 use crate::routing::discovery::key_in;
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::route_name::RouteKind;
@@ -34,6 +34,15 @@ pub(crate) struct RouteRef<'a> {
 impl RouteRef<'_> {
     pub(crate) fn namespace(&self) -> &str {
         &self.key.namespace
+    }
+
+    /// The route as config errors name it.
+    pub(crate) fn object(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind.as_str().to_string(),
+            namespace: Some(self.key.namespace.clone()),
+            name: self.key.name.clone(),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::filters::{compile_filters, FilterCtx};
 use super::matches::compile_matches;
 use super::resolve::{Resolve, RouteRef};
 use super::route_policy::compile_http_route_policy;
-use crate::config::{ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule, ObjectRef, Sourced};
+use crate::config::{ConfigErrors, HttpRoute, HttpRouteFilter, HttpRouteRule, Sourced};
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::route_name::{RouteKind, RouteName};
 use crate::routing::table::backend::total_weight;
@@ -24,17 +24,13 @@ pub(crate) fn compile_route(
     resolver: &dyn Resolve,
     errors: &mut ConfigErrors,
 ) -> Vec<Arc<CompiledRule>> {
-    let object = ObjectRef {
-        kind: "HTTPRoute".to_string(),
-        namespace: Some(route.key.namespace.clone()),
-        name: route.key.name.clone(),
+    let from = RouteRef {
+        kind: RouteKind::HttpRoute,
+        key: &route.key,
     };
-    let mut sink = ErrorSink::new(&route.origin, object, errors);
+    let mut sink = ErrorSink::new(&route.origin, from.object(), errors);
     let ctx = FilterCtx {
-        route: RouteRef {
-            kind: RouteKind::HttpRoute,
-            key: &route.key,
-        },
+        route: from,
         resolver,
         backend_level: false,
     };

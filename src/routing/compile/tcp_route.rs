@@ -4,16 +4,15 @@
 
 use std::sync::Arc;
 
+use super::backends::checked_weight;
 use super::resolve::{Resolve, RouteRef};
-use crate::config::{ConfigErrors, ObjectRef, Sourced, TcpRoute};
+use crate::config::{ConfigErrors, Sourced, TcpRoute};
 use crate::routing::error::{ErrorSink, RouteConfigError};
 use crate::routing::route_name::{RouteKind, RouteName};
 use crate::routing::table::backend::{total_weight, CompiledBackend};
 use crate::routing::table::filters::RuleFilters;
 use crate::routing::table::tcp::CompiledTcpRoute;
 
-/// Maximum weight per the Gateway API (`maximum: 1000000`).
-const MAX_WEIGHT: i64 = 1_000_000;
 /// `backendRefs` `maxItems` per the Gateway API.
 const MAX_BACKENDS: usize = 16;
 
@@ -24,12 +23,11 @@ pub(crate) fn compile_tcp_route(
     resolver: &dyn Resolve,
     errors: &mut ConfigErrors,
 ) -> Option<Arc<CompiledTcpRoute>> {
-    let object = ObjectRef {
-        kind: "TCPRoute".to_string(),
-        namespace: Some(route.key.namespace.clone()),
-        name: route.key.name.clone(),
+    let from = RouteRef {
+        kind: RouteKind::TcpRoute,
+        key: &route.key,
     };
-    let mut sink = ErrorSink::new(&route.origin, object, errors);
+    let mut sink = ErrorSink::new(&route.origin, from.object(), errors);
     let rule = match route.object.spec.rules.as_slice() {
         [rule] => rule,
         [] => {
@@ -50,25 +48,15 @@ pub(crate) fn compile_tcp_route(
             RouteConfigError::TooManyBackends(rule.backend_refs.len()),
         );
     }
-    let from = RouteRef {
-        kind: RouteKind::TcpRoute,
-        key: &route.key,
-    };
     let mut backends = Vec::with_capacity(rule.backend_refs.len());
     for (i, r) in rule.backend_refs.iter().enumerate() {
         let field = format!("spec.rules[0].backendRefs[{i}]");
-        let weight = r.weight.unwrap_or(1);
-        if !(0..=MAX_WEIGHT).contains(&weight) {
-            sink.push(
-                format!("{field}.weight"),
-                RouteConfigError::InvalidWeight(weight),
-            );
+        let Some(weight) = checked_weight(r.weight, &field, &mut sink) else {
             continue;
-        }
+        };
         let target = resolver.resolve(&r.backend, from, &field, &mut sink);
         backends.push(CompiledBackend {
-            // In range by the check above.
-            weight: u32::try_from(weight).unwrap_or(0),
+            weight,
             target,
             filters: RuleFilters::default(),
         });
