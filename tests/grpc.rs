@@ -539,3 +539,91 @@ async fn a_stream_still_sending_past_its_deadline_is_cut() {
     )
     .await;
 }
+
+/// An HTTP/2 workload that answers with the request trailers it received,
+/// as response headers `x-saw-<name>`, and the body length in `x-body-bytes`;
+/// the first request for `/once` gets a 503 after its body is read.
+async fn trailer_reporter(addr: &str) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        static FAILED_ONCE: std::sync::atomic::AtomicBool =
+                            std::sync::atomic::AtomicBool::new(false);
+                        let once = req.uri().path() == "/once";
+                        let got = req.into_body().collect().await.unwrap();
+                        let mut resp = http::Response::builder();
+                        if once && !FAILED_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            resp = resp.status(503);
+                        }
+                        for (name, value) in got.trailers().into_iter().flatten() {
+                            resp = resp.header(format!("x-saw-{name}"), value);
+                        }
+                        let resp = resp.header("x-body-bytes", got.to_bytes().len().to_string());
+                        Ok::<_, std::convert::Infallible>(resp.body(String::new()).unwrap())
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+            });
+        }
+    });
+}
+
+/// A client's request trailers reach an HTTP/2 backend after the whole
+/// body, on the plain listener and when a retry resends the request.
+#[tokio::test]
+async fn request_trailers_reach_an_http2_backend() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    trailer_reporter("127.0.100.80:9080").await;
+    let mut yaml = grpc_service("sink", &["127.0.100.80"], 9080);
+    yaml += &vs(
+        "sink",
+        "  - match: [{uri: {exact: /once}}]\n    retries: {attempts: 1, retryOn: 5xx}\n    route: [{destination: {host: sink}}]\n  - route: [{destination: {host: sink}}]\n",
+    );
+    let (_c, wp) = start(&yaml).await;
+    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, chunks) in [("/upload", 1usize), ("/upload", 5), ("/once", 1)] {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", format!("sum-{chunks}").parse().unwrap());
+        let frames = (0..chunks)
+            .map(|_| Frame::data(bytes::Bytes::from(vec![b'q'; 10_000])))
+            .chain([Frame::trailers(trailers)])
+            .map(Ok::<_, std::convert::Infallible>);
+        let req = http::Request::post(format!("http://sink.shop:9090{path}"))
+            .header("te", "trailers")
+            .body(StreamBody::new(futures::stream::iter(frames)))
+            .unwrap();
+        let resp = bounded("request with trailers", send.send_request(req))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}: a 503 is retried");
+        assert_eq!(
+            resp.headers()["x-body-bytes"],
+            (chunks * 10_000).to_string().as_str(),
+            "the body arrived whole"
+        );
+        assert_eq!(
+            resp.headers()
+                .get("x-saw-x-checksum")
+                .map(|v| v.to_str().unwrap()),
+            Some(format!("sum-{chunks}").as_str()),
+            "the backend saw the client's trailer"
+        );
+    }
+}

@@ -528,10 +528,13 @@ where
 
         // retry, send buffer if it exists
         if let Some(buffer) = session.as_mut().get_retry_buffer() {
+            // A retry resends the trailers the first attempt read (waypoint patch).
+            let trailers = session.downstream_session.request_trailers().cloned();
             self.send_body_to2(
                 session,
                 Some(buffer),
                 downstream_state.is_done(),
+                trailers,
                 client_body,
                 ctx,
                 write_timeout,
@@ -606,8 +609,15 @@ where
                            }
                         }
                     };
-                    let is_body_done = session.is_body_done();
-                    match self.send_body_to2(session, body, is_body_done, client_body, ctx, write_timeout).await {
+                    // No more data ends the body even when trailers are still queued
+                    // (the stream is not at its end until they are read); read them
+                    // now to forward them (waypoint patch: request trailers).
+                    let (is_body_done, trailers) = if body.is_none() {
+                        (true, session.downstream_session.read_request_trailers().await.map_err(|e| e.into_down())?)
+                    } else {
+                        (session.is_body_done(), None)
+                    };
+                    match self.send_body_to2(session, body, is_body_done, trailers, client_body, ctx, write_timeout).await {
                         Ok(request_done) =>  {
                             downstream_state.maybe_finished(request_done);
                         },
@@ -1042,6 +1052,7 @@ where
         session: &mut Session,
         mut data: Option<Bytes>,
         end_of_body: bool,
+        trailers: Option<http::HeaderMap>,
         client_body: &mut h2::SendStream<bytes::Bytes>,
         ctx: &mut SV::CTX,
         write_timeout: Option<Duration>,
@@ -1077,6 +1088,20 @@ where
                 (Bytes::new(), true)
             }
         };
+        // Trailers end the stream in place of END_STREAM on the last data
+        // frame (waypoint patch: request trailers).
+        if let Some(trailers) = trailers.filter(|_| end) {
+            if !data.is_empty() {
+                write_body(client_body, data, false, write_timeout)
+                    .await
+                    .map_err(|e| e.into_up())?;
+            }
+            client_body
+                .send_trailers(trailers)
+                .or_err(WriteError, "while writing h2 request trailers to upstream")
+                .map_err(|e| e.into_up())?;
+            return Ok(end_of_body);
+        }
 
         /* For H2 downstreams, race the upstream write against downstream stream
          * closure. A write blocked on upstream flow control would otherwise keep the

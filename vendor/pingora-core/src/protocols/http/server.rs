@@ -685,6 +685,25 @@ impl Session {
         }
     }
 
+    /// The request trailers an HTTP/2 client sent after its body; `None` for
+    /// other protocols, whose trailers are not kept. Call once the body is
+    /// read. (waypoint patch: request trailers)
+    pub async fn read_request_trailers(&mut self) -> Result<Option<http::HeaderMap>> {
+        match self {
+            Self::H2(s) => s.read_request_trailers().await,
+            _ => Ok(None),
+        }
+    }
+
+    /// The request trailers already read by `read_request_trailers()`.
+    /// (waypoint patch: request trailers)
+    pub fn request_trailers(&self) -> Option<&http::HeaderMap> {
+        match self {
+            Self::H2(s) => s.request_trailers(),
+            _ => None,
+        }
+    }
+
     /// Read body (same as `read_request_body()`) or pending forever until downstream
     /// terminates the session.
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {

@@ -291,6 +291,8 @@ pub struct HttpSession {
     pub write_timeout: Option<Duration>,
     // How long to wait when draining (discarding) request body
     total_drain_timeout: Option<Duration>,
+    // The request trailers once read, kept for a retry to resend (waypoint patch)
+    request_trailers: Option<HeaderMap>,
 }
 
 /// The outcome of accepting the next event on an HTTP/2 downstream connection.
@@ -499,6 +501,7 @@ impl HttpSession {
             digest,
             write_timeout: None,
             total_drain_timeout: None,
+            request_trailers: None,
         })))
     }
 
@@ -536,6 +539,26 @@ impl HttpSession {
                 .release_capacity(data.len());
         }
         Ok(data)
+    }
+
+    /// Read the request trailers, if the client sent any. Call after
+    /// `read_body_bytes()` returned `None`: the trailers are then already
+    /// received and this returns at once. (waypoint patch: request trailers)
+    pub async fn read_request_trailers(&mut self) -> Result<Option<HeaderMap>> {
+        if self.request_trailers.is_none() {
+            self.request_trailers = self
+                .request_body_reader
+                .trailers()
+                .await
+                .or_err(ErrorType::ReadError, "while reading downstream request trailers")?;
+        }
+        Ok(self.request_trailers.clone())
+    }
+
+    /// The request trailers `read_request_trailers()` returned, if any.
+    /// (waypoint patch: request trailers)
+    pub fn request_trailers(&self) -> Option<&HeaderMap> {
+        self.request_trailers.as_ref()
     }
 
     #[doc(hidden)]
