@@ -307,6 +307,7 @@ fn unreadable_targets_reject_the_config() {
     assert!(garbled.to_string().contains("targetRefs"), "{garbled}");
 }
 
+mod fuzz;
 mod jwt_rules;
 
 #[test]

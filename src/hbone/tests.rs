@@ -1,5 +1,6 @@
 //! HBONE tests over real loopback sockets with `rcgen` certificates.
 
+mod fuzz;
 mod inbound;
 mod keepalive;
 mod outbound;

@@ -9,6 +9,7 @@ use super::test_support::{
 use super::*;
 use crate::upstream::LoadRegistry;
 
+mod fuzz;
 mod gamma;
 mod validation;
 
