@@ -1,6 +1,7 @@
 //! Host tests: our filters and failure modules through the per-request API
 //! with real header maps. Helpers here; scenarios in `tests/`.
 
+mod abi_fuzz;
 mod config;
 mod filters;
 mod isolation;
