@@ -42,6 +42,19 @@ pub fn load_path(path: &Path, default_namespace: &str) -> Result<Resources, Conf
             .into())
         }
     };
+    // An emptied directory is far more often a broken mount or a botched
+    // deploy than an intent to drop every route: refuse it (on a reload the
+    // last config keeps serving). An empty file clears the config on purpose.
+    if files.is_empty() {
+        return Err(ConfigError::new(
+            Location {
+                file: Some(path.display().to_string()),
+                ..Default::default()
+            },
+            "no *.yaml or *.yml files in this directory (to serve an empty config, leave an empty .yaml file)".to_string(),
+        )
+        .into());
+    }
     for file in files {
         let name = file.display().to_string();
         match std::fs::read_to_string(&file) {

@@ -155,6 +155,17 @@ fn directory_loads_yaml_recursively_and_ignores_other_files() {
 }
 
 #[test]
+fn a_directory_without_yaml_is_refused_but_an_empty_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+    let err = load_path(dir.path(), "default").unwrap_err().to_string();
+    assert!(err.contains("no *.yaml or *.yml files"), "{err}");
+    std::fs::write(dir.path().join("empty.yaml"), "").unwrap();
+    let r = load_path(dir.path(), "default").expect("an empty file is an empty config");
+    assert!(r.http_routes.is_empty());
+}
+
+#[test]
 fn parsed_objects_load_with_their_origin_in_errors() {
     let route = |port: serde_json::Value| {
         serde_json::json!({
