@@ -217,8 +217,11 @@ impl ProxyHttp for Waypoint {
         ctx.request_id = headers::request_id(session.req_header());
         ctx.reply.grpc = failure::is_grpc_request(session.req_header());
 
-        if headers::header_block_len(session.req_header()) > self.settings.max_request_headers_bytes
-        {
+        if headers::headers_too_large(
+            session.req_header(),
+            self.settings.max_request_headers_bytes,
+            self.settings.max_request_headers_count,
+        ) {
             return self.answer(session, ctx, Failure::HeadersTooLarge).await;
         }
         match h2_websocket::connect_kind(session.req_header()) {

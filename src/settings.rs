@@ -43,6 +43,9 @@ pub struct Settings {
     /// Largest request header block accepted, in bytes (Envoy's default 60 KiB);
     /// larger ones get 431.
     pub max_request_headers_bytes: usize,
+    /// Most request headers accepted (Envoy's `max_headers_count` default,
+    /// 100); more get 431.
+    pub max_request_headers_count: usize,
     /// Directory with `cert-chain.pem`, `key.pem`, `root-cert.pem` (Istio's
     /// names). Enables HBONE in and out.
     pub cert_dir: Option<PathBuf>,
@@ -101,6 +104,7 @@ impl Settings {
             lb: LbPolicy::LeastRequest,
             connect_timeout: Duration::from_secs(10),
             max_request_headers_bytes: 60 * 1024,
+            max_request_headers_count: 100,
             cert_dir: None,
             hbone_listen: SocketAddr::from(([0, 0, 0, 0], 15008)),
             trust_domain: "cluster.local".to_string(),

@@ -220,7 +220,11 @@ impl Waypoint {
         if !down.is_body_empty() || !plain_request(down.req_header()) {
             return None;
         }
-        if headers::header_block_len(down.req_header()) > self.settings.max_request_headers_bytes {
+        if headers::headers_too_large(
+            down.req_header(),
+            self.settings.max_request_headers_bytes,
+            self.settings.max_request_headers_count,
+        ) {
             return None;
         }
         let published = self.store.load();

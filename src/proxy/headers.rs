@@ -117,6 +117,12 @@ pub fn split_port(host: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Whether the request's headers pass the limits Envoy sets by default
+/// (`max_request_headers_kb`, `max_headers_count`): past either, 431.
+pub fn headers_too_large(req: &RequestHeader, max_bytes: usize, max_count: usize) -> bool {
+    req.headers.len() > max_count || header_block_len(req) > max_bytes
+}
+
 /// Bytes in the request's header block, as sent on HTTP/1.1.
 pub fn header_block_len(req: &RequestHeader) -> usize {
     let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());

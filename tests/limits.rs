@@ -1,0 +1,58 @@
+//! Request limits, as Envoy's defaults: past them the waypoint answers
+//! itself, the backend never sees the request, and the answer is counted.
+//!
+//! Addresses: this file uses 127.0.144.0/24 only.
+
+mod common;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends raw request bytes on a fresh connection; the status line back.
+async fn status_line(addr: std::net::SocketAddr, req: String) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = bounded("answer", tcp.read(&mut buf)).await.unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.lines().next().unwrap_or("<closed>").to_string()
+}
+
+fn with_headers(n: usize, value_len: usize) -> String {
+    let extra: String = (0..n)
+        .map(|i| format!("x-h{i}: {}\r\n", "v".repeat(value_len)))
+        .collect();
+    format!("GET / HTTP/1.1\r\nhost: a.f:9080\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431_from_the_waypoint() {
+    let backend = echo("a", "127.0.144.1:9080").await;
+    let config = ConfigDir::new(&service("f", "a", 9080, 9080, &["127.0.144.1"]));
+    let wp = waypoint(&config, "f").await;
+    let addr = wp.http_addr.unwrap();
+
+    // Within both limits: forwarded (host + 90 = 91 headers).
+    assert_eq!(
+        status_line(addr, with_headers(90, 1)).await,
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(backend.count(), 1);
+    // 101 headers, each small: over the count (Envoy's max_headers_count, 100).
+    assert_eq!(
+        status_line(addr, with_headers(100, 1)).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // Few headers, 61 KiB in all: over the size (Envoy's 60 KiB).
+    assert_eq!(
+        status_line(addr, with_headers(2, 31 * 1024)).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert_eq!(
+        backend.count(),
+        1,
+        "refused requests never reach the backend"
+    );
+    requests_eventually(&wp, &["response_code=\"431\"", "response_flags=\"DPE\""], 2).await;
+    wp.shutdown().await;
+}
