@@ -56,3 +56,29 @@ async fn too_many_or_too_large_headers_get_431_from_the_waypoint() {
     requests_eventually(&wp, &["response_code=\"431\"", "response_flags=\"DPE\""], 2).await;
     wp.shutdown().await;
 }
+
+#[tokio::test]
+async fn heads_the_parser_cannot_take_get_431_or_414_not_400() {
+    let backend = echo("b", "127.0.144.11:9080").await;
+    let config = ConfigDir::new(&service("f", "a", 9080, 9080, &["127.0.144.11"]));
+    let wp = waypoint(&config, "f").await;
+    let addr = wp.http_addr.unwrap();
+    // More headers than Pingora's parser holds (256).
+    assert_eq!(
+        status_line(addr, with_headers(300, 1)).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // A target longer than a URI may be (64 KiB).
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nhost: a.f:9080\r\n\r\n",
+        "x".repeat(70_000)
+    );
+    assert_eq!(status_line(addr, long).await, "HTTP/1.1 414 URI Too Long");
+    // Garbage is still a 400.
+    assert_eq!(
+        status_line(addr, "GARBAGE\r\n\r\n".to_string()).await,
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(backend.count(), 0);
+    wp.shutdown().await;
+}

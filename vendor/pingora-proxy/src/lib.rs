@@ -353,7 +353,7 @@ where
                         downstream_session.session_type()
                     );
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(parse_error_status(&e))
                         .await
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
@@ -2626,5 +2626,22 @@ mod tests {
         .await
         .expect("read_request parked after shutdown");
         assert!(session.is_none());
+    }
+}
+
+/// The status for a request head that failed to parse: 431 when it has more
+/// headers than the parser takes, 414 when its target is longer than a URI
+/// may be, else 400. (waypoint patch: parse error statuses)
+fn parse_error_status(e: &Error) -> u16 {
+    // httparse's error is the root cause; a target `http::Uri` refused is
+    // reported with the target in the context and no cause, and the only
+    // length it refuses is over 65,534 bytes.
+    let cause = e.root_cause().to_string();
+    if cause.contains("too many headers") {
+        431
+    } else if cause.contains("context: invalid uri ") && cause.len() > u16::MAX as usize {
+        414
+    } else {
+        400
     }
 }
