@@ -120,6 +120,10 @@ struct RunArgs {
     /// has carried no bytes for this long.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     upgrade_idle_timeout: Duration,
+    /// An HTTP/1.1 connection must deliver a whole request head this soon
+    /// after the waiting for it starts (slowloris); else it is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    request_headers_timeout: Duration,
     /// Proxy worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -253,6 +257,7 @@ fn run(args: RunArgs) -> ExitCode {
     settings.access_log = args.access_log;
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);
     settings.upgrade_idle_timeout = args.upgrade_idle_timeout;
+    settings.request_headers_timeout = args.request_headers_timeout;
     settings.threads = args.threads.max(1);
     settings.lb = match args.lb {
         Lb::LeastRequest => LbPolicy::LeastRequest,

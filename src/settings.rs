@@ -81,6 +81,11 @@ pub struct Settings {
     /// An upgraded connection (WebSocket, …) is closed when either direction
     /// has carried no bytes for this long.
     pub upgrade_idle_timeout: Duration,
+    /// How long an HTTP/1.1 connection may take, from the moment the waypoint
+    /// waits for its next request, to deliver the whole request head (a
+    /// slowloris defence, as nginx's `client_header_timeout`). Past it the
+    /// connection is closed and `waypoint_downstream_limits_total` counts it.
+    pub request_headers_timeout: Duration,
 }
 
 impl Settings {
@@ -120,6 +125,7 @@ impl Settings {
             linkerd_default_inbound_policy: None,
             jwks_refresh_interval: Duration::from_secs(20 * 60),
             upgrade_idle_timeout: Duration::from_secs(60 * 60),
+            request_headers_timeout: Duration::from_secs(60),
         }
     }
 }

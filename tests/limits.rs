@@ -82,3 +82,45 @@ async fn heads_the_parser_cannot_take_get_431_or_414_not_400() {
     assert_eq!(backend.count(), 0);
     wp.shutdown().await;
 }
+
+/// A client that drips its request head (slowloris) is cut off at
+/// `--request-headers-timeout`, counted, while others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_request_head_is_cut_at_the_request_headers_timeout() {
+    let _c = echo("c", "127.0.144.21:9080").await;
+    let config = ConfigDir::new(&service("f", "a", 9080, 9080, &["127.0.144.21"]));
+    let mut s = settings(&config, "f");
+    s.request_headers_timeout = std::time::Duration::from_millis(800);
+    let wp = bounded("start", waypoint::server::start(s)).await.unwrap();
+    let addr = wp.http_addr.unwrap();
+
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: a.f:9080\r\n")
+        .await
+        .unwrap();
+    let drip = async {
+        // One byte of a header every 100 ms, for far longer than the limit.
+        for _ in 0..100 {
+            if slow.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let served = async {
+        let r = TestClient::new(addr).get("a.f:9080", "/").await;
+        assert_eq!(r.status, 200, "others are served meanwhile");
+    };
+    bounded("drip and serve", async { tokio::join!(drip, served) }).await;
+    let mut buf = [0u8; 64];
+    let n = bounded("the dripping connection closes", slow.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_downstream_limits_total{limit=\"request_headers_timeout\"} 1"),
+        "{metrics}"
+    );
+    wp.shutdown().await;
+}

@@ -43,6 +43,11 @@ impl ReadLog {
         *self.lock() = Some(record);
     }
 
+    /// Whether anything was read since [`ReadLog::start`].
+    pub fn has_bytes(&self) -> bool {
+        self.lock().as_ref().is_some_and(|b| !b.is_empty())
+    }
+
     /// Stops recording and returns what was recorded since [`ReadLog::start`].
     pub fn take(&self) -> BytesMut {
         self.lock().take().unwrap_or_default()

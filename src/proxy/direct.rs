@@ -83,7 +83,12 @@ impl Front {
     }
 
     /// Reads the next request head; `None` when the connection is over.
-    async fn read_head(&self, down: &mut Downstream1) -> Option<Result<()>> {
+    async fn read_head(
+        &self,
+        fast: &FastPath,
+        down: &mut Downstream1,
+        log: &ReadLog,
+    ) -> Option<Result<()>> {
         // Registered before the flag is checked, so a shutdown between the two
         // still wakes this connection.
         let shutdown = self.shutdown.notified();
@@ -92,12 +97,23 @@ impl Front {
         if self.shutting_down.load(Ordering::Acquire) {
             return None;
         }
+        let limit = fast.waypoint.settings.request_headers_timeout;
+        // Pingora's timer wheel, not tokio's: arming a tokio timer per request
+        // costs a wake-up write (the syscall budget in tests/request_budget.rs).
         tokio::select! {
             biased;
-            read = down.read_request() => match read {
-                Ok(Some(_)) => Some(Ok(())),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
+            read = pingora::prelude::fast_timeout::fast_timeout(limit, down.read_request()) => match read {
+                Ok(Ok(Some(_))) => Some(Ok(())),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => Some(Err(e)),
+                Err(_) => {
+                    // Idle or dripping (slowloris): either way the slot goes
+                    // back; only a started head counts as the limit at work.
+                    if log.has_bytes() {
+                        (fast.waypoint.metrics).record_downstream_limit("request_headers_timeout");
+                    }
+                    None
+                }
             },
             _ = shutdown => None,
         }
@@ -136,7 +152,7 @@ impl ServerApp for Front {
             };
             // Neither path enables pipelining, so no request starts buffered.
             log.start(None);
-            let served = match self.read_head(&mut down).await? {
+            let served = match self.read_head(fast, &mut down, &log).await? {
                 Ok(()) => match fast.waypoint.plan_fast(&mut down) {
                     Some(ctx) => {
                         drop(log.take());

@@ -62,6 +62,7 @@ pub struct Metrics {
     cert_expiry: IntGauge,
     overflow: IntCounterVec,
     authz: IntCounterVec,
+    downstream_limits: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -159,6 +160,14 @@ impl Metrics {
             &["policy", "action", "result"],
         )
         .expect("static metric definition is valid");
+        let downstream_limits = IntCounterVec::new(
+            Opts::new(
+                "waypoint_downstream_limits_total",
+                "Downstream connections closed at a limit, by limit (request_headers_timeout).",
+            ),
+            &["limit"],
+        )
+        .expect("static metric definition is valid");
         let mirrors = IntCounterVec::new(
             Opts::new(
                 "waypoint_mirror_requests_total",
@@ -169,6 +178,7 @@ impl Metrics {
         .expect("static metric definition is valid");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(downstream_limits.clone()),
             Box::new(mirrors.clone()),
             Box::new(request_duration.clone()),
             Box::new(request_bytes.clone()),
@@ -204,7 +214,13 @@ impl Metrics {
             cert_expiry,
             overflow,
             authz,
+            downstream_limits,
         }
+    }
+
+    /// Counts a downstream connection closed at `limit`.
+    pub fn record_downstream_limit(&self, limit: &str) {
+        self.downstream_limits.with_label_values(&[limit]).inc();
     }
 
     /// Counts one AuthorizationPolicy decision.
