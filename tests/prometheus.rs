@@ -237,21 +237,7 @@ impl Lane {
             .args(["--metrics-listen", &metrics.to_string()])
             .env_remove("WAYPOINT_LOG");
         let wp = Proc::spawn(&mut cmd);
-        // Polled: the binary is another process, seen only over HTTP.
-        eventually("waypoint ready", async || {
-            if tokio::net::TcpStream::connect(admin).await.is_err() {
-                return Err("admin port closed".to_string());
-            }
-            match TestClient::new(admin)
-                .get("admin", "/healthz/ready")
-                .await
-                .status
-            {
-                200 => Ok(()),
-                other => Err(format!("/healthz/ready {other}")),
-            }
-        })
-        .await;
+        common::binary_ready(admin).await;
         Lane {
             net: net.to_string(),
             ca,
@@ -596,9 +582,9 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // group-by labels exist and the cluster labels are known, or Kiali drops
     // the sample as bad telemetry.
     let kiali = prom
-        .query(&format!(
-            "sum(rate(istio_requests_total{{reporter=~\"waypoint|destination\",destination_workload_namespace=\"shop\"}}[10s])) by (source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_cluster,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,request_protocol,response_code,grpc_response_status,response_flags)"
-        ))
+        .query(
+            "sum(rate(istio_requests_total{reporter=~\"waypoint|destination\",destination_workload_namespace=\"shop\"}[10s])) by (source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_cluster,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,request_protocol,response_code,grpc_response_status,response_flags)"
+        )
         .await
         .expect("kiali query");
     assert!(!kiali.is_empty());
