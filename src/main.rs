@@ -271,6 +271,7 @@ fn run(args: RunArgs) -> ExitCode {
     settings.proxy_protocol_listen = args.proxy_protocol_listen;
     settings.forward_client_cert = args.forward_client_cert;
     settings.locality = args.locality;
+    settings.cluster_id = args.ca.cluster_id.clone();
     settings.ca = match args.ca.into_config() {
         Ok(ca) => ca,
         Err(e) => {
@@ -354,7 +355,9 @@ struct CaArgs {
     /// SPIFFE id requested.
     #[arg(long, env = "SERVICE_ACCOUNT")]
     service_account: Option<String>,
-    /// Cluster name sent to the CA as the `clusterid` header (Istio's default: Kubernetes).
+    /// The cluster this waypoint runs in (Istio's default: Kubernetes): the
+    /// `destination_cluster` metric label, `source_cluster` for mesh callers whose
+    /// ztunnel sent none, and the `clusterid` header sent to the CA.
     #[arg(long, env = "CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
     cluster_id: String,
     /// Requested certificate lifetime, e.g. 24h; renewed at ~80 % of it.

@@ -29,7 +29,7 @@ use crate::proxy::direct::Front;
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
-use crate::telemetry::Metrics;
+use crate::telemetry::{HandshakeFailures, Metrics};
 use crate::upstream::dial::Dialer;
 
 /// Why the waypoint could not start.
@@ -194,10 +194,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     if let (Some(l), Some(id)) = (hbone_listener, &identity) {
         let tls = id.server_config(&settings.trust_domain);
+        let cfg = InboundConfig {
+            handshake_failures: HandshakeFailures::registered(metrics.registry()),
+            ..InboundConfig::default()
+        };
         tasks.push(tokio::spawn(crate::hbone::serve_inbound(
             l,
             tls,
-            InboundConfig::default(),
+            cfg,
             tunnels.clone(),
             shutdown_rx.clone(),
         )));

@@ -53,6 +53,10 @@ pub struct Settings {
     pub hbone_listen: SocketAddr,
     /// Trust domain callers and destinations must belong to.
     pub trust_domain: String,
+    /// The cluster this waypoint runs in (`--cluster-id`, Istio's `CLUSTER_ID`, default
+    /// `Kubernetes`): the `destination_cluster` label, and `source_cluster` for mesh callers
+    /// whose ztunnel sent none.
+    pub cluster_id: String,
     /// Port of the destination ztunnels' HBONE listener.
     pub hbone_upstream_port: u16,
     /// PROXY-protocol v2 listener (Istio's `PROXY/15088` sandwich binding).
@@ -113,6 +117,7 @@ impl Settings {
             cert_dir: None,
             hbone_listen: SocketAddr::from(([0, 0, 0, 0], 15008)),
             trust_domain: "cluster.local".to_string(),
+            cluster_id: crate::identity::istio_ca::DEFAULT_CLUSTER_ID.to_string(),
             hbone_upstream_port: 15008,
             proxy_protocol_listen: None,
             forward_client_cert: false,

@@ -150,6 +150,8 @@ pub fn compile_options(settings: &Settings) -> CompileOptions {
         namespace: settings.namespace.clone(),
         cluster_domain: settings.cluster_domain.clone(),
         lb: settings.lb,
+        trust_domain: settings.trust_domain.clone(),
+        cluster_id: Arc::from(settings.cluster_id.as_str()),
     }
 }
 

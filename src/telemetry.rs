@@ -3,10 +3,12 @@
 
 pub mod access_log;
 mod flags;
+pub mod handshake;
 mod labels;
 pub mod metrics;
 
 pub use flags::ResponseFlags;
+pub use handshake::{HandshakeFailure, HandshakeFailures};
 pub use labels::{grpc_status_label, PeerLabels, RequestLabels};
 pub use metrics::Metrics;
 

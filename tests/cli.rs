@@ -170,21 +170,7 @@ async fn run_binary(
         .spawn()
         .unwrap();
     let proc = Proc(child);
-    // Polled: the binary is another process, seen only over HTTP.
-    eventually("ready", async || {
-        if let Err(e) = tokio::net::TcpStream::connect(admin).await {
-            return Err(format!("admin port: {e}"));
-        }
-        match TestClient::new(admin)
-            .get("admin", "/healthz/ready")
-            .await
-            .status
-        {
-            200 => Ok(()),
-            other => Err(format!("/healthz/ready {other}")),
-        }
-    })
-    .await;
+    common::binary_ready(admin).await;
     (proc, http, admin)
 }
 

@@ -185,6 +185,24 @@ pub struct Pod {
     pub status: PodStatus,
 }
 
+impl Pod {
+    /// `spec.serviceAccountName` (else the deprecated `spec.serviceAccount`), else
+    /// `default`: the account the API server's admission gives a Pod that names none, so
+    /// an applied manifest without the field reads as the running Pod would.
+    pub fn service_account_name(&self) -> &str {
+        let field = |name: &str| {
+            self.spec
+                .as_ref()
+                .and_then(|spec| spec.get(name))
+                .and_then(serde_yaml::Value::as_str)
+                .filter(|sa| !sa.is_empty())
+        };
+        field("serviceAccountName")
+            .or_else(|| field("serviceAccount"))
+            .unwrap_or("default")
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {

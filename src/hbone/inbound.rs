@@ -23,9 +23,10 @@ use super::h2_config::{keepalive, H2Settings, KeepaliveEnd};
 use super::request::{parse_request, ConnectHandler, TunnelRequest};
 use super::stream::TunnelStream;
 use crate::identity::{handshake_failure_reason, peer_identity, Identity};
+use crate::telemetry::{HandshakeFailure, HandshakeFailures};
 
 /// Settings of the inbound HBONE server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct InboundConfig {
     /// Windows, frame size, keepalive.
     pub h2: H2Settings,
@@ -43,6 +44,9 @@ pub struct InboundConfig {
     pub max_header_list_size: u32,
     /// Limit for the TLS and HTTP/2 handshakes together. Default 10 s.
     pub handshake_timeout: Duration,
+    /// Where connections that never became a tunnel are counted. Default: a family
+    /// registered nowhere (the server registers one on its metrics page).
+    pub handshake_failures: HandshakeFailures,
 }
 
 impl Default for InboundConfig {
@@ -55,6 +59,7 @@ impl Default for InboundConfig {
             max_local_error_reset_streams: 1024,
             max_header_list_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            handshake_failures: HandshakeFailures::default(),
         }
     }
 }
@@ -77,8 +82,11 @@ impl InboundConfig {
 /// Serves HBONE on `listener` until `shutdown` becomes `true` (or its sender is dropped).
 ///
 /// Each connection runs on its own task; on shutdown, accepting stops, open connections
-/// get a GOAWAY and finish their streams. Handshake failures are logged (debug/info) with a
-/// reason such as "certificate not trusted" or "trust domain mismatch".
+/// get a GOAWAY and finish their streams. Handshake failures are counted by reason
+/// (`InboundConfig::handshake_failures`) and logged with a reason such as "certificate not
+/// trusted" or "trust domain mismatch": at info for a refused handshake, at debug for a
+/// connection closed before its first byte (a kubelet `tcpSocket` probe does that every few
+/// seconds).
 pub async fn serve_inbound<H: ConnectHandler + 'static>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -132,18 +140,27 @@ async fn serve_connection<H: ConnectHandler + 'static>(
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    let failures = &cfg.handshake_failures;
     let handshake = async {
+        // A TCP probe connects and closes without a byte; peeking tells it apart
+        // from a client that started TLS and was refused.
+        if matches!(tcp.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+            debug!("HBONE connection closed before a TLS ClientHello (a TCP probe?)");
+            return Err(HandshakeFailure::ClosedBeforeClientHello);
+        }
         let tls = acceptor.accept(tcp).await.map_err(|e| {
-            let reason = e
+            let refused = e
                 .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            let reason = refused
                 .map(handshake_failure_reason)
                 .unwrap_or("TLS handshake failed");
             info!(reason, error = %e, "HBONE handshake refused");
+            refused.map_or(HandshakeFailure::Tls, failure_kind)
         })?;
         let Some(peer) = peer_identity(tls.get_ref().1) else {
             warn!("BUG: verified client certificate without SPIFFE id");
-            return Err(());
+            return Err(HandshakeFailure::BadCertificate);
         };
         let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(Arc::from);
         // Phase 2: the HTTP/2 handshake.
@@ -151,14 +168,21 @@ async fn serve_connection<H: ConnectHandler + 'static>(
             .h2_builder()
             .handshake::<_, Bytes>(tls)
             .await
-            .map_err(|e| debug!(error = %e, "HTTP/2 handshake failed"))?;
+            .map_err(|e| {
+                debug!(error = %e, "HTTP/2 handshake failed");
+                HandshakeFailure::Http2
+            })?;
         Ok((peer, sni, conn))
     };
     let (peer, sni, mut conn) = match timeout(cfg.handshake_timeout, handshake).await {
         Ok(Ok(done)) => done,
-        Ok(Err(())) => return,
+        Ok(Err(reason)) => {
+            failures.record(reason);
+            return;
+        }
         Err(_) => {
             info!(timeout = ?cfg.handshake_timeout, "HBONE handshake timed out");
+            failures.record(HandshakeFailure::Timeout);
             return;
         }
     };
@@ -202,6 +226,16 @@ async fn serve_connection<H: ConnectHandler + 'static>(
         }
     }
     debug!(%peer, "HBONE connection closed");
+}
+
+/// A refused handshake's counter reason: the client's certificate, or TLS itself.
+fn failure_kind(err: &rustls::Error) -> HandshakeFailure {
+    match err {
+        rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_) => {
+            HandshakeFailure::BadCertificate
+        }
+        _ => HandshakeFailure::Tls,
+    }
 }
 
 async fn serve_stream<H: ConnectHandler>(

@@ -27,6 +27,9 @@ pub struct TunnelRequest {
     pub baggage: Baggage,
     /// The original client IP from `forwarded: for=…`, when present.
     pub forwarded_for: Option<IpAddr>,
+    /// The original client's port from `forwarded: for="ip:port"`, when sent (ztunnel
+    /// sends it).
+    pub forwarded_port: Option<u16>,
     /// The `traceparent` header, as sent.
     pub traceparent: Option<String>,
     /// The server name the client sent in the TLS handshake, if any.
@@ -34,12 +37,12 @@ pub struct TunnelRequest {
 }
 
 impl TunnelRequest {
-    /// The address Pingora should report as the client: the original client from
-    /// `forwarded` (port 0, since the header's port is the client's ephemeral port and not
-    /// always sent) or else the ztunnel.
+    /// The address Pingora should report as the client (the access log's
+    /// `downstream_remote_address`): the original client from `forwarded`, with its port
+    /// when the header carries one (0 when not), or else the ztunnel.
     pub fn client_addr(&self) -> SocketAddr {
         match self.forwarded_for {
-            Some(ip) => SocketAddr::new(ip, 0),
+            Some(ip) => SocketAddr::new(ip, self.forwarded_port.unwrap_or(0)),
             None => self.peer_addr,
         }
     }
@@ -96,16 +99,57 @@ pub(crate) fn parse_request<B>(
             .filter(|v| !v.is_empty())
     };
     let baggage = header("baggage").map(Baggage::parse).unwrap_or_default();
-    let forwarded_for = header("forwarded")
+    let forwarded = header("forwarded")
         .and_then(|v| v.parse::<Forwarded>().ok())
-        .and_then(|f| f.for_ip);
+        .unwrap_or_default();
     Ok(TunnelRequest {
         peer: peer.clone(),
         peer_addr,
         target,
         baggage,
-        forwarded_for,
+        forwarded_for: forwarded.for_ip,
+        forwarded_port: forwarded.for_port.filter(|_| forwarded.for_ip.is_some()),
         traceparent: header("traceparent").map(str::to_owned),
         sni: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(forwarded: Option<&str>) -> TunnelRequest {
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .uri("10.96.0.12:9080");
+        if let Some(f) = forwarded {
+            req = req.header("forwarded", f);
+        }
+        let peer: Identity = "spiffe://cluster.local/ns/default/sa/sleep"
+            .parse()
+            .expect("identity");
+        let ztunnel: SocketAddr = "10.1.0.2:50000".parse().expect("addr");
+        parse_request(&req.body(()).expect("request"), &peer, ztunnel).expect("valid CONNECT")
+    }
+
+    #[test]
+    fn client_addr_is_the_forwarded_client_with_its_port() {
+        // ztunnel's form: the application's own source address and port.
+        let req = connect(Some("for=\"10.0.0.7:41234\";host=reviews"));
+        assert_eq!(req.client_addr(), "10.0.0.7:41234".parse().unwrap());
+    }
+
+    #[test]
+    fn client_addr_without_a_forwarded_port_is_port_zero() {
+        let req = connect(Some("for=10.0.0.7"));
+        assert_eq!(req.client_addr(), "10.0.0.7:0".parse().unwrap());
+    }
+
+    #[test]
+    fn client_addr_without_forwarded_is_the_ztunnel() {
+        // An obfuscated `for=` names no address: the TCP peer is all we know.
+        for f in [None, Some("for=_hidden")] {
+            assert_eq!(connect(f).client_addr(), "10.1.0.2:50000".parse().unwrap());
+        }
+    }
 }

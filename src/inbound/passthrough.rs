@@ -136,9 +136,11 @@ impl Passthrough {
         picked: &Endpoint,
     ) -> RequestLabels {
         let names = &backend.service.labels;
+        let mut destination = picked.workload.destination_labels();
+        destination.cluster = names.cluster.clone();
         RequestLabels {
             source: caller.labels.clone(),
-            destination: picked.workload.destination_labels(),
+            destination,
             destination_service: names.hostname.clone(),
             destination_service_name: names.name.clone(),
             destination_service_namespace: names.namespace.clone(),

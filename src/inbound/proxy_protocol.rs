@@ -82,6 +82,7 @@ pub async fn run_proxy_protocol<A: ServerApp + Send + Sync + 'static>(
                 header.peer_identity.as_ref(),
                 &Baggage::default(),
                 Some(ClientIp(header.source.ip())),
+                &accepted.published.snapshot.options().cluster_id,
             );
             let downstream = Downstream {
                 caller,

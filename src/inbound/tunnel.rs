@@ -45,10 +45,15 @@ pub fn resolve_target(snapshot: &Snapshot, target: &ConnectTarget) -> Option<Des
 }
 
 /// Istio's source labels from the caller's identity and ztunnel's baggage.
+/// A mesh caller (one with an identity) whose ztunnel named no cluster is in
+/// `cluster`, the waypoint's own: Istio's waypoint reports the source
+/// workload's cluster, and Kiali drops a sample whose source namespace is
+/// known but whose `source_cluster` is `unknown`.
 pub fn caller_from(
     identity: Option<&Identity>,
     baggage: &Baggage,
     client_ip: Option<ClientIp>,
+    cluster: &Arc<str>,
 ) -> Caller {
     let mut labels = PeerLabels::default();
     let set = |slot: &mut Arc<str>, v: Option<&str>| {
@@ -59,6 +64,7 @@ pub fn caller_from(
     if let Some(id) = identity {
         labels.principal = Arc::from(id.to_string());
         labels.workload_namespace = Arc::from(id.namespace());
+        labels.cluster = cluster.clone();
     }
     set(&mut labels.workload_namespace, baggage.namespace.as_deref());
     set(&mut labels.workload, baggage.workload_name());
@@ -170,6 +176,7 @@ impl<A: ServerApp + Send + Sync + 'static> ConnectHandler for TunnelHandler<A> {
             Some(&req.peer),
             &req.baggage,
             Some(ClientIp(req.client_addr().ip())),
+            &accepted.published.snapshot.options().cluster_id,
         );
         caller.traceparent = req.traceparent.as_deref().map(Arc::from);
         caller.sni = req.sni.clone();

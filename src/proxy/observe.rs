@@ -134,14 +134,17 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
         .as_ref()
         .map(|p| &p.backend)
         .or(ctx.routed.destination.as_ref());
+    if let Some(picked) = &ctx.attempts.picked {
+        labels.destination = picked.endpoint.workload.destination_labels();
+    }
     if let Some(dest) = service {
         let names = &dest.service.labels;
         labels.destination_service = names.hostname.clone();
         labels.destination_service_name = names.name.clone();
         labels.destination_service_namespace = names.namespace.clone();
-    }
-    if let Some(picked) = &ctx.attempts.picked {
-        labels.destination = picked.endpoint.workload.destination_labels();
+        // Also when no endpoint was picked (503 UH/UO): Kiali drops a sample
+        // with a known service namespace and an `unknown` cluster.
+        labels.destination.cluster = names.cluster.clone();
     }
     labels
 }

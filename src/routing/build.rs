@@ -45,13 +45,14 @@ fn compile(
     load: &LoadRegistry,
 ) -> Result<Snapshot, ConfigErrors> {
     // Phase 1: destinations and their endpoints.
-    let pods = PodIndex::new(&resources);
+    let pods = PodIndex::new(&resources, &opts.trust_domain);
     let mut discovered = discovery::services(&resources, &pods, &opts.cluster_domain);
     discovered.extend(discovery::service_entries(&resources));
     let mut targets = Vec::with_capacity(discovered.len());
     for (index, d) in discovered.into_iter().enumerate() {
         let mut target = d.target;
         target.index = index;
+        target.labels.cluster = opts.cluster_id.clone();
         let ports = d
             .endpoints
             .into_iter()

@@ -14,6 +14,7 @@ use crate::config::{
     EndpointSlice, IntOrString, Namespace, NamespacedName, Pod, Resources, Service, ServiceEntry,
     ServicePort, Sourced,
 };
+use crate::identity::Identity;
 use crate::upstream::{Endpoint, Locality, WorkloadInfo};
 
 /// EndpointSlice label naming the Service it belongs to.
@@ -33,10 +34,12 @@ pub(crate) struct PodIndex<'a> {
     by_name: HashMap<(&'a str, &'a str), &'a Sourced<Pod>>,
     by_ip: HashMap<IpAddr, &'a Sourced<Pod>>,
     namespaces: HashMap<&'a str, &'a Namespace>,
+    /// The mesh trust domain, for in-mesh endpoints' identities.
+    trust_domain: &'a str,
 }
 
 impl<'a> PodIndex<'a> {
-    pub(crate) fn new(resources: &'a Resources) -> Self {
+    pub(crate) fn new(resources: &'a Resources, trust_domain: &'a str) -> Self {
         let mut by_name = HashMap::new();
         let mut by_ip = HashMap::new();
         for pod in &resources.pods {
@@ -59,6 +62,7 @@ impl<'a> PodIndex<'a> {
             by_name,
             by_ip,
             namespaces,
+            trust_domain,
         }
     }
 
@@ -74,7 +78,7 @@ impl<'a> PodIndex<'a> {
             Some(pod) => Endpoint {
                 addr,
                 pod: Some(pod.key.clone()),
-                workload: workload_info(pod),
+                workload: self.workload(pod),
                 in_mesh: self.in_mesh(pod),
                 labels: pod.object.metadata.labels.clone(),
                 locality: zone_locality(zone.as_deref()),
@@ -90,6 +94,20 @@ impl<'a> PodIndex<'a> {
                 zone,
             },
         }
+    }
+
+    /// The Pod's workload facts; an in-mesh Pod's principal is the identity its
+    /// ztunnel presents for it (Istio: `spiffe://<td>/ns/<ns>/sa/<serviceAccountName>`).
+    fn workload(&self, pod: &Sourced<Pod>) -> WorkloadInfo {
+        let mut workload = workload_info(pod);
+        if self.in_mesh(pod) {
+            let sa = pod.object.service_account_name();
+            match Identity::new(self.trust_domain, &pod.key.namespace, sa) {
+                Ok(id) => workload.principal = Arc::from(id.to_string()),
+                Err(e) => debug!(pod = %pod.key, error = %e, "no principal for Pod"),
+            }
+        }
+        workload
     }
 
     /// Ambient membership: the Pod's own `istio.io/dataplane-mode` wins
@@ -148,6 +166,7 @@ pub(crate) fn workload_info(pod: &Sourced<Pod>) -> WorkloadInfo {
         .into(),
         namespace: pod.key.namespace.as_str().into(),
         name: name.into(),
+        principal: Arc::from(crate::telemetry::UNKNOWN),
     }
 }
 

@@ -68,21 +68,30 @@ pub struct ServiceTarget {
     pub(crate) index: usize,
 }
 
-/// Istio's `destination_service`, `destination_service_name` and
-/// `destination_service_namespace` of a destination, built once per snapshot.
+/// Istio's `destination_service`, `destination_service_name`,
+/// `destination_service_namespace` and `destination_cluster` of a destination,
+/// built once per snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceLabels {
     pub hostname: Arc<str>,
     pub name: Arc<str>,
     pub namespace: Arc<str>,
+    /// The cluster the destination lives in: the snapshot's cluster id (every
+    /// Service and ServiceEntry the waypoint serves is its own cluster's).
+    /// Kiali drops a sample whose `destination_service_namespace` is known but
+    /// whose `destination_cluster` is `unknown` as bad telemetry.
+    pub cluster: Arc<str>,
 }
 
 impl ServiceLabels {
+    /// The labels of `key` at `hostname`; the cluster is `unknown` until the
+    /// snapshot sets its own.
     pub fn new(key: &NamespacedName, hostname: &str) -> Self {
         ServiceLabels {
             hostname: hostname.into(),
             name: key.name.as_str().into(),
             namespace: key.namespace.as_str().into(),
+            cluster: crate::telemetry::UNKNOWN.into(),
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct WorkloadInfo {
     pub canonical_service: Arc<str>,
     /// `service.istio.io/canonical-revision` | `app.kubernetes.io/version` | `version` | `latest`.
     pub canonical_revision: Arc<str>,
+    /// The workload's SPIFFE identity (`spiffe://<td>/ns/<ns>/sa/<sa>`) when it is reached
+    /// over HBONE, where its ztunnel proves it; `unknown` for plain-text endpoints, whose
+    /// identity nothing authenticates (as a sidecar reports them).
+    pub principal: Arc<str>,
 }
 
 impl WorkloadInfo {
@@ -36,6 +40,7 @@ impl WorkloadInfo {
             namespace: u(),
             canonical_service: u(),
             canonical_revision: u(),
+            principal: u(),
         }
     }
 
@@ -45,6 +50,7 @@ impl WorkloadInfo {
         PeerLabels {
             workload: self.name.clone(),
             workload_namespace: self.namespace.clone(),
+            principal: self.principal.clone(),
             app: self.canonical_service.clone(),
             version: self.canonical_revision.clone(),
             canonical_service: self.canonical_service.clone(),

@@ -283,6 +283,25 @@ impl OneConnection {
     }
 }
 
+/// Waits until a `waypoint` process's admin port answers `/healthz/ready` with 200
+/// (polled: the binary is another process, seen only over HTTP).
+pub async fn binary_ready(admin: SocketAddr) {
+    eventually("ready", async || {
+        if let Err(e) = tokio::net::TcpStream::connect(admin).await {
+            return Err(format!("admin port: {e}"));
+        }
+        match TestClient::new(admin)
+            .get("admin", "/healthz/ready")
+            .await
+            .status
+        {
+            200 => Ok(()),
+            other => Err(format!("/healthz/ready {other}")),
+        }
+    })
+    .await;
+}
+
 /// Fetches the admin endpoint `path` (body as text).
 pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {
     let c = TestClient::new(running.admin_addr);

@@ -52,8 +52,11 @@ async fn connect_is_answered_200_and_bytes_echo_with_eof() {
         .as_deref()
         .is_some_and(|t| t.starts_with("00-0af7")));
     assert_eq!(seen.req.peer_addr.ip(), server.addr.ip());
-    // Pingora's client address is the original client from `forwarded`, port 0.
-    assert_eq!(seen.digest_peer, Some("10.0.0.7:0".parse().expect("addr")));
+    // Pingora's client address is the original client from `forwarded`, with its port.
+    assert_eq!(
+        seen.digest_peer,
+        Some("10.0.0.7:41234".parse().expect("addr"))
+    );
     server.stop().await;
 }
 

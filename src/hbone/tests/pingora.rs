@@ -104,7 +104,7 @@ async fn pingora_serves_http1_and_h2c_inside_a_tunnel() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.ends_with(&format!("HTTP/1.1 10.0.0.7:0 {ZTUNNEL_ID}")),
+        response.ends_with(&format!("HTTP/1.1 10.0.0.7:5555 {ZTUNNEL_ID}")),
         "{response}"
     );
 
@@ -133,7 +133,7 @@ async fn pingora_serves_http1_and_h2c_inside_a_tunnel() {
     }
     assert_eq!(
         String::from_utf8_lossy(&text),
-        format!("HTTP/2.0 10.0.0.7:0 {ZTUNNEL_ID}")
+        format!("HTTP/2.0 10.0.0.7:5555 {ZTUNNEL_ID}")
     );
 
     let _ = stop.send(true);
