@@ -42,7 +42,12 @@ async fn access_log_file_writes_istios_default_text_line() {
     let (_c, wp) = start(&yaml, &format!("accessLogFile: {}\n", log.display())).await;
     let c = TestClient::new(wp.http_addr.expect("http listener"));
     let r = c
-        .send("GET", "ratings:9080", "/r/1", &[("x-request-id", "rid-text"), ("user-agent", "t/1")])
+        .send(
+            "GET",
+            "ratings:9080",
+            "/r/1",
+            &[("x-request-id", "rid-text"), ("user-agent", "t/1")],
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(c.get("nowhere:9080", "/x").await.status, 404);
@@ -61,7 +66,11 @@ async fn access_log_file_writes_istios_default_text_line() {
     assert_eq!(quoted[13], "127.0.160.11:9080", "upstream host: {ok}");
     let tail: Vec<&str> = quoted[14].split_whitespace().collect();
     assert_eq!(tail[0], "outbound|9080||ratings.logs.svc.cluster.local");
-    assert_eq!(tail.len(), 6, "cluster, upstream local, local, remote, sni, route: {ok}");
+    assert_eq!(
+        tail.len(),
+        6,
+        "cluster, upstream local, local, remote, sni, route: {ok}"
+    );
     let nr: Vec<&str> = got[1].split('"').collect();
     let after: Vec<&str> = nr[2].split_whitespace().collect();
     assert_eq!(after[..2], ["404", "NR"], "{}", got[1]);
@@ -73,16 +82,23 @@ async fn access_log_encoding_json_writes_istios_labels() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.json");
     let yaml = service("logs", "details", 9080, 9080, &["127.0.160.21"]);
-    let mesh = format!("accessLogFile: {}\naccessLogEncoding: JSON\n", log.display());
+    let mesh = format!(
+        "accessLogFile: {}\naccessLogEncoding: JSON\n",
+        log.display()
+    );
     let (_c, wp) = start(&yaml, &mesh).await;
     let c = TestClient::new(wp.http_addr.expect("http listener"));
-    c.send("GET", "details:9080", "/d", &[("x-request-id", "rid-json")]).await;
+    c.send("GET", "details:9080", "/d", &[("x-request-id", "rid-json")])
+        .await;
     let got = lines(&log, 1).await;
     let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
     assert_eq!(v["response_code"], 200);
     assert_eq!(v["request_id"], "rid-json");
     assert_eq!(v["upstream_host"], "127.0.160.21:9080");
-    assert_eq!(v["upstream_cluster"], "outbound|9080||details.logs.svc.cluster.local");
+    assert_eq!(
+        v["upstream_cluster"],
+        "outbound|9080||details.logs.svc.cluster.local"
+    );
     assert_eq!(v["method"], "GET");
     assert!(v["x_forwarded_for"].is_null());
 }
@@ -101,14 +117,26 @@ async fn envoy_file_access_log_provider_text_and_labels() {
     let yaml = service("logs", "reviews", 9080, 9080, &["127.0.160.31"]);
     let (_c, wp) = start(&yaml, &mesh).await;
     let c = TestClient::new(wp.http_addr.expect("http listener"));
-    c.send("GET", "reviews:9080", "/", &[("x-foo", "bar")]).await;
+    c.send("GET", "reviews:9080", "/", &[("x-foo", "bar")])
+        .await;
     let text = lines(&text_log, 1).await;
     let fields: Vec<&str> = text[0].split(' ').collect();
     assert_eq!(fields[0], "foo=bar");
     assert_eq!(fields[1], "ct=application/json", "{}", text[0]);
     assert_eq!(fields[2], "code=200");
-    assert!(fields[3].strip_prefix("ms=").unwrap().parse::<u64>().is_ok(), "{}", text[0]);
+    assert!(
+        fields[3]
+            .strip_prefix("ms=")
+            .unwrap()
+            .parse::<u64>()
+            .is_ok(),
+        "{}",
+        text[0]
+    );
     let json = lines(&json_log, 1).await;
     let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
-    assert_eq!(v, serde_json::json!({"foo": "bar", "code": 200, "host": "127.0.160.31:9080"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"foo": "bar", "code": 200, "host": "127.0.160.31:9080"})
+    );
 }
