@@ -60,6 +60,25 @@ pub struct Sourced<T> {
     pub object: T,
 }
 
+impl<T> Sourced<T> {
+    /// An error located at `field` of this object (`kind` as users write it).
+    pub fn error_at(&self, kind: &str, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(
+            Location {
+                file: Some(self.origin.file.to_string()),
+                document: Some(self.origin.document),
+                object: Some(ObjectRef {
+                    kind: kind.to_string(),
+                    namespace: Some(self.key.namespace.clone()),
+                    name: self.key.name.clone(),
+                }),
+                field: Some(field.to_string()),
+            },
+            reason,
+        )
+    }
+}
+
 /// Every object the waypoint understood, by kind, in load order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {

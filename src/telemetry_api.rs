@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::{
-    ConfigError, ConfigErrors, Location, MeshConfig, NamespacedName, ObjectRef, Resources, Sourced,
-    Telemetry,
+    ConfigError, ConfigErrors, Location, MeshConfig, NamespacedName, Resources, Sourced, Telemetry,
 };
 use crate::telemetry::access_log::format::LogFormat;
 use crate::telemetry::access_log::sink::{LogSink, SinkRegistry};
@@ -197,21 +196,7 @@ impl TelemetryTable {
 }
 
 fn locator<T>(sourced: &Sourced<T>) -> impl Fn(&str, String) -> ConfigError + '_ {
-    move |field: &str, reason: String| {
-        ConfigError::new(
-            Location {
-                file: Some(sourced.origin.file.to_string()),
-                document: Some(sourced.origin.document),
-                object: Some(ObjectRef {
-                    kind: "Telemetry".to_string(),
-                    namespace: Some(sourced.key.namespace.clone()),
-                    name: sourced.key.name.clone(),
-                }),
-                field: Some(field.to_string()),
-            },
-            reason,
-        )
-    }
+    move |field: &str, reason: String| sourced.error_at("Telemetry", field, reason)
 }
 
 /// Checks what can be checked per resource: expressions, modes, providers, refused fields.
