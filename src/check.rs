@@ -39,6 +39,7 @@ pub fn check_with(settings: &Settings) -> (bool, String) {
         snapshot,
         plugins,
         authz,
+        telemetry,
     } = match built {
         Ok(b) => b,
         Err(errors) => return (false, error_report(path, &errors)),
@@ -88,6 +89,10 @@ pub fn check_with(settings: &Settings) -> (bool, String) {
         }
     }
     authorization_report(&mut out, &snapshot, &authz);
+    // Telemetry resources a waypoint does not act on (selector form, other namespaces).
+    for (key, why) in &telemetry.ignored {
+        let _ = writeln!(out, "  warning: Telemetry {key} ignored: {why}");
+    }
     (true, out)
 }
 

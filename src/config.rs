@@ -18,6 +18,7 @@ mod reference_grant;
 mod security;
 pub mod source;
 mod tcp_route;
+mod telemetry;
 pub mod watch;
 
 use std::sync::Arc;
@@ -32,12 +33,14 @@ pub use istio_traffic::*;
 pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
 pub use mesh::{
-    ConfigMap, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig, ISTIO_CONFIGMAP,
+    ConfigMap, DefaultProviders, EnvoyFileAccessLog, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider,
+    FileLogFormat, MeshConfig, ISTIO_CONFIGMAP,
 };
 pub use meta::{NamespacedName, ObjectMeta};
 pub use reference_grant::*;
 pub use security::*;
 pub use tcp_route::*;
+pub use telemetry::*;
 
 /// Where an object came from: the file and the 0-based index of the YAML
 /// document in it (items of a `List` share their document's index).
@@ -55,6 +58,25 @@ pub struct Sourced<T> {
     /// `namespace/name` with the namespace defaulted.
     pub key: NamespacedName,
     pub object: T,
+}
+
+impl<T> Sourced<T> {
+    /// An error located at `field` of this object (`kind` as users write it).
+    pub fn error_at(&self, kind: &str, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(
+            Location {
+                file: Some(self.origin.file.to_string()),
+                document: Some(self.origin.document),
+                object: Some(ObjectRef {
+                    kind: kind.to_string(),
+                    namespace: Some(self.key.namespace.clone()),
+                    name: self.key.name.clone(),
+                }),
+                field: Some(field.to_string()),
+            },
+            reason,
+        )
+    }
 }
 
 /// Every object the waypoint understood, by kind, in load order.
@@ -82,6 +104,8 @@ pub struct Resources {
     pub linkerd_mesh_tls_authentications: Vec<Sourced<MeshTlsAuthentication>>,
     pub linkerd_network_authentications: Vec<Sourced<NetworkAuthentication>>,
     pub linkerd_http_routes: Vec<Sourced<LinkerdHttpRoute>>,
+    /// Istio's Telemetry resources (`telemetry.istio.io`).
+    pub telemetries: Vec<Sourced<Telemetry>>,
     /// Istio's `istio` ConfigMaps (`data.mesh` parsed), by namespace.
     pub mesh_configs: Vec<Sourced<MeshConfig>>,
 }
@@ -106,6 +130,7 @@ impl Resources {
             ("WasmPlugin", self.wasm_plugins.len()),
             ("AuthorizationPolicy", self.authorization_policies.len()),
             ("RequestAuthentication", self.request_authentications.len()),
+            ("Telemetry", self.telemetries.len()),
             ("Server", self.linkerd_servers.len()),
             (
                 "ServerAuthorization",

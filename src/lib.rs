@@ -22,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod telemetry_api;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_helpers;
 pub mod upstream;

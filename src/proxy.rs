@@ -589,6 +589,6 @@ impl ProxyHttp for Waypoint {
             filters.on_log();
         }
         let exchange = observe::Exchange::of(session);
-        observe::record(&exchange, ctx, &self.metrics, self.settings.access_log);
+        observe::record(&exchange, ctx, &self.metrics);
     }
 }

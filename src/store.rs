@@ -17,7 +17,9 @@ use crate::config::source::{ConfigSource, FileSource, Reload};
 use crate::config::{ConfigErrors, NamespacedName};
 use crate::routing::{CompileOptions, Snapshot};
 use crate::settings::Settings;
+use crate::telemetry::access_log::sink::SinkRegistry;
 use crate::telemetry::Metrics;
+use crate::telemetry_api::{TelemetryOptions, TelemetryTable};
 use crate::upstream::LoadRegistry;
 use crate::wasm::{compile_plugins, HostOptions, PluginSet, WasmHost};
 
@@ -31,6 +33,8 @@ pub struct Published {
     pub plugins: PluginSet,
     /// AuthorizationPolicies by destination.
     pub authz: AuthzTable,
+    /// Telemetry resources and MeshConfig access logs, by destination.
+    pub telemetry: TelemetryTable,
     pub loaded_at: SystemTime,
 }
 
@@ -39,11 +43,15 @@ pub struct Built {
     pub snapshot: Snapshot,
     pub plugins: PluginSet,
     pub authz: AuthzTable,
+    pub telemetry: TelemetryTable,
 }
 
 impl Built {
     fn same_as(&self, p: &Published) -> bool {
-        p.snapshot == self.snapshot && p.plugins == self.plugins && p.authz == self.authz
+        p.snapshot == self.snapshot
+            && p.plugins == self.plugins
+            && p.authz == self.authz
+            && p.telemetry == self.telemetry
     }
 
     fn publish(self, generation: u64) -> Published {
@@ -52,6 +60,7 @@ impl Built {
             snapshot: self.snapshot,
             plugins: self.plugins,
             authz: self.authz,
+            telemetry: self.telemetry,
             loaded_at: SystemTime::now(),
         }
     }
@@ -122,11 +131,19 @@ pub fn build_snapshot_from(
     let snapshot = snapshot.map_err(|e| errors.0.extend(e.0)).ok();
     let plugins = plugins.map_err(|e| errors.0.extend(e.0)).ok();
     let authz = authz.map_err(|e| errors.0.extend(e.0)).ok();
-    match (snapshot, plugins, authz) {
-        (Some(snapshot), Some(plugins), Some(authz)) => Ok(Built {
+    let telemetry = TelemetryTable::compile(
+        &resources,
+        &telemetry_options(settings),
+        SinkRegistry::global(),
+    )
+    .map_err(|e| errors.0.extend(e.0))
+    .ok();
+    match (snapshot, plugins, authz, telemetry) {
+        (Some(snapshot), Some(plugins), Some(authz), Some(telemetry)) => Ok(Built {
             snapshot,
             plugins,
             authz,
+            telemetry,
         }),
         _ => Err(errors),
     }
@@ -141,6 +158,16 @@ pub fn authz_options(settings: &Settings) -> AuthzOptions {
         mesh: settings.mesh.clone(),
         trust_domain: settings.trust_domain.clone(),
         linkerd_default: settings.linkerd_default_inbound_policy.clone(),
+    }
+}
+
+/// Who this waypoint is, for Telemetry targets and access logs.
+pub fn telemetry_options(settings: &Settings) -> TelemetryOptions {
+    TelemetryOptions {
+        root_namespace: settings.root_namespace.clone(),
+        gateway: NamespacedName::new(settings.namespace.clone(), settings.gateway_name.clone()),
+        mesh: settings.mesh.clone(),
+        stdout_json: settings.access_log,
     }
 }
 

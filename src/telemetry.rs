@@ -2,6 +2,7 @@
 //! and labels (so existing dashboards work), and Envoy-shaped JSON access logs.
 
 pub mod access_log;
+pub mod cel;
 mod flags;
 pub mod handshake;
 mod labels;

@@ -202,7 +202,7 @@ async fn access_log_writes_one_envoy_json_line_per_request() {
     assert_eq!(ok["response_code"], 200);
     assert_eq!(ok["response_flags"], "-");
     assert_eq!(ok["upstream_host"], "127.0.11.21:9080");
-    assert_eq!(ok["x_request_id"], "req-1");
+    assert_eq!(ok["request_id"], "req-1");
     assert_eq!(ok["authority"], "logged:9080");
     assert!(ok["bytes_sent"].as_u64().unwrap() > 0);
     assert!(ok["start_time"].as_str().unwrap().ends_with('Z'));

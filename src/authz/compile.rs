@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::config::{
-    self, Action, AuthorizationPolicy, ConfigError, ConfigErrors, Location, ObjectRef, Sourced,
-};
+use crate::config::{self, Action, AuthorizationPolicy, ConfigError, ConfigErrors, Sourced};
 use crate::config::{LoadedPolicy, NamespacedName, PolicyTargetReference, RequestAuthentication};
 use crate::routing::ServiceKind;
 
@@ -95,21 +93,7 @@ fn locator<'a, T>(
     sourced: &'a Sourced<T>,
     kind: &'static str,
 ) -> impl Fn(&str, String) -> ConfigError + 'a {
-    move |field: &str, reason: String| {
-        ConfigError::new(
-            Location {
-                file: Some(sourced.origin.file.to_string()),
-                document: Some(sourced.origin.document),
-                object: Some(ObjectRef {
-                    kind: kind.to_string(),
-                    namespace: Some(sourced.key.namespace.clone()),
-                    name: sourced.key.name.clone(),
-                }),
-                field: Some(field.to_string()),
-            },
-            reason,
-        )
-    }
+    move |field: &str, reason: String| sourced.error_at(kind, field, reason)
 }
 
 /// Which traffic of this waypoint a policy is for, as Istio decides it for

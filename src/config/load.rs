@@ -164,6 +164,7 @@ enum Kind {
     WasmPlugin,
     AuthorizationPolicy,
     RequestAuthentication,
+    Telemetry,
     LinkerdServer,
     LinkerdServerAuthorization,
     LinkerdAuthorizationPolicy,
@@ -209,6 +210,7 @@ impl Kind {
             (ISTIO_SECURITY_GROUP, "RequestAuthentication") => {
                 (Kind::RequestAuthentication, &["v1", "v1beta1"])
             }
+            ("telemetry.istio.io", "Telemetry") => (Kind::Telemetry, &["v1", "v1alpha1"]),
             (LINKERD_POLICY_GROUP, "Server") => {
                 (Kind::LinkerdServer, &["v1beta1", "v1beta2", "v1beta3"])
             }
@@ -431,6 +433,9 @@ impl<'a> Loader<'a> {
             Kind::RequestAuthentication => ctx
                 .decode(value)
                 .map(|o| push(&mut r.request_authentications, origin, key, o)),
+            Kind::Telemetry => ctx
+                .decode(value)
+                .map(|o| push(&mut r.telemetries, origin, key, o)),
             Kind::LinkerdServer => ctx
                 .decode(value)
                 .map(|o| push(&mut r.linkerd_servers, origin, key, o)),

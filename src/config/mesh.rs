@@ -17,6 +17,51 @@ pub struct MeshConfig {
     pub root_namespace: Option<String>,
     #[serde(default)]
     pub extension_providers: Vec<ExtensionProvider>,
+    // --- access logs (issue 14, obs-logs) ---
+    /// File the built-in `envoy` provider writes to (`/dev/stdout`); unset or empty: access
+    /// logs off unless a Telemetry resource names a provider.
+    #[serde(default)]
+    pub access_log_file: Option<String>,
+    /// `TEXT` (default) or `JSON`.
+    #[serde(default)]
+    pub access_log_encoding: Option<String>,
+    /// An Envoy format string; default Istio's (TEXT) or Istio's labels (JSON).
+    #[serde(default)]
+    pub access_log_format: Option<String>,
+    /// Providers used when a Telemetry resource names none.
+    #[serde(default)]
+    pub default_providers: Option<DefaultProviders>,
+}
+
+/// `defaultProviders`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProviders {
+    #[serde(default)]
+    pub access_logging: Vec<String>,
+}
+
+/// `envoyFileAccessLog`: lines to a file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvoyFileAccessLog {
+    /// `/dev/stdout` or a file path.
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub log_format: Option<FileLogFormat>,
+}
+
+/// `envoyFileAccessLog.logFormat`: one of `text` and `labels`; neither is Istio's
+/// default text line.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileLogFormat {
+    #[serde(default)]
+    pub text: Option<String>,
+    /// JSON keys to format strings (Istio's `Struct`; values must be strings).
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `extensionProviders[]`: a name and one provider kind. Kinds other than
@@ -30,6 +75,17 @@ pub struct ExtensionProvider {
     pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
     #[serde(default)]
     pub envoy_ext_authz_grpc: Option<ExtAuthzGrpc>,
+    /// Access log lines to a file.
+    #[serde(default)]
+    pub envoy_file_access_log: Option<EnvoyFileAccessLog>,
+    /// OTLP access logs: refused (no OTLP log exporter in the waypoint).
+    #[serde(default)]
+    pub envoy_otel_als: Option<serde_yaml::Value>,
+    /// Envoy's gRPC access-log service: refused.
+    #[serde(default)]
+    pub envoy_http_als: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub envoy_tcp_als: Option<serde_yaml::Value>,
 }
 
 /// `envoyExtAuthzGrpc`: Envoy's `envoy.service.auth.v3.Authorization/Check`.

@@ -4,8 +4,9 @@
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
-use crate::telemetry::access_log::{format_start_time, AccessLogEntry};
+use crate::telemetry::access_log::Record;
 use crate::telemetry::{Metrics, RequestLabels};
+use crate::telemetry_api::AccessLogPlan;
 
 use super::ctx::RequestCtx;
 
@@ -17,6 +18,9 @@ pub struct Exchange<'a> {
     pub body_bytes_read: usize,
     pub body_bytes_sent: usize,
     pub client_addr: Option<&'a pingora_core::protocols::l4::socket::SocketAddr>,
+    pub server_addr: Option<&'a pingora_core::protocols::l4::socket::SocketAddr>,
+    /// The response head written to the client, if one was.
+    pub resp_headers: Option<&'a http::HeaderMap>,
     pub http2: bool,
 }
 
@@ -29,6 +33,8 @@ impl<'a> Exchange<'a> {
             body_bytes_read: session.body_bytes_read(),
             body_bytes_sent: session.body_bytes_sent(),
             client_addr: session.client_addr(),
+            server_addr: session.server_addr(),
+            resp_headers: session.response_written().map(|r| &r.headers),
             http2: session.is_http2(),
         }
     }
@@ -41,13 +47,17 @@ impl<'a> Exchange<'a> {
             body_bytes_read: session.body_bytes_read(),
             body_bytes_sent: session.body_bytes_sent(),
             client_addr: session.client_addr(),
+            server_addr: session.server_addr(),
+            resp_headers: session.response_written().map(|r| &r.headers),
             http2: false,
         }
     }
 }
 
-/// Records the finished request in metrics and, when enabled, the access log.
-pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_log: bool) {
+/// Records the finished request in metrics and in the access logs its destination's
+/// Telemetry (or MeshConfig) configures. With no access log configured this is one
+/// branch: no record is built.
+pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics) {
     let status = exchange
         .written_status
         .or(ctx.reply.local_status)
@@ -64,41 +74,82 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_l
         request_bytes,
         response_bytes,
     );
-    if access_log {
-        let cluster = ctx.routed.plan.as_ref().map(|p| {
-            format!(
-                "outbound|{}||{}",
-                p.backend.port.number, p.backend.service.hostname
-            )
-        });
-        let route = ctx.routed.route.as_ref().map(|r| r.to_string());
-        AccessLogEntry {
-            start_time: format_start_time(ctx.start_time),
-            method: req.method.as_str(),
-            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
-            response_code: status,
-            response_flags: ctx.reply.flags,
-            response_code_details: ctx.reply.details.as_deref(),
-            bytes_received: exchange.body_bytes_read as u64,
-            bytes_sent: response_bytes,
-            duration: duration.as_millis() as u64,
-            upstream_host: ctx
-                .attempts
-                .picked
-                .as_ref()
-                .map(|p| p.endpoint.addr.to_string()),
-            upstream_cluster: cluster.as_deref(),
-            x_request_id: Some(ctx.request_id.as_str()),
-            authority: super::headers::host(req),
-            route_name: route.as_deref(),
-            downstream_remote_address: exchange.client_addr.map(|a| a.to_string()),
-            user_agent: req
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
+    let Some(published) = &ctx.published else {
+        return;
+    };
+    if published.telemetry.logs_nothing() {
+        return;
+    }
+    let destination = ctx.routed.destination.as_ref().map(|d| &d.service.labels);
+    let effective = published
+        .telemetry
+        .find(destination.map(|d| (&*d.namespace, &*d.name)));
+    if effective.access_logs.is_empty() {
+        return;
+    }
+    write_access_logs(exchange, ctx, status, duration, &effective.access_logs);
+}
+
+/// Builds the request's [`Record`] once and writes it to each log whose filter matches.
+fn write_access_logs(
+    exchange: &Exchange,
+    ctx: &RequestCtx,
+    status: u16,
+    duration: std::time::Duration,
+    logs: &[AccessLogPlan],
+) {
+    let cluster = ctx.routed.plan.as_ref().map(|p| {
+        format!(
+            "outbound|{}||{}",
+            p.backend.port.number, p.backend.service.hostname
+        )
+    });
+    let route = ctx.routed.route.as_ref().map(|r| r.to_string());
+    let destination = ctx.routed.destination.as_ref();
+    // A tunnelled caller's address is the one ztunnel forwarded (`forwarded: for=`).
+    let remote = exchange.client_addr.map(|a| a.to_string());
+    let record = Record {
+        start_time: ctx.start_time,
+        req: exchange.req,
+        resp_headers: exchange.resp_headers,
+        response_code: status,
+        flags: ctx.reply.flags,
+        details: ctx.reply.details.as_deref(),
+        bytes_received: exchange.body_bytes_read as u64,
+        bytes_sent: exchange.body_bytes_sent as u64,
+        duration,
+        protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
+        upstream_host: ctx.attempts.picked.as_ref().map(|p| p.endpoint.addr),
+        upstream_cluster: cluster.as_deref(),
+        route_name: route.as_deref(),
+        request_id: &ctx.request_id,
+        downstream_local: exchange.server_addr.map(|a| a.to_string()),
+        source_ip: ctx
+            .caller
+            .client_ip
+            .as_ref()
+            .map(|ip| ip.to_string())
+            .or_else(|| {
+                exchange
+                    .client_addr
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string())
+            }),
+        downstream_remote: remote,
+        peer_uri_san: ctx.caller.identity.as_ref().map(|id| id.to_string()),
+        sni: ctx.caller.sni.as_deref(),
+        attempts: ctx.attempts.tried.len(),
+        grpc_status: ctx.reply.grpc_status,
+        destination_port: destination.map(|d| d.port.number),
+        destination_service: destination.map(|d| {
+            let l = &d.service.labels;
+            (&*l.hostname, &*l.name, &*l.namespace)
+        }),
+    };
+    for log in logs {
+        if log.filter.as_ref().is_none_or(|f| f.matches(&record)) {
+            log.sink.write(log.format.render(&record));
         }
-        .write();
     }
 }
 

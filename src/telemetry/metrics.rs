@@ -192,6 +192,7 @@ impl Metrics {
             Box::new(cert_expiry.clone()),
             Box::new(overflow.clone()),
             Box::new(authz.clone()),
+            Box::new(super::access_log::sink::dropped_counter().clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }

@@ -81,7 +81,7 @@ impl Waypoint {
             tunnel.finish(clean);
         }
         let exchange = Exchange::of_http1(down);
-        observe::record(&exchange, &ctx, &self.metrics, self.settings.access_log);
+        observe::record(&exchange, &ctx, &self.metrics);
     }
 
     /// Writes the waypoint's own answer for `failure`.

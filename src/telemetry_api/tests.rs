@@ -1,0 +1,157 @@
+use super::*;
+
+fn opts(mesh: &str) -> TelemetryOptions {
+    TelemetryOptions {
+        root_namespace: "istio-system".into(),
+        gateway: NamespacedName::new("apps", "waypoint"),
+        mesh: Arc::new(MeshConfig::parse(mesh).unwrap()),
+        stdout_json: false,
+    }
+}
+
+fn telemetry(ns: &str, name: &str, spec: &str) -> String {
+    format!("---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n")
+}
+
+fn compile(yaml: &str, mesh: &str) -> Result<TelemetryTable, ConfigErrors> {
+    let resources = crate::config::load_str(yaml, "t.yaml", "apps").unwrap();
+    TelemetryTable::compile(&resources, &opts(mesh), &SinkRegistry::default())
+}
+
+#[test]
+fn precedence_root_then_namespace_then_target_ref_field_by_field() {
+    let yaml = [
+        telemetry(
+            "istio-system",
+            "mesh-default",
+            "  tracing:\n  - randomSamplingPercentage: 1\n    customTags: {team: {literal: {value: mesh}}, env: {literal: {value: prod}}}\n",
+        ),
+        telemetry(
+            "apps",
+            "ns-default",
+            "  tracing:\n  - randomSamplingPercentage: 10\n    customTags: {team: {literal: {value: apps}}}\n",
+        ),
+        telemetry(
+            "apps",
+            "reviews",
+            "  targetRefs: [{kind: Service, group: \"\", name: reviews}]\n  tracing:\n  - disableSpanReporting: true\n    providers: [{name: otel}]\n    customTags: {user: {header: {name: X-User, defaultValue: anon}}}\n",
+        ),
+        // Another namespace's namespace-wide resource is not this waypoint's.
+        telemetry("other", "elsewhere", "  tracing:\n  - randomSamplingPercentage: 99\n"),
+        telemetry("apps", "sidecars", "  selector: {matchLabels: {app: x}}\n  tracing:\n  - randomSamplingPercentage: 50\n"),
+    ]
+    .concat();
+    let t = compile(&yaml, "{}").unwrap();
+    // Inherited: root's `env` tag, namespace's sampling and `team`.
+    let ratings = &t.find(Some(("apps", "ratings"))).tracing;
+    assert_eq!(ratings.random_sampling_percentage, Some(10.0));
+    assert_eq!(
+        ratings.custom_tags["team"],
+        TagSource::Literal("apps".into())
+    );
+    assert_eq!(
+        ratings.custom_tags["env"],
+        TagSource::Literal("prod".into())
+    );
+    assert_eq!(ratings.disable_span_reporting, None);
+    assert_eq!(ratings.providers, None);
+    // The Service-targeted resource adds its fields on top, keeping the rest.
+    let reviews = &t.find(Some(("apps", "reviews"))).tracing;
+    assert_eq!(reviews.random_sampling_percentage, Some(10.0));
+    assert_eq!(reviews.disable_span_reporting, Some(true));
+    assert_eq!(reviews.providers, Some(vec!["otel".to_string()]));
+    assert_eq!(
+        reviews.custom_tags["user"],
+        TagSource::Header {
+            name: "x-user".into(),
+            default_value: Some("anon".into())
+        }
+    );
+    assert_eq!(
+        reviews.custom_tags["team"],
+        TagSource::Literal("apps".into())
+    );
+    assert_eq!(t.find(None).tracing, *ratings);
+    let ignored: Vec<_> = t.ignored.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(ignored, ["other/elsewhere", "apps/sidecars"]);
+}
+
+#[test]
+fn access_logging_merges_and_disables_per_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    let mesh = format!(
+        "extensionProviders:\n- name: file\n  envoyFileAccessLog: {{path: {}, logFormat: {{text: \"%RESPONSE_CODE%\"}}}}\n",
+        path.display()
+    );
+    let yaml = [
+        telemetry("istio-system", "mesh", "  accessLogging:\n  - providers: [{name: file}]\n    filter: {expression: 'response.code >= 500'}\n"),
+        telemetry("apps", "quiet", "  targetRefs: [{kind: Service, name: quiet}]\n  accessLogging:\n  - disabled: true\n"),
+    ]
+    .concat();
+    let t = compile(&yaml, &mesh).unwrap();
+    let logs = &t.find(Some(("apps", "ratings"))).access_logs;
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].filter.is_some());
+    assert_eq!(logs[0].sink.path(), path.to_str().unwrap());
+    assert!(t.find(Some(("apps", "quiet"))).access_logs.is_empty());
+    assert!(!t.logs_nothing());
+}
+
+#[test]
+fn mesh_access_log_file_without_telemetry() {
+    let t = compile("", "accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n").unwrap();
+    let logs = &t.find(None).access_logs;
+    assert_eq!(*logs[0].format, LogFormat::istio_json());
+    assert!(compile("", "{}").unwrap().logs_nothing());
+}
+
+#[test]
+fn invalid_resources_are_refused_with_their_field() {
+    let rows: &[(&str, &str, &str)] = &[
+        (
+            "  accessLogging:\n  - filter: {expression: 'response.code >= \"x\"'}\n",
+            "spec.accessLogging[0].filter.expression",
+            "cannot compare",
+        ),
+        (
+            "  accessLogging:\n  - providers: [{name: nope}]\n",
+            "spec.accessLogging[0].providers[0].name",
+            "not defined",
+        ),
+        (
+            "  accessLogging:\n  - providers: [{name: otel-als}]\n",
+            "providers[0].name",
+            "envoyOtelAls",
+        ),
+        (
+            "  tracing:\n  - randomSamplingPercentage: 120\n",
+            "spec.tracing[0].randomSamplingPercentage",
+            "between 0 and 100",
+        ),
+        (
+            "  tracing:\n  - match: {mode: BOTH}\n",
+            "spec.tracing[0].match.mode",
+            "unknown mode",
+        ),
+        (
+            "  metrics:\n  - providers: [{name: prometheus}]\n",
+            "spec.metrics",
+            "not supported",
+        ),
+        (
+            "  targetRefs: [{kind: Deployment, group: apps, name: x}]\n",
+            "spec.targetRefs[0]",
+            "not supported",
+        ),
+    ];
+    let mesh =
+        "extensionProviders:\n- name: otel-als\n  envoyOtelAls: {service: otel, port: 4317}\n";
+    for (spec, field, needle) in rows {
+        let err = compile(&telemetry("apps", "bad", spec), mesh)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field) && err.contains(needle), "{spec}: {err}");
+        assert!(err.contains("t.yaml"), "{err}");
+    }
+}
