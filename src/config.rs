@@ -32,7 +32,9 @@ pub use istio_traffic::*;
 pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
 pub use mesh::{
-    ConfigMap, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig, ISTIO_CONFIGMAP,
+    ConfigMap, DefaultProviders, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, MeshConfig,
+    OpenTelemetryProvider, OtelGrpc, OtelHeader, OtelHttp, ProxyConfig, ProxyTracing,
+    ResourceDetectors, ISTIO_CONFIGMAP,
 };
 pub use meta::{NamespacedName, ObjectMeta};
 pub use reference_grant::*;

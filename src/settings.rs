@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::source::kube::KubeSourceOptions;
 use crate::config::MeshConfig;
 use crate::identity::istio_ca::IstioCaConfig;
+use crate::telemetry::trace::ExportSettings;
 use crate::upstream::LbPolicy;
 
 /// What `waypoint run` was asked to do.
@@ -78,6 +79,9 @@ pub struct Settings {
     /// An upgraded connection (WebSocket, …) is closed when either direction
     /// has carried no bytes for this long.
     pub upgrade_idle_timeout: Duration,
+    /// How finished spans are batched for the collector (queue size, batch
+    /// size, flush interval); the OpenTelemetry SDK's defaults.
+    pub trace_export: ExportSettings,
 }
 
 impl Settings {
@@ -116,6 +120,7 @@ impl Settings {
             linkerd_default_inbound_policy: None,
             jwks_refresh_interval: Duration::from_secs(20 * 60),
             upgrade_idle_timeout: Duration::from_secs(60 * 60),
+            trace_export: ExportSettings::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod access_log;
 mod flags;
 mod labels;
 pub mod metrics;
+pub mod trace;
 
 pub use flags::ResponseFlags;
 pub use labels::{grpc_status_label, PeerLabels, RequestLabels};
