@@ -48,7 +48,7 @@ fn facts(status: u16) -> SpanFacts<'static> {
     }
 }
 
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<String> {
+fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
         .iter()
         .find(|kv| kv.key.as_str() == key)
