@@ -34,7 +34,8 @@ pub use linkerd::*;
 pub use load::{load_objects, load_path, load_str};
 pub use mesh::{
     ConfigMap, DefaultProviders, EnvoyFileAccessLog, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider,
-    FileLogFormat, MeshConfig, ISTIO_CONFIGMAP,
+    FileLogFormat, MeshConfig, OpenTelemetryProvider, OtelGrpc, OtelHeader, OtelHttp, ProxyConfig,
+    ProxyTracing, ResourceDetectors, ISTIO_CONFIGMAP,
 };
 pub use meta::{NamespacedName, ObjectMeta};
 pub use reference_grant::*;

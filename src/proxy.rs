@@ -41,6 +41,7 @@ use crate::policy::deadline::format_grpc_timeout;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
+use crate::telemetry::trace::{ActiveSpan, Tracer};
 use crate::telemetry::{Metrics, ResponseFlags};
 use crate::upstream::dial::Dialer;
 use crate::upstream::outlier::Outcome;
@@ -61,6 +62,8 @@ pub struct Waypoint {
     locality: Option<Locality>,
     /// Request counts and ages of the connections Pingora's pool reuses.
     conn_uses: Arc<PooledConnUses>,
+    /// Distributed tracing; `None` when MeshConfig defines no tracing provider.
+    tracer: Option<Arc<Tracer>>,
 }
 
 impl Waypoint {
@@ -87,7 +90,30 @@ impl Waypoint {
             forward_client_cert,
             locality,
             conn_uses: Arc::default(),
+            tracer: None,
         }
+    }
+
+    /// Traces requests with `tracer` (built once per process by the server).
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// Starts the request's span once its destination is known (both request
+    /// paths). The tunnel's `traceparent` is ztunnel's per-connection
+    /// correlation id, not a span anyone reported: logged, never a parent.
+    fn start_trace(
+        &self,
+        req: &pingora_http::RequestHeader,
+        destination: &crate::routing::DestinationPort,
+        caller: &crate::inbound::Caller,
+    ) -> Option<ActiveSpan> {
+        let tracer = self.tracer.as_ref()?;
+        if let Some(tp) = &caller.traceparent {
+            tracing::debug!(tunnel_traceparent = %tp, "HBONE CONNECT correlation id (not a span parent)");
+        }
+        tracer.start(req, &destination.service.labels.hostname)
     }
 }
 
@@ -129,11 +155,11 @@ impl Waypoint {
         ctx: &RequestCtx,
     ) -> Result<()> {
         headers::add_forwarding_headers(upstream, ctx.caller.client_ip, &ctx.request_id);
-        // Keep the tunnel's trace context when the application sent none.
-        if let Some(tp) = &ctx.caller.traceparent {
-            if !upstream.headers.contains_key("traceparent") {
-                upstream.insert_header("traceparent", tp.as_ref())?;
-            }
+        // The waypoint's span is the parent the upstream sees. The tunnel's
+        // `traceparent` is not forwarded: only the request's own headers
+        // carry trace context.
+        if let Some(span) = &ctx.trace {
+            span.inject(upstream);
         }
         if let (Some(own), Some(peer)) = (&self.forward_client_cert, &ctx.caller.identity) {
             headers::add_client_cert(upstream, own, peer);
@@ -245,6 +271,7 @@ impl ProxyHttp for Waypoint {
                 Ok(d) => d,
                 Err(failure) => return self.answer(session, ctx, failure).await,
             };
+        ctx.trace = self.start_trace(session.req_header(), &destination, &ctx.caller);
         ctx.routed.destination = Some(destination.clone());
 
         // AuthorizationPolicy and proxy-wasm, in Istio's order: plugins in the
@@ -590,5 +617,6 @@ impl ProxyHttp for Waypoint {
         }
         let exchange = observe::Exchange::of(session);
         observe::record(&exchange, ctx, &self.metrics);
+        observe::finish_trace(&exchange, ctx, self.tracer.as_deref());
     }
 }

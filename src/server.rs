@@ -46,6 +46,8 @@ pub enum StartError {
     Watch { path: String, source: notify::Error },
     #[error("certificates: {0}")]
     Identity(#[from] IdentityError),
+    #[error("MeshConfig tracing: {0}")]
+    Tracing(#[from] crate::telemetry::trace::TraceConfigError),
     #[error("certificates from Istio's CA: {0}")]
     Ca(#[from] CaError),
     #[error("config from the Kubernetes API: {0}")]
@@ -127,6 +129,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         addr_of(&pp_listener),
     );
 
+    let tracer = build_tracer(&settings, &metrics)?;
     let waypoint = || {
         Waypoint::new(
             store.clone(),
@@ -134,6 +137,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             settings.clone(),
             dialer.clone(),
         )
+        .with_tracer(tracer.clone())
     };
     let proxies = Proxies {
         http1: Arc::new(Front::http1(waypoint(), build_proxy(waypoint(), false))),
@@ -399,4 +403,39 @@ pub async fn wait_for_signal() {
         _ = term.recv() => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
     }
+}
+
+/// The tracer for MeshConfig's tracing providers, with the span tags Istio
+/// takes from the proxy's node metadata (`POD_NAME`, `INSTANCE_IP` as Istio
+/// injects them).
+fn build_tracer(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Option<Arc<crate::telemetry::trace::Tracer>>, StartError> {
+    use crate::telemetry::trace::{compile_mesh, ProxyIdentity, Tracer};
+    let mesh = compile_mesh(&settings.mesh)?;
+    let ns = &settings.namespace;
+    let env = |name: &str, default: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let pod = env("POD_NAME", &settings.gateway_name);
+    let ip = env("INSTANCE_IP", "0.0.0.0");
+    let proxy = ProxyIdentity {
+        canonical_service: settings.gateway_name.clone(),
+        namespace: ns.clone(),
+        mesh_id: settings.trust_domain.clone(),
+        node_id: format!(
+            "waypoint~{ip}~{pod}.{ns}~{ns}.svc.{}",
+            settings.cluster_domain
+        ),
+    };
+    Ok(Tracer::build(
+        mesh,
+        proxy,
+        metrics.registry(),
+        settings.trace_export,
+    ))
 }

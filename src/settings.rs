@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::source::kube::KubeSourceOptions;
 use crate::config::MeshConfig;
 use crate::identity::istio_ca::IstioCaConfig;
+use crate::telemetry::trace::ExportSettings;
 use crate::upstream::LbPolicy;
 
 /// What `waypoint run` was asked to do.
@@ -90,6 +91,9 @@ pub struct Settings {
     /// slowloris defence, as nginx's `client_header_timeout`). Past it the
     /// connection is closed and `waypoint_downstream_limits_total` counts it.
     pub request_headers_timeout: Duration,
+    /// How finished spans are batched for the collector (queue size, batch
+    /// size, flush interval); the OpenTelemetry SDK's defaults.
+    pub trace_export: ExportSettings,
 }
 
 impl Settings {
@@ -131,6 +135,7 @@ impl Settings {
             jwks_refresh_interval: Duration::from_secs(20 * 60),
             upgrade_idle_timeout: Duration::from_secs(60 * 60),
             request_headers_timeout: Duration::from_secs(60),
+            trace_export: ExportSettings::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod flags;
 pub mod handshake;
 mod labels;
 pub mod metrics;
+pub mod trace;
 
 pub use flags::ResponseFlags;
 pub use handshake::{HandshakeFailure, HandshakeFailures};

@@ -17,7 +17,6 @@ pub struct MeshConfig {
     pub root_namespace: Option<String>,
     #[serde(default)]
     pub extension_providers: Vec<ExtensionProvider>,
-    // --- access logs (issue 14, obs-logs) ---
     /// File the built-in `envoy` provider writes to (`/dev/stdout`); unset or empty: access
     /// logs off unless a Telemetry resource names a provider.
     #[serde(default)]
@@ -28,17 +27,17 @@ pub struct MeshConfig {
     /// An Envoy format string; default Istio's (TEXT) or Istio's labels (JSON).
     #[serde(default)]
     pub access_log_format: Option<String>,
+    /// `enableTracing`: Istio's default is true; false turns tracing off
+    /// whatever `defaultProviders.tracing` says.
+    #[serde(default)]
+    pub enable_tracing: Option<bool>,
     /// Providers used when a Telemetry resource names none.
     #[serde(default)]
     pub default_providers: Option<DefaultProviders>,
-}
-
-/// `defaultProviders`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DefaultProviders {
+    /// `defaultConfig` (ProxyConfig): only `tracing.sampling` and `meshId` are
+    /// read here; the rest configures other proxies and is ignored.
     #[serde(default)]
-    pub access_logging: Vec<String>,
+    pub default_config: Option<ProxyConfig>,
 }
 
 /// `envoyFileAccessLog`: lines to a file.
@@ -64,8 +63,63 @@ pub struct FileLogFormat {
     pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// `extensionProviders[]`: a name and one provider kind. Kinds other than
-/// the two external-authorization ones (tracing, logging) are ignored here.
+/// `defaultProviders`: provider names per telemetry kind. The waypoint acts on
+/// `tracing`; the other kinds belong to other features and are kept verbatim.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProviders {
+    #[serde(default)]
+    pub tracing: Vec<String>,
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    #[serde(default)]
+    pub access_logging: Vec<String>,
+}
+
+/// `defaultConfig`, as far as the waypoint reads it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// `meshId`: the span tag `istio.mesh_id` (Istio defaults it to the trust domain).
+    #[serde(default)]
+    pub mesh_id: Option<String>,
+    #[serde(default)]
+    pub tracing: Option<ProxyTracing>,
+}
+
+/// `defaultConfig.tracing`: the sampling rate is read; a tracer block
+/// (`zipkin`, `datadog`, …) is the sidecar-era way to pick a tracer and is
+/// refused by the tracing module when set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyTracing {
+    /// `sampling`: percent of requests traced, 0–100 (Istio's default 1.0).
+    #[serde(default)]
+    pub sampling: Option<f64>,
+    /// `customTags`: read, refused when set (Telemetry `customTags` instead).
+    #[serde(default)]
+    pub custom_tags: Option<serde_yaml::Value>,
+    /// `maxPathTagLength`: refused when set.
+    #[serde(default)]
+    pub max_path_tag_length: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub zipkin: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub datadog: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub lightstep: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub stackdriver: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub open_census_agent: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub tls_settings: Option<serde_yaml::Value>,
+}
+
+/// `extensionProviders[]`: a name and one provider kind. The two
+/// external-authorization kinds and `opentelemetry` (tracing) are read;
+/// `zipkin` is kept so that selecting it for tracing is refused by name;
+/// other kinds are ignored unless a feature selects them.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtensionProvider {
@@ -86,6 +140,90 @@ pub struct ExtensionProvider {
     pub envoy_http_als: Option<serde_yaml::Value>,
     #[serde(default)]
     pub envoy_tcp_als: Option<serde_yaml::Value>,
+    /// `opentelemetry`: OTLP trace export (src/telemetry/trace).
+    #[serde(default)]
+    pub opentelemetry: Option<OpenTelemetryProvider>,
+    /// `zipkin`: not supported; refused when selected for tracing.
+    #[serde(default)]
+    pub zipkin: Option<serde_yaml::Value>,
+}
+
+/// `extensionProviders[].opentelemetry`: where OTLP spans go. Without `http`
+/// they go over OTLP/gRPC to `service:port`; with it, OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenTelemetryProvider {
+    /// `[<namespace>/]<hostname>` of the collector.
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u16,
+    /// `maxTagLength`: longest span attribute value; longer ones are cut
+    /// (Istio's default 256 when unset or 0).
+    #[serde(default)]
+    pub max_tag_length: Option<u32>,
+    /// `http`: export over OTLP/HTTP instead of gRPC.
+    #[serde(default)]
+    pub http: Option<OtelHttp>,
+    /// `grpc`: export options for OTLP/gRPC.
+    #[serde(default)]
+    pub grpc: Option<OtelGrpc>,
+    /// `resourceDetectors` (`resource_detectors` is accepted too, as protobuf's JSON does).
+    #[serde(default, alias = "resource_detectors")]
+    pub resource_detectors: Option<ResourceDetectors>,
+    /// `dynatraceSampler`: not supported; refused when set.
+    #[serde(default, alias = "dynatrace_sampler")]
+    pub dynatrace_sampler: Option<serde_yaml::Value>,
+}
+
+/// `opentelemetry.http`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtelHttp {
+    /// Path of the collector's OTLP endpoint (Istio's default `/v1/traces`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Export request timeout, a duration like `2s` (default 10 s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Extra request headers: a literal `value` or an environment variable `envName`.
+    #[serde(default)]
+    pub headers: Vec<OtelHeader>,
+}
+
+/// `opentelemetry.grpc`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtelGrpc {
+    /// Export call timeout, a duration like `2s` (default 10 s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Metadata sent with every export call.
+    #[serde(default)]
+    pub initial_metadata: Vec<OtelHeader>,
+}
+
+/// A header (or gRPC metadata entry) for the collector.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtelHeader {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub env_name: Option<String>,
+}
+
+/// `opentelemetry.resourceDetectors`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceDetectors {
+    /// `environment: {}`: resource attributes from `OTEL_RESOURCE_ATTRIBUTES`.
+    #[serde(default)]
+    pub environment: Option<serde_yaml::Value>,
+    /// `dynatrace: {}`: not supported; refused when set.
+    #[serde(default)]
+    pub dynatrace: Option<serde_yaml::Value>,
 }
 
 /// `envoyExtAuthzGrpc`: Envoy's `envoy.service.auth.v3.Authorization/Check`.

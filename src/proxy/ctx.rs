@@ -15,6 +15,7 @@ use crate::policy::deadline::Deadline;
 use crate::policy::retry::AttemptFailure;
 use crate::routing::{DestinationPort, ForwardPlan, RouteName};
 use crate::store::Published;
+use crate::telemetry::trace::ActiveSpan;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{Picked, PoolGuard};
 use crate::wasm::{HttpFilters, LocalResponse};
@@ -47,6 +48,8 @@ pub struct RequestCtx {
     pub h2_websocket: bool,
     /// RequestMirror copies waiting for the request body.
     pub mirror: Option<PendingMirror>,
+    /// The request's tracing span, when its destination's policy traces.
+    pub trace: Option<ActiveSpan>,
 }
 
 /// Where routing sent the request.
@@ -146,6 +149,7 @@ impl Default for RequestCtx {
             upgrade: false,
             h2_websocket: false,
             mirror: None,
+            trace: None,
         }
     }
 }

@@ -278,7 +278,9 @@ impl Waypoint {
         if !plan.mirrors.is_empty() || wants_h2c(&plan) {
             return None;
         }
+        let trace = self.start_trace(req, &destination, &downstream.caller);
         Some(RequestCtx {
+            trace,
             request_id: headers::request_id(req),
             caller: downstream.caller,
             published: Some(published),

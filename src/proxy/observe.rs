@@ -5,6 +5,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use crate::telemetry::access_log::Record;
+use crate::telemetry::trace::{SpanFacts, Tracer};
 use crate::telemetry::{Metrics, RequestLabels};
 use crate::telemetry_api::AccessLogPlan;
 
@@ -198,4 +199,62 @@ fn labels(ctx: &RequestCtx, status: u16) -> RequestLabels {
         labels.destination.cluster = names.cluster.clone();
     }
     labels
+}
+
+/// Ends the request's span (if it has one) with what the request came to.
+/// Called after [`record`] on both request paths.
+pub fn finish_trace(exchange: &Exchange, ctx: &mut RequestCtx, tracer: Option<&Tracer>) {
+    let (Some(tracer), Some(span)) = (tracer, ctx.trace.take()) else {
+        return;
+    };
+    let status = exchange
+        .written_status
+        .or(ctx.reply.local_status)
+        .unwrap_or(0);
+    let req = exchange.req;
+    let dest = ctx.routed.destination.as_ref();
+    let host = super::headers::host(req).unwrap_or("");
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // Envoy's OpenTelemetry tracer reports the upstream cluster it used, and
+    // the route's decorator `<host>:<port>/*` as the operation.
+    let upstream_cluster = ctx
+        .routed
+        .plan
+        .as_ref()
+        .map(|p| {
+            format!(
+                "outbound|{}||{}",
+                p.backend.port.number, p.backend.service.hostname
+            )
+        })
+        .unwrap_or_else(|| "-".to_string());
+    let service_name = dest
+        .map(|d| d.service.labels.hostname.clone())
+        .unwrap_or_else(|| std::sync::Arc::from(crate::telemetry::UNKNOWN));
+    let operation = match dest {
+        Some(d) => format!("{}:{}/*", d.service.labels.hostname, d.port.number),
+        None => format!("{host}/*"),
+    };
+    let facts = SpanFacts {
+        service_name,
+        operation,
+        method: req.method.as_str(),
+        url: format!("http://{host}{path}"),
+        protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
+        status,
+        upstream_cluster,
+        peer_address: exchange
+            .client_addr
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        request_id: &ctx.request_id,
+        response_flags: ctx.reply.flags.to_string(),
+        request_size: exchange.body_bytes_read as u64,
+        response_size: exchange.body_bytes_sent as u64,
+        user_agent: req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    tracer.finish(span, &facts);
 }

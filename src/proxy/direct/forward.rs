@@ -82,6 +82,7 @@ impl Waypoint {
         }
         let exchange = Exchange::of_http1(down);
         observe::record(&exchange, &ctx, &self.metrics);
+        observe::finish_trace(&exchange, &mut ctx, self.tracer.as_deref());
     }
 
     /// Writes the waypoint's own answer for `failure`.

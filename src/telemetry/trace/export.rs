@@ -1,0 +1,192 @@
+//! Getting finished spans to a collector off the request path: one bounded
+//! queue and one export task per provider. The request path only
+//! `try_send`s; a full queue drops the span and counts it, so a collector
+//! that is down or slow never slows a request.
+//!
+//! The SDK's `BatchSpanProcessor` keeps its drop count private and gives
+//! every span one `Resource`; we need the count as a metric and
+//! `service.name` per destination Service, so the batching is ours and the
+//! OTLP encoding and transport are `opentelemetry-otlp`'s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::Resource;
+use prometheus::IntCounterVec;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// How spans are batched. Defaults follow the OpenTelemetry SDK's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExportSettings {
+    /// Spans waiting for export; beyond it new spans are dropped (2048).
+    pub max_queue: usize,
+    /// Spans per export call (512).
+    pub max_batch: usize,
+    /// Longest a span waits for its batch to fill (5 s).
+    pub interval: Duration,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            max_queue: 2048,
+            max_batch: 512,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where and how one provider's spans are sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// `http://host:port` (gRPC) or `http://host:port/path` (HTTP).
+    pub endpoint: String,
+    pub protocol: Protocol,
+    pub timeout: Duration,
+    /// HTTP headers or gRPC metadata for every export.
+    pub headers: Vec<(String, String)>,
+    /// Resource attributes beside `service.name` (`resourceDetectors.environment`).
+    pub resource: Vec<KeyValue>,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// A finished span and the `service.name` it reports under.
+pub struct Finished {
+    pub service_name: Arc<str>,
+    pub span: SpanData,
+}
+
+/// The request path's end of one provider's queue.
+#[derive(Clone)]
+pub struct ExportQueue {
+    tx: mpsc::Sender<Finished>,
+    dropped: IntCounterVec,
+}
+
+impl ExportQueue {
+    /// Starts the export task for `dest` on the current tokio runtime.
+    pub fn start(dest: Destination, settings: ExportSettings, dropped: IntCounterVec) -> Self {
+        let (tx, rx) = mpsc::channel(settings.max_queue.max(1));
+        tokio::spawn(run(dest, settings, rx, dropped.clone()));
+        Self { tx, dropped }
+    }
+
+    /// Queues a span, or drops and counts it when the queue is full. Never waits.
+    pub fn submit(&self, finished: Finished) {
+        if self.tx.try_send(finished).is_err() {
+            self.dropped.with_label_values(&["queue_full"]).inc();
+        }
+    }
+}
+
+async fn run(
+    dest: Destination,
+    settings: ExportSettings,
+    mut rx: mpsc::Receiver<Finished>,
+    dropped: IntCounterVec,
+) {
+    let mut exporter = match build(&dest) {
+        Ok(e) => e,
+        Err(e) => {
+            // Every span of this provider is dropped (and counted) from here on.
+            warn!(endpoint = %dest.endpoint, error = %e, "tracing: cannot build the OTLP exporter");
+            while rx.recv().await.is_some() {
+                dropped.with_label_values(&["export_failed"]).inc();
+            }
+            return;
+        }
+    };
+    let mut resources: HashMap<Arc<str>, Resource> = HashMap::new();
+    let mut batch = Vec::with_capacity(settings.max_batch);
+    loop {
+        // Phase 1: wait for a first span, then fill the batch until it is
+        // full or the interval passes.
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        batch.push(first);
+        let deadline = tokio::time::sleep(settings.interval);
+        tokio::pin!(deadline);
+        while batch.len() < settings.max_batch {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(f) => batch.push(f),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        // Phase 2: one export per service.name, since OTLP's resource is per batch.
+        let mut by_service: HashMap<Arc<str>, Vec<SpanData>> = HashMap::new();
+        for f in batch.drain(..) {
+            by_service.entry(f.service_name).or_default().push(f.span);
+        }
+        for (service, spans) in by_service {
+            let resource = resources
+                .entry(service.clone())
+                .or_insert_with(|| {
+                    Resource::builder_empty()
+                        .with_service_name(service.to_string())
+                        .with_attributes(dest.resource.iter().cloned())
+                        .build()
+                })
+                .clone();
+            exporter.set_resource(&resource);
+            let n = spans.len() as u64;
+            if let Err(e) = exporter.export(spans).await {
+                debug!(endpoint = %dest.endpoint, error = %e, spans = n, "tracing: export failed");
+                dropped.with_label_values(&["export_failed"]).inc_by(n);
+            }
+        }
+    }
+}
+
+fn build(dest: &Destination) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let built = match dest.protocol {
+        Protocol::Grpc => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (k, v) in &dest.headers {
+                let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
+                    .map_err(|e| format!("metadata {k}: {e}"))?;
+                let value = v.parse().map_err(|e| format!("metadata {k}: {e}"))?;
+                metadata.insert(key, value);
+            }
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(dest.endpoint.clone())
+                .with_timeout(dest.timeout)
+                .with_metadata(metadata)
+                .build()
+        }
+        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(dest.endpoint.clone())
+            .with_timeout(dest.timeout)
+            .with_headers(dest.headers.iter().cloned().collect())
+            .build(),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+impl ExportQueue {
+    /// A queue whose spans the test reads instead of a collector.
+    pub(crate) fn for_test(
+        max_queue: usize,
+        dropped: IntCounterVec,
+    ) -> (Self, mpsc::Receiver<Finished>) {
+        let (tx, rx) = mpsc::channel(max_queue);
+        (Self { tx, dropped }, rx)
+    }
+}
