@@ -4,6 +4,7 @@
 pub mod access_log;
 mod flags;
 mod labels;
+pub mod live;
 pub mod metrics;
 
 pub use flags::ResponseFlags;

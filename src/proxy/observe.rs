@@ -64,6 +64,7 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_l
         request_bytes,
         response_bytes,
     );
+    record_live(ctx, status, duration);
     if access_log {
         let cluster = ctx.routed.plan.as_ref().map(|p| {
             format!(
@@ -99,6 +100,23 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics, access_l
                 .and_then(|v| v.to_str().ok()),
         }
         .write();
+    }
+}
+
+/// Bumps the admin page's counters of the matched route and of the cluster
+/// the request went to: relaxed atomic adds on counters the compiled config
+/// already holds, so no lookup or lock per request.
+fn record_live(ctx: &RequestCtx, status: u16, duration: std::time::Duration) {
+    if let Some(route) = &ctx.routed.counters {
+        route.record(status, duration);
+    }
+    if let Some(cluster) = ctx
+        .routed
+        .plan
+        .as_ref()
+        .and_then(|p| p.endpoints.counters())
+    {
+        cluster.record(status, duration);
     }
 }
 
