@@ -5,6 +5,7 @@ pub mod access_log;
 mod flags;
 mod labels;
 pub mod live;
+pub mod log_level;
 pub mod metrics;
 
 pub use flags::ResponseFlags;
