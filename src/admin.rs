@@ -1,10 +1,22 @@
-//! The admin listener: `/stats/prometheus`, `/healthz/ready` and
-//! `/config_dump`. It runs beside the proxy, on its own small server, so a
-//! saturated proxy worker never hides the metrics.
+//! The admin listener: `/stats/prometheus`, `/stats`, `/stats/live`,
+//! `/clusters`, `/logging`, `/healthz/ready` (`/ready`), `/config_dump` and
+//! the live admin page at `/`. It runs beside the proxy, on its own small
+//! server, so a saturated proxy worker never hides the metrics. This file
+//! routes requests; each endpoint is its own module.
+
+mod clusters;
+mod config_dump;
+mod live;
+mod logging;
+mod page;
+mod readiness;
+mod stats_text;
+
+pub use config_dump::config_dump;
+pub use readiness::Readiness;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,41 +30,9 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::identity::IdentityStore;
+use crate::routing::percent_decode;
 use crate::store::SnapshotStore;
-use crate::telemetry::access_log::format_start_time;
 use crate::telemetry::Metrics;
-
-/// Readiness as Kubernetes probes see it: ready once the config is loaded and
-/// every listener is bound, not ready again while draining.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    listeners_bound: AtomicBool,
-    draining: AtomicBool,
-    /// Set while a config source has not delivered its first full config
-    /// (`--kube` before the first sync).
-    waiting_for_config: AtomicBool,
-}
-
-impl Readiness {
-    pub fn set_listening(&self) {
-        self.listeners_bound.store(true, Ordering::Release);
-    }
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-    /// Not ready until [`Readiness::set_config_loaded`].
-    pub fn set_waiting_for_config(&self) {
-        self.waiting_for_config.store(true, Ordering::Release);
-    }
-    pub fn set_config_loaded(&self) {
-        self.waiting_for_config.store(false, Ordering::Release);
-    }
-    pub fn is_ready(&self) -> bool {
-        self.listeners_bound.load(Ordering::Acquire)
-            && !self.draining.load(Ordering::Acquire)
-            && !self.waiting_for_config.load(Ordering::Acquire)
-    }
-}
 
 /// What the admin endpoints read.
 pub struct AdminState {
@@ -60,6 +40,16 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub identity: Option<Arc<IdentityStore>>,
+    /// The bound listeners, for the admin page and `?resource=listeners`.
+    pub listeners: Vec<Listener>,
+}
+
+/// One bound listener of the process.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `http`, `hbone`, `proxy-protocol`, `admin`, `metrics`, `health`.
+    pub name: &'static str,
+    pub addr: SocketAddr,
 }
 
 /// One path of the admin listener, served alone on its own port
@@ -140,6 +130,7 @@ fn handle(
             .into(),
         );
     }
+    let query = Query::parse(req.uri().query());
     match path {
         "/stats/prometheus" | "/metrics" => {
             if let Some(id) = &state.identity {
@@ -151,6 +142,13 @@ fn handle(
                 state.metrics.encode(),
             )
         }
+        "/stats" => stats(state, &query),
+        "/stats/live" => json(StatusCode::OK, &live::render(state)),
+        "/clusters" => match query.get("format") {
+            Some("json") => json(StatusCode::OK, &clusters::json(&state.store)),
+            _ => respond(StatusCode::OK, "text/plain", clusters::text(&state.store)),
+        },
+        "/logging" => logging::handle(req.method(), &query),
         "/healthz/ready" | "/ready" => {
             if state.readiness.is_ready() {
                 respond(StatusCode::OK, "text/plain", "ready\n".into())
@@ -162,57 +160,92 @@ fn handle(
                 )
             }
         }
-        "/config_dump" => respond(
+        "/config_dump" => match query.get("resource") {
+            None => json(
+                StatusCode::OK,
+                &config_dump(&state.store, state.identity.as_deref()),
+            ),
+            Some(resource) => match config_dump::filtered(state, resource) {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => respond(StatusCode::BAD_REQUEST, "text/plain", e),
+            },
+        },
+        "/" => respond(
             StatusCode::OK,
-            "application/json",
-            serde_json::to_string_pretty(&config_dump(&state.store, state.identity.as_deref()))
-                .unwrap_or_default(),
+            "text/html; charset=utf-8",
+            page::PAGE.into(),
         ),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "admin endpoints: /stats/prometheus /healthz/ready /config_dump\n".into(),
+            "admin endpoints: / /stats /stats/live /stats/prometheus /clusters /logging /ready /healthz/ready /config_dump\n".into(),
         ),
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+/// `/stats`, with Envoy's `?filter=REGEX`.
+fn stats(state: &AdminState, query: &Query) -> Response<Full<Bytes>> {
+    let filter = match query.get("filter").map(regex::Regex::new).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("invalid filter regex: {e}\n"),
+            )
+        }
+    };
+    respond(
+        StatusCode::OK,
+        "text/plain",
+        stats_text::render(state, filter.as_ref()),
+    )
+}
+
+/// A request's query parameters, percent-decoded.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Self {
+        let pairs = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect();
+        Query(pairs)
+    }
+
+    /// The first value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "application/json",
+        serde_json::to_string_pretty(value).unwrap_or_default(),
+    )
+}
+
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: String,
+) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
-}
-
-/// The JSON behind `/config_dump`: generation, last error, loaded objects and
-/// the compiled routes per Service port.
-pub fn config_dump(store: &SnapshotStore, identity: Option<&IdentityStore>) -> serde_json::Value {
-    let published = store.load();
-    let resources = published.snapshot.resources();
-    let counts: serde_json::Map<String, serde_json::Value> = resources
-        .counts()
-        .into_iter()
-        .map(|(kind, n)| (kind.to_string(), n.into()))
-        .collect();
-    let last_error = store.last_error().map(|e| {
-        serde_json::json!({
-            "at": format_start_time(e.at),
-            "errors": e.errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-        })
-    });
-    serde_json::json!({
-        "generation": published.generation,
-        "loaded_at": format_start_time(published.loaded_at),
-        "last_error": last_error,
-        "source": store.source().describe(),
-        "objects": counts,
-        "identity": identity.map(|id| serde_json::json!({
-            "spiffe_id": id.identity().to_string(),
-            "seconds_to_expiry": id.seconds_to_expiry(),
-        })),
-        "snapshot": published.snapshot.dump(),
-        "authorization": published.authz.dump(),
-    })
 }
 
 /// Binds the admin listener (separately, so startup fails early on a taken port).

@@ -324,13 +324,9 @@ impl Command {
     }
 }
 
+/// Logs to stderr through a filter the admin port's `/logging` can change.
 fn init_tracing(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WAYPOINT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    waypoint::telemetry::log_level::init(default_filter);
 }
 
 /// Certificates from Istio's CA (`waypoint run --ca-address …`).

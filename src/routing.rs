@@ -35,6 +35,7 @@ mod route_status;
 mod service;
 mod snapshot;
 mod table;
+pub(crate) use table::matcher::percent_decode;
 mod tcp;
 #[cfg(test)]
 mod test_support;

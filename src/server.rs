@@ -157,6 +157,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         identity: identity.clone(),
+        listeners: [
+            ("admin", Some(admin_addr)),
+            ("metrics", metrics_addr),
+            ("health", health_addr),
+            ("http", http_addr),
+            ("hbone", hbone_addr),
+            ("proxy-protocol", proxy_protocol_addr),
+        ]
+        .into_iter()
+        .filter_map(|(name, addr)| Some(admin::Listener { name, addr: addr? }))
+        .collect(),
     });
     // The admin server outlives the drain so probes can see readiness turn 503.
     let (admin_stop, admin_stop_rx) = watch::channel(false);

@@ -73,10 +73,29 @@ pub struct RejectedConfig {
     pub errors: ConfigErrors,
 }
 
+/// One reload attempt, for the admin page's "recent reloads".
+#[derive(Debug, Clone)]
+pub struct ReloadRecord {
+    pub at: SystemTime,
+    /// The generation served after the attempt.
+    pub generation: u64,
+    /// False when the config was rejected (the old one keeps serving).
+    pub ok: bool,
+    /// True when the attempt published a new generation.
+    pub changed: bool,
+    /// Why the config was rejected.
+    pub errors: Vec<String>,
+}
+
+/// How many reload attempts the admin page shows.
+const RECENT_RELOADS: usize = 16;
+
 /// Holds the served snapshot and the reload bookkeeping.
 pub struct SnapshotStore {
     current: ArcSwap<Published>,
     last_error: Mutex<Option<RejectedConfig>>,
+    /// The newest reload attempts, oldest first; written only at reload time.
+    recent: Mutex<std::collections::VecDeque<ReloadRecord>>,
     /// Serialises reloads so two watchers' events cannot publish out of order.
     reload_lock: Mutex<()>,
     load: LoadRegistry,
@@ -207,6 +226,13 @@ impl SnapshotStore {
         Ok(Self {
             current: ArcSwap::from_pointee(built.publish(1)),
             last_error: Mutex::new(None),
+            recent: Mutex::new(std::collections::VecDeque::from([ReloadRecord {
+                at: SystemTime::now(),
+                generation: 1,
+                ok: true,
+                changed: true,
+                errors: Vec::new(),
+            }])),
             reload_lock: Mutex::new(()),
             load,
             jwks,
@@ -235,6 +261,20 @@ impl SnapshotStore {
             .lock()
             .expect("last_error lock is never poisoned: no panics while held")
             .clone()
+    }
+
+    /// The newest reload attempts (at most 16), oldest first.
+    pub fn recent_reloads(&self) -> Vec<ReloadRecord> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
+    }
+
+    fn remember(&self, record: ReloadRecord) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_RELOADS {
+            recent.pop_front();
+        }
+        recent.push_back(record);
     }
 
     /// Follows the number of finished reload attempts (successful or not).
@@ -266,7 +306,8 @@ impl SnapshotStore {
         match built {
             Ok(built) => {
                 let current = self.current.load();
-                let generation = if built.same_as(&current) {
+                let changed = !built.same_as(&current);
+                let generation = if !changed {
                     current.generation
                 } else {
                     let generation = current.generation + 1;
@@ -275,6 +316,13 @@ impl SnapshotStore {
                     generation
                 };
                 self.metrics.record_reload(true, generation);
+                self.remember(ReloadRecord {
+                    at: SystemTime::now(),
+                    generation,
+                    ok: true,
+                    changed,
+                    errors: Vec::new(),
+                });
                 Ok(generation)
             }
             Err(errors) => {
@@ -289,6 +337,13 @@ impl SnapshotStore {
                         at: SystemTime::now(),
                         errors: errors.clone(),
                     });
+                self.remember(ReloadRecord {
+                    at: SystemTime::now(),
+                    generation: self.current.load().generation,
+                    ok: false,
+                    changed: false,
+                    errors: errors.0.iter().map(|e| e.to_string()).collect(),
+                });
                 Err(errors)
             }
         }

@@ -6,6 +6,8 @@ pub mod cel;
 mod flags;
 pub mod handshake;
 mod labels;
+pub mod live;
+pub mod log_level;
 pub mod metrics;
 pub mod trace;
 

@@ -16,6 +16,7 @@ use crate::policy::retry::AttemptFailure;
 use crate::routing::{DestinationPort, ForwardPlan, RouteName};
 use crate::store::Published;
 use crate::telemetry::trace::ActiveSpan;
+use crate::telemetry::live::LiveCounters;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{Picked, PoolGuard};
 use crate::wasm::{HttpFilters, LocalResponse};
@@ -59,6 +60,8 @@ pub struct Routed {
     pub destination: Option<DestinationPort>,
     /// The HTTPRoute or VirtualService rule that matched.
     pub route: Option<RouteName>,
+    /// The matched route's live counters (admin page), bumped in `logging`.
+    pub counters: Option<Arc<LiveCounters>>,
     /// What to forward to, when the request is proxied.
     pub plan: Option<ForwardPlan>,
 }

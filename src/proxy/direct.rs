@@ -287,6 +287,7 @@ impl Waypoint {
             routed: Routed {
                 destination: Some(destination),
                 route: plan.route.clone(),
+                counters: plan.counters.clone(),
                 plan: Some(plan),
             },
             authz,

@@ -75,6 +75,7 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics) {
         request_bytes,
         response_bytes,
     );
+    record_live(ctx, status, duration);
     let Some(published) = &ctx.published else {
         return;
     };
@@ -151,6 +152,23 @@ fn write_access_logs(
         if log.filter.as_ref().is_none_or(|f| f.matches(&record)) {
             log.sink.write(log.format.render(&record));
         }
+    }
+}
+
+/// Bumps the admin page's counters of the matched route and of the cluster
+/// the request went to: relaxed atomic adds on counters the compiled config
+/// already holds, so no lookup or lock per request.
+fn record_live(ctx: &RequestCtx, status: u16, duration: std::time::Duration) {
+    if let Some(route) = &ctx.routed.counters {
+        route.record(status, duration);
+    }
+    if let Some(cluster) = ctx
+        .routed
+        .plan
+        .as_ref()
+        .and_then(|p| p.endpoints.counters())
+    {
+        cluster.record(status, duration);
     }
 }
 

@@ -113,8 +113,13 @@ impl Waypoint {
     ) -> Result<bool> {
         match decision {
             RouteDecision::NoRoute => self.answer(session, ctx, Failure::NoRoute).await,
-            RouteDecision::InvalidBackend { route, reason } => {
+            RouteDecision::InvalidBackend {
+                route,
+                reason,
+                counters,
+            } => {
                 ctx.routed.route = Some(route);
+                ctx.routed.counters = counters;
                 self.answer(session, ctx, Failure::InvalidBackend(reason))
                     .await
             }
@@ -123,17 +128,25 @@ impl Waypoint {
                 status,
                 location,
                 response_headers,
+                counters,
             } => {
                 ctx.routed.route = Some(route);
+                ctx.routed.counters = counters;
                 self.redirect(session, ctx, status, &location, &response_headers)
                     .await
             }
-            RouteDecision::Respond { route, reply } => {
+            RouteDecision::Respond {
+                route,
+                reply,
+                counters,
+            } => {
                 ctx.routed.route = Some(route);
+                ctx.routed.counters = counters;
                 self.respond_locally(session, ctx, &reply).await
             }
             RouteDecision::Forward(plan) => {
                 ctx.routed.route = plan.route.clone();
+                ctx.routed.counters = plan.counters.clone();
                 ctx.routed.plan = Some(plan);
                 match self.admit(session.req_header(), ctx).await {
                     Ok(()) => Ok(false),

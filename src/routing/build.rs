@@ -171,6 +171,7 @@ fn compile(
     let routes: Vec<RouteToAttach<'_>> = http.chain(grpc).collect();
     let mut attachments = attach(&routes, &tcp_routes, &by_key, &mut targets);
     attachments.extend(attach_virtual_services(&virtual_services, &mut targets));
+    attach_live_counters(&targets, load);
     Ok(Snapshot {
         resources,
         opts: opts.clone(),
@@ -181,6 +182,26 @@ fn compile(
         attachments,
         route_status,
     })
+}
+
+/// Gives every attached rule its route's live counters, reused by route name
+/// from the registry so a reload keeps them, then forgets the counters of
+/// routes and clusters that left the config.
+fn attach_live_counters(targets: &[TargetState], load: &LoadRegistry) {
+    let tables = targets
+        .iter()
+        .flat_map(|t| &t.ports)
+        .flat_map(|p| std::iter::once(&p.producer).chain(p.consumers.values()));
+    for table in tables {
+        for candidate in &table.candidates {
+            let rule = &candidate.rule;
+            if rule.counters.get().is_none() {
+                let key = format!("{} {}", rule.route.kind().as_str(), rule.route.as_str());
+                rule.counters.set(load.live.route(&key));
+            }
+        }
+    }
+    load.live.prune();
 }
 
 /// Every HTTPRoute and TCPRoute with the references of it that did not

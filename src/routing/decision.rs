@@ -18,6 +18,7 @@ use super::table::filters::{Mirror, Rewrite};
 use super::table::headers::HeaderModifier;
 use super::table::route_policy::RoutePolicy;
 use super::table::rule::{Candidate, CompiledRule};
+use crate::telemetry::live::LiveCounters;
 use crate::upstream::{EndpointSet, LbPolicy};
 
 /// The outcome of routing one request.
@@ -34,12 +35,24 @@ pub enum RouteDecision {
         status: u16,
         location: String,
         response_headers: Vec<Arc<HeaderModifier>>,
+        /// The route's live counters (admin page).
+        counters: Option<Arc<LiveCounters>>,
     },
     /// The matched rule cannot forward: 500. `reason` is for logs.
-    InvalidBackend { route: RouteName, reason: String },
+    InvalidBackend {
+        route: RouteName,
+        reason: String,
+        /// The route's live counters (admin page).
+        counters: Option<Arc<LiveCounters>>,
+    },
     /// Answer with a response the route defines (VirtualService
     /// `directResponse`, a CORS preflight); no backend is contacted.
-    Respond { route: RouteName, reply: LocalReply },
+    Respond {
+        route: RouteName,
+        reply: LocalReply,
+        /// The route's live counters (admin page).
+        counters: Option<Arc<LiveCounters>>,
+    },
     /// Forward to a backend.
     Forward(ForwardPlan),
 }
@@ -80,6 +93,8 @@ pub struct ForwardPlan {
     /// Deadline, retries and fault injection of the matched route (Istio's
     /// defaults when no route applies).
     pub policy: Arc<RoutePolicy>,
+    /// The matched route's live counters (admin page); `None` without a route.
+    pub counters: Option<Arc<LiveCounters>>,
 }
 
 impl Snapshot {
@@ -127,6 +142,7 @@ fn own_endpoints(dest: &DestinationPort, endpoints: Arc<EndpointSet>) -> Forward
         rewrite: None,
         mirrors: Vec::new(),
         policy: default_policy(),
+        counters: None,
     }
 }
 
@@ -160,6 +176,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
         return RouteDecision::Respond {
             route: rule.route.clone(),
             reply,
+            counters: rule.counters.get().cloned(),
         };
     }
     if let Some(redirect) = &filters.redirect {
@@ -168,6 +185,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
             status: redirect.status,
             location: redirect.location(req, prefix),
             response_headers: filters.response_headers.clone(),
+            counters: rule.counters.get().cloned(),
         };
     }
     // Envoy's CORS filter "will be bypassed if a direct response or route
@@ -186,6 +204,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
             return RouteDecision::Respond {
                 route: rule.route.clone(),
                 reply,
+                counters: rule.counters.get().cloned(),
             };
         }
         Some(CorsOutcome::Allowed(m)) => Some(m),
@@ -194,6 +213,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
     let invalid = |reason: &str| RouteDecision::InvalidBackend {
         route: rule.route.clone(),
         reason: reason.to_string(),
+        counters: rule.counters.get().cloned(),
     };
     if rule.backends.is_empty() {
         return invalid("rule has no backendRefs and no RequestRedirect");
@@ -234,6 +254,7 @@ fn decide(candidate: &Candidate, req: &RequestInfo<'_>) -> RouteDecision {
             .filter_map(|m| m.sample())
             .collect(),
         policy: rule.policy.clone(),
+        counters: rule.counters.get().cloned(),
     }
     .into()
 }

@@ -16,6 +16,7 @@ use crate::upstream::Endpoint;
 use policy::{dump_cluster, dump_route_policy};
 use routes::{dump_routes, dump_tcp_routes};
 
+mod live;
 mod policy;
 mod routes;
 

@@ -366,6 +366,7 @@ fn redirect_decision() {
             status,
             location,
             response_headers,
+            ..
         } => {
             assert_eq!(route.to_string(), "bookinfo/r");
             assert_eq!(status, 301);

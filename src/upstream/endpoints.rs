@@ -18,6 +18,7 @@ use super::endpoint::Endpoint;
 use super::lb::LbPolicy;
 use super::load_registry::LoadRegistry;
 use super::pick::{Candidates, PickRequest};
+use crate::telemetry::live::LiveCounters;
 
 /// The ready endpoints of one Service port (or one DestinationRule subset of
 /// it), immutable, with their LB state: Envoy's cluster.
@@ -27,6 +28,9 @@ pub struct EndpointSet {
     active: Vec<Arc<AtomicU64>>,
     cluster: ClusterPolicy,
     next: AtomicUsize,
+    /// The cluster's live counters (from the [`LoadRegistry`], by cluster
+    /// name); `None` for an empty placeholder set, which serves no request.
+    counters: Option<Arc<LiveCounters>>,
 }
 
 impl fmt::Debug for EndpointSet {
@@ -86,11 +90,13 @@ impl EndpointSet {
             .map(Arc::new)
             .collect();
         let active = endpoints.iter().map(|e| load.counter(e.addr)).collect();
+        let counters = Some(load.live.cluster(&cluster.name.0));
         Self {
             endpoints,
             active,
             cluster,
             next: AtomicUsize::new(0),
+            counters,
         }
     }
 
@@ -101,12 +107,24 @@ impl EndpointSet {
             active: Vec::new(),
             cluster: ClusterPolicy::plain(ClusterName(Arc::from("")), policy),
             next: AtomicUsize::new(0),
+            counters: None,
         }
     }
 
     /// The cluster's name and DestinationRule policy.
     pub fn cluster(&self) -> &ClusterPolicy {
         &self.cluster
+    }
+
+    /// The cluster's live counters (requests, status classes, latency), bumped
+    /// once per finished request routed here.
+    pub fn counters(&self) -> Option<&Arc<LiveCounters>> {
+        self.counters.as_ref()
+    }
+
+    /// Requests in flight to each endpoint, parallel to [`EndpointSet::endpoints`].
+    pub fn active_requests(&self) -> impl Iterator<Item = u64> + '_ {
+        self.active.iter().map(|a| a.load(Ordering::Relaxed))
     }
 
     /// True when no endpoint is ready (the proxy answers 503 UH).

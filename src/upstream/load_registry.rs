@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::cluster_name::ClusterName;
 use super::outlier::{OutlierDetection, OutlierDetector};
 use super::pool::{ConnectionPool, PoolLimiter};
+use crate::telemetry::live::LiveRegistry;
 
 /// Process-wide active-request counters by endpoint address, shared by every
 /// snapshot so least-request state survives reloads; and the DestinationRule
@@ -20,6 +21,8 @@ pub struct LoadRegistry {
     counters: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
     /// Limiters and outlier detectors by cluster name.
     pub policies: PolicyRegistry,
+    /// The admin page's counters by route and cluster name.
+    pub live: LiveRegistry,
 }
 
 impl LoadRegistry {

@@ -93,6 +93,13 @@ impl OutlierDetector {
             .is_some_and(|until| Instant::now() < until)
     }
 
+    /// How much longer `addr` stays ejected, when it is (for `/clusters`).
+    pub fn ejected_for(&self, addr: SocketAddr) -> Option<Duration> {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let until = hosts.get(&addr).and_then(|h| h.ejected_until)?;
+        until.checked_duration_since(Instant::now())
+    }
+
     /// Records an attempt's outcome against `addr`; `total` is the number of
     /// endpoints of the destination (for `maxEjectionPercent`).
     pub fn report(&self, addr: SocketAddr, outcome: Outcome, total: usize) {

@@ -82,6 +82,7 @@ pub(crate) fn compile_grpc_route(
             total_weight: total_weight(&backends),
             backends,
             policy: Arc::new(RoutePolicy::default()),
+            counters: Default::default(),
         }));
     }
     out

@@ -72,6 +72,7 @@ pub(crate) fn compile_route(
                 &field,
                 &mut sink,
             )),
+            counters: Default::default(),
         }));
     }
     out

@@ -209,6 +209,7 @@ impl RuleCtx<'_> {
             total_weight: total_weight(&backends),
             backends,
             policy: Arc::new(policy),
+            counters: Default::default(),
         })
     }
 

@@ -188,7 +188,8 @@ fn query_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` and `+` decoding of a query component; an invalid escape is kept.
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.contains(['%', '+']) {
         return s.to_string();
     }

@@ -11,6 +11,7 @@ use super::matcher::{split_path_query, CompiledMatch};
 use super::route_policy::RoutePolicy;
 use crate::routing::request::RequestInfo;
 use crate::routing::route_name::RouteName;
+use crate::telemetry::live::CountersSlot;
 
 /// One HTTPRoute rule (or VirtualService `http[]` entry), compiled; shared
 /// by every Service port the route attaches to.
@@ -26,6 +27,9 @@ pub(crate) struct CompiledRule {
     pub total_weight: u64,
     /// Deadline, retries and faults of the rule.
     pub policy: Arc<RoutePolicy>,
+    /// The route's live counters for the admin page, shared by all its rules;
+    /// set by the compiler once the rule is attached.
+    pub counters: CountersSlot,
 }
 
 /// One (route, rule, match) a request can take.
