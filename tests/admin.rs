@@ -32,9 +32,20 @@ async fn clusters_show_the_endpoint_outlier_detection_ejected() {
     }
     assert_eq!(bad.count(), 2, "ejected after 2 consecutive 5xx");
 
-    let (status, text) = admin_get(&wp, "/clusters").await;
-    assert_eq!(status, 200);
     let cluster = "outbound|9080||app.p.svc.cluster.local";
+    // A request leaves the active count in its logging phase, which may run
+    // just after the client has its response: wait for that, not a timer.
+    let text = eventually("no request active", async || {
+        let (status, text) = admin_get(&wp, "/clusters").await;
+        assert_eq!(status, 200);
+        let idle = format!("{cluster}::127.0.170.11:9080::rq_active::0");
+        if text.lines().any(|l| l == idle) {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    })
+    .await;
     for line in [
         format!("{cluster}::127.0.170.12:9080::health_flags::/failed_outlier_check"),
         format!("{cluster}::127.0.170.11:9080::health_flags::healthy"),
