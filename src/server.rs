@@ -395,6 +395,12 @@ impl Running {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        // The drained requests' access-log lines are still queued to the writers.
+        let _ = tokio::task::spawn_blocking(|| {
+            crate::telemetry::access_log::sink::SinkRegistry::global()
+                .flush_all(std::time::Duration::from_secs(2))
+        })
+        .await;
         info!("stopped");
     }
 

@@ -15,11 +15,19 @@ const QUEUE: usize = 16 * 1024;
 /// Largest batch written at once.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// What a sink's writer thread is sent.
+#[derive(Debug)]
+enum Msg {
+    Line(String),
+    /// Write out what is queued before this, then answer.
+    Flush(SyncSender<()>),
+}
+
 /// An open access-log destination (a file path, `/dev/stdout`).
 #[derive(Debug)]
 pub struct LogSink {
     path: String,
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     dropped: prometheus::IntCounter,
 }
 
@@ -37,7 +45,7 @@ impl LogSink {
 
     /// Queues one rendered line; drops and counts it when the writer is behind.
     pub fn write(&self, line: String) {
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.inc(),
         }
@@ -80,6 +88,24 @@ impl SinkRegistry {
         SINKS.get_or_init(SinkRegistry::default)
     }
 
+    /// Writes out every line queued so far in every sink, waiting up to
+    /// `limit` for each: at shutdown, so the last requests' lines are not lost.
+    pub fn flush_all(&self, limit: std::time::Duration) {
+        let sinks: Vec<Arc<LogSink>> = self
+            .by_path
+            .lock()
+            .expect("sink registry lock is never poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for sink in sinks {
+            let (ack_tx, ack_rx) = sync_channel(1);
+            if sink.tx.send(Msg::Flush(ack_tx)).is_ok() {
+                let _ = ack_rx.recv_timeout(limit);
+            }
+        }
+    }
+
     /// The sink writing to `path`, opened (append, created) on first use.
     pub fn open(&self, path: &str) -> Result<Arc<LogSink>, SinkError> {
         let mut by_path = self
@@ -117,20 +143,31 @@ impl SinkRegistry {
 }
 
 /// Blocks for a line, takes every line already queued (up to a batch), writes them at once.
-fn write_loop(mut file: std::fs::File, rx: Receiver<String>) {
+fn write_loop(mut file: std::fs::File, rx: Receiver<Msg>) {
     let mut batch = String::with_capacity(BATCH_BYTES);
-    while let Ok(line) = rx.recv() {
-        batch.push_str(&line);
-        while batch.len() < BATCH_BYTES {
+    while let Ok(msg) = rx.recv() {
+        let mut flushed = None;
+        match msg {
+            Msg::Line(line) => batch.push_str(&line),
+            Msg::Flush(ack) => flushed = Some(ack),
+        }
+        while flushed.is_none() && batch.len() < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(more) => batch.push_str(&more),
+                Ok(Msg::Line(more)) => batch.push_str(&more),
+                Ok(Msg::Flush(ack)) => flushed = Some(ack),
                 Err(_) => break,
             }
         }
-        if let Err(e) = file.write_all(batch.as_bytes()) {
-            tracing::warn!(error = %e, "access log write failed");
+        if !batch.is_empty() {
+            if let Err(e) = file.write_all(batch.as_bytes()) {
+                tracing::warn!(error = %e, "access log write failed");
+            }
+            batch.clear();
         }
-        batch.clear();
+        if let Some(ack) = flushed {
+            let _ = file.flush();
+            let _ = ack.try_send(());
+        }
     }
 }
 
