@@ -101,11 +101,14 @@ impl Waypoint {
     }
 
     /// Starts the request's span once its destination is known (both request
-    /// paths). The tunnel's `traceparent` is ztunnel's per-connection
-    /// correlation id, not a span anyone reported: logged, never a parent.
+    /// paths), under the tracing policy `published` (the request's snapshot)
+    /// compiled for the destination Service. The tunnel's `traceparent` is
+    /// ztunnel's per-connection correlation id, not a span anyone reported:
+    /// logged, never a parent. Without a tracer this is one branch.
     fn start_trace(
         &self,
         req: &pingora_http::RequestHeader,
+        published: &crate::store::Published,
         destination: &crate::routing::DestinationPort,
         caller: &crate::inbound::Caller,
     ) -> Option<ActiveSpan> {
@@ -113,7 +116,11 @@ impl Waypoint {
         if let Some(tp) = &caller.traceparent {
             tracing::debug!(tunnel_traceparent = %tp, "HBONE CONNECT correlation id (not a span parent)");
         }
-        tracer.start(req, &destination.service.labels.hostname)
+        let service = &destination.service.labels;
+        let effective = published
+            .telemetry
+            .find(Some((&*service.namespace, &*service.name)));
+        tracer.start(req, &effective.trace_policy)
     }
 }
 
@@ -271,7 +278,7 @@ impl ProxyHttp for Waypoint {
                 Ok(d) => d,
                 Err(failure) => return self.answer(session, ctx, failure).await,
             };
-        ctx.trace = self.start_trace(session.req_header(), &destination, &ctx.caller);
+        ctx.trace = self.start_trace(session.req_header(), &published, &destination, &ctx.caller);
         ctx.routed.destination = Some(destination.clone());
 
         // AuthorizationPolicy and proxy-wasm, in Istio's order: plugins in the

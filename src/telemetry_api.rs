@@ -7,7 +7,7 @@
 //! request looks its destination up once, nothing is resolved per request.
 //!
 //! Not here: the access-log writer and formats (`telemetry::access_log`), the CEL subset
-//! (`telemetry::cel`), the tracing runtime (it reads [`TracingSettings`]).
+//! (`telemetry::cel`), the tracing runtime (it reads the [`TracingPolicy`] compiled here, see `tracing_policy`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use crate::config::{
 use crate::telemetry::access_log::format::LogFormat;
 use crate::telemetry::access_log::sink::{LogSink, SinkRegistry};
 use crate::telemetry::cel::Expr;
+use crate::telemetry::trace::{compile_mesh, TracingPolicy};
+
+mod tracing_policy;
 
 /// Who this waypoint is, for Telemetry targets.
 #[derive(Debug, Clone)]
@@ -63,10 +66,23 @@ pub struct TracingSettings {
 }
 
 /// What applies to requests for one destination.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Effective {
     pub access_logs: Vec<AccessLogPlan>,
     pub tracing: TracingSettings,
+    /// `tracing` over MeshConfig's default: what the tracer applies (read from the
+    /// request's snapshot, so a reload changes it for the next request).
+    pub trace_policy: Arc<TracingPolicy>,
+}
+
+impl Default for Effective {
+    fn default() -> Self {
+        Self {
+            access_logs: Vec::new(),
+            tracing: TracingSettings::default(),
+            trace_policy: Arc::new(TracingPolicy::off()),
+        }
+    }
 }
 
 /// The compiled Telemetry resolution.
@@ -107,6 +123,11 @@ impl TelemetryTable {
             .find(|m| m.key.namespace == opts.root_namespace)
             .map(|m| Arc::new(m.object.clone()))
             .unwrap_or_else(|| opts.mesh.clone());
+        // MeshConfig's own tracing errors are reported where it is loaded; here an
+        // unusable MeshConfig just means "no default tracing".
+        let mesh_trace = compile_mesh(&mesh)
+            .map(|m| m.default)
+            .unwrap_or_else(|_| TracingPolicy::off());
         let mut errors = Vec::new();
         let mut table = TelemetryTable::default();
         // The levels, least specific first.
@@ -180,11 +201,13 @@ impl TelemetryTable {
         }
         let base: Vec<&Sourced<Telemetry>> =
             root.into_iter().chain(namespace).chain(gateway).collect();
-        table.default =
-            Arc::new(resolve(&base, &mesh, opts, sinks).map_err(|e| ConfigErrors(vec![e]))?);
+        table.default = Arc::new(
+            resolve(&base, &mesh, &mesh_trace, opts, sinks).map_err(|e| ConfigErrors(vec![e]))?,
+        );
         for (svc, targeted) in services {
             let levels: Vec<_> = base.iter().copied().chain(targeted).collect();
-            let eff = resolve(&levels, &mesh, opts, sinks).map_err(|e| ConfigErrors(vec![e]))?;
+            let eff = resolve(&levels, &mesh, &mesh_trace, opts, sinks)
+                .map_err(|e| ConfigErrors(vec![e]))?;
             table
                 .by_service
                 .entry(svc.namespace)
@@ -218,7 +241,14 @@ fn validate(t: &Sourced<Telemetry>, mesh: &MeshConfig) -> Result<(), ConfigError
         if tr.use_request_id_for_trace_sampling.is_some() || tr.enable_istio_tags.is_some() {
             return Err(located(&f("useRequestIdForTraceSampling"), "useRequestIdForTraceSampling and enableIstioTags are not supported by the waypoint".into()));
         }
+        let providers: Vec<&str> = tr.providers.iter().map(|p| p.name.as_str()).collect();
+        tracing_policy::check_providers(&providers, mesh)
+            .map_err(|e| located(&f("providers"), e))?;
         for (name, tag) in &tr.custom_tags {
+            if let Some(h) = &tag.header {
+                tracing_policy::check_header_name(&h.name)
+                    .map_err(|e| located(&f(&format!("customTags.{name}.header.name")), e))?;
+            }
             let set = [
                 tag.literal.is_some(),
                 tag.environment.is_some(),
@@ -360,6 +390,7 @@ struct LoggingMerge {
 fn resolve(
     levels: &[&Sourced<Telemetry>],
     mesh: &MeshConfig,
+    mesh_trace: &TracingPolicy,
     opts: &TelemetryOptions,
     sinks: &SinkRegistry,
 ) -> Result<Effective, ConfigError> {
@@ -470,6 +501,7 @@ fn resolve(
     }
     Ok(Effective {
         access_logs,
+        trace_policy: tracing_policy::compile_policy(&tracing, mesh_trace),
         tracing,
     })
 }

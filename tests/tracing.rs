@@ -1,7 +1,7 @@
 //! Distributed tracing end to end: requests through an in-process waypoint
 //! whose MeshConfig names an OTLP collector, and a test collector on the
 //! published OTLP protos (gRPC and HTTP) that keeps what it receives.
-//! Addresses: 127.0.150.0/24 only.
+//! Addresses: 127.0.150.0/24 and 127.0.198.0/24.
 
 mod common;
 
@@ -396,4 +396,87 @@ async fn a_collector_that_is_down_fails_no_request_and_drops_are_counted() {
         }
     })
     .await;
+}
+
+/// A Telemetry in `default` targeting Service `name` with `tracing` lines.
+fn telemetry(name: &str, tracing: &str) -> String {
+    format!("---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  targetRefs: [{{kind: Service, group: \"\", name: {name}}}]\n  tracing:\n  - {tracing}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_sets_sampling_and_tags_per_service_and_a_reload_changes_them() {
+    let (collector, at) = Collector::grpc("127.0.198.2:0").await;
+    let _reviews = echo("reviews-v1", "127.0.198.11:9080").await;
+    let _ratings = echo("ratings-v1", "127.0.198.12:9080").await;
+    let services = service("default", "reviews", 9080, 9080, &["127.0.198.11"])
+        + &service("default", "ratings", 9080, 9080, &["127.0.198.12"]);
+    // MeshConfig samples 100 %; Telemetry turns `ratings` off and tags `reviews`.
+    let first = services.clone()
+        + &telemetry("ratings", "randomSamplingPercentage: 0")
+        + &telemetry(
+            "reviews",
+            "customTags: {team: {literal: {value: bookinfo}}}",
+        );
+    let config = ConfigDir::new(&first);
+    let mut s = settings(&config, "default");
+    s.mesh = Arc::new(
+        MeshConfig::parse(&format!(
+            "defaultConfig: {{tracing: {{sampling: 100}}}}\ndefaultProviders: {{tracing: [otel]}}\nextensionProviders:\n- name: otel\n  opentelemetry: {{service: {}, port: {}}}\n",
+            at.ip(),
+            at.port()
+        ))
+        .unwrap(),
+    );
+    s.trace_export = ExportSettings {
+        max_queue: 64,
+        max_batch: 8,
+        interval: Duration::from_millis(20),
+    };
+    let wp = bounded("waypoint start", waypoint::server::start(s))
+        .await
+        .expect("waypoint starts");
+    let mut one = OneConnection::open(wp.http_addr.unwrap()).await;
+
+    // One connection, one export queue: spans leave in request order, so once
+    // the later request's span is in, the earlier one would be too.
+    let quiet = one
+        .get("ratings:9080", "/", &[("x-request-id", "ratings-1")])
+        .await;
+    assert_eq!(quiet.status, 200);
+    let r = one
+        .get("reviews:9080", "/", &[("x-request-id", "reviews-1")])
+        .await;
+    assert_eq!(r.status, 200);
+    let span = collector.span_for("reviews-1").await;
+    assert_eq!(span.service_name, HOST);
+    assert_eq!(
+        span.attributes.get("team").map(String::as_str),
+        Some("bookinfo")
+    );
+    let ids = |c: &Collector| -> Vec<String> {
+        c.spans()
+            .iter()
+            .filter_map(|s| s.attributes.get("guid:x-request-id").cloned())
+            .collect()
+    };
+    assert_eq!(ids(&collector), ["reviews-1"], "ratings is sampled at 0 %");
+
+    // Reload: now `reviews` is off and `ratings` back to MeshConfig's 100 %.
+    let mut attempts = wp.store.subscribe();
+    config.replace(&(services + &telemetry("reviews", "randomSamplingPercentage: 0")));
+    bounded("reload", attempts.wait_for(|a| *a >= 1))
+        .await
+        .expect("store alive");
+    let r = one
+        .get("reviews:9080", "/", &[("x-request-id", "reviews-2")])
+        .await;
+    assert_eq!(r.status, 200);
+    let r = one
+        .get("ratings:9080", "/", &[("x-request-id", "ratings-2")])
+        .await;
+    assert_eq!(r.status, 200);
+    let span = collector.span_for("ratings-2").await;
+    assert_eq!(span.service_name, "ratings.default.svc.cluster.local");
+    assert_eq!(span.attributes.get("team"), None);
+    assert_eq!(ids(&collector), ["reviews-1", "ratings-2"]);
 }

@@ -6,8 +6,10 @@
 //! [`Tracer::finish`] in the logging phase.
 //!
 //! Which provider and sampling apply is a per-destination-Service
-//! [`TracingPolicy`]: MeshConfig gives the default; Telemetry resources are
-//! fed in with [`Tracer::set_service_policies`].
+//! [`TracingPolicy`], compiled with the config (MeshConfig's default under
+//! Telemetry resources, `telemetry_api`) and passed in from the request's
+//! snapshot: the tracer holds no per-Service state, so a reload takes effect
+//! on the next request with no second swap to keep in step.
 
 pub mod config;
 pub mod export;
@@ -19,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -30,7 +31,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 
 pub use config::{compile_mesh, MeshTracing, TraceConfigError};
 pub use export::{ExportSettings, Protocol};
-pub use policy::{CustomTag, PolicyTable, TracingPolicy};
+pub use policy::{CustomTag, TracingPolicy};
 
 use export::{ExportQueue, Finished};
 use propagation::{Formats, Outgoing};
@@ -45,9 +46,8 @@ pub struct ProxyIdentity {
     pub node_id: String,
 }
 
-/// The tracing runtime: policies, export queues and the proxy's own tags.
+/// The tracing runtime: export queues and the proxy's own tags.
 pub struct Tracer {
-    policies: ArcSwap<PolicyTable>,
     queues: HashMap<Arc<str>, ExportQueue>,
     max_tag_length: HashMap<Arc<str>, usize>,
     proxy: ProxyIdentity,
@@ -90,7 +90,6 @@ impl Tracer {
             .map(|(name, dest)| (name, ExportQueue::start(dest, settings, dropped.clone())))
             .collect();
         Some(Arc::new(Tracer {
-            policies: ArcSwap::from_pointee(PolicyTable::new(mesh.default)),
             queues,
             max_tag_length: mesh.max_tag_length,
             proxy,
@@ -98,21 +97,12 @@ impl Tracer {
         }))
     }
 
-    /// The hook for Telemetry resources: per-Service policies (keyed by
-    /// hostname) over the mesh default. A provider they name that MeshConfig
-    /// does not define exports nothing (spans are not started for it).
-    pub fn set_service_policies(&self, by_service: HashMap<Arc<str>, TracingPolicy>) {
-        let table = self.policies.load().with_services(by_service);
-        self.policies.store(Arc::new(table));
-    }
-
-    /// Starts the span of a request to `service` (hostname): reads the
-    /// caller's trace context, decides sampling (the caller's decision wins,
-    /// else `sampling_percent`), and picks the waypoint's span id. `None`
-    /// when the Service's policy traces nothing.
-    pub fn start(&self, req: &RequestHeader, service: &str) -> Option<ActiveSpan> {
-        let table = self.policies.load();
-        let policy = table.find(service);
+    /// Starts the span of a request under its destination's `policy`: reads
+    /// the caller's trace context, decides sampling (the caller's decision
+    /// wins, else `sampling_percent`), and picks the waypoint's span id.
+    /// `None` when the policy traces nothing (no provider, or one this
+    /// process has no exporter for).
+    pub fn start(&self, req: &RequestHeader, policy: &TracingPolicy) -> Option<ActiveSpan> {
         let provider = policy.provider.as_ref()?;
         if !self.queues.contains_key(provider) {
             return None;

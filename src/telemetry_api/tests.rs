@@ -9,6 +9,9 @@ fn opts(mesh: &str) -> TelemetryOptions {
     }
 }
 
+/// A MeshConfig tracing to `otel` at 100 % by default.
+const OTEL_MESH: &str = "defaultConfig: {tracing: {sampling: 100}}\ndefaultProviders: {tracing: [otel]}\nextensionProviders:\n- name: otel\n  opentelemetry: {service: otel.observability.svc.cluster.local, port: 4317}\n";
+
 fn telemetry(ns: &str, name: &str, spec: &str) -> String {
     format!("---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n")
 }
@@ -41,7 +44,7 @@ fn precedence_root_then_namespace_then_target_ref_field_by_field() {
         telemetry("apps", "sidecars", "  selector: {matchLabels: {app: x}}\n  tracing:\n  - randomSamplingPercentage: 50\n"),
     ]
     .concat();
-    let t = compile(&yaml, "{}").unwrap();
+    let t = compile(&yaml, OTEL_MESH).unwrap();
     // Inherited: root's `env` tag, namespace's sampling and `team`.
     let ratings = &t.find(Some(("apps", "ratings"))).tracing;
     assert_eq!(ratings.random_sampling_percentage, Some(10.0));
@@ -72,6 +75,25 @@ fn precedence_root_then_namespace_then_target_ref_field_by_field() {
         TagSource::Literal("apps".into())
     );
     assert_eq!(t.find(None).tracing, *ratings);
+    // What the tracer applies: MeshConfig's provider and 100 % under the namespace's
+    // 10 %; `reviews` reports nothing and reads its `user` tag from the header.
+    let policy = &t.find(Some(("apps", "ratings"))).trace_policy;
+    assert_eq!(policy.provider.as_deref(), Some("otel"));
+    assert_eq!(policy.sampling_percent, 10.0);
+    let policy = &t.find(Some(("apps", "reviews"))).trace_policy;
+    assert!(policy.disable_span_reporting);
+    let user = policy
+        .custom_tags
+        .iter()
+        .find(|(n, _)| &**n == "user")
+        .unwrap();
+    assert_eq!(
+        user.1,
+        crate::telemetry::trace::CustomTag::Header {
+            name: http::HeaderName::from_static("x-user"),
+            default: Some(Arc::from("anon"))
+        }
+    );
     let ignored: Vec<_> = t.ignored.iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(ignored, ["other/elsewhere", "apps/sidecars"]);
 }
@@ -133,6 +155,21 @@ fn invalid_resources_are_refused_with_their_field() {
             "  tracing:\n  - match: {mode: BOTH}\n",
             "spec.tracing[0].match.mode",
             "unknown mode",
+        ),
+        (
+            "  tracing:\n  - providers: [{name: jaeger}]\n",
+            "spec.tracing[0].providers",
+            "provider jaeger is not defined in MeshConfig extensionProviders",
+        ),
+        (
+            "  tracing:\n  - providers: [{name: otel-als}]\n",
+            "spec.tracing[0].providers",
+            "not an opentelemetry provider",
+        ),
+        (
+            "  tracing:\n  - customTags: {bad: {header: {name: \"x y\"}}}\n",
+            "spec.tracing[0].customTags.bad.header.name",
+            "not a valid header name",
         ),
         (
             "  metrics:\n  - providers: [{name: prometheus}]\n",

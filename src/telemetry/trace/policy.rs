@@ -1,11 +1,9 @@
 //! The effective tracing settings of one destination Service
-//! ([`TracingPolicy`]) and the table the request path looks them up in
-//! ([`PolicyTable`]). MeshConfig gives the default; Telemetry resources
-//! (`telemetry.istio.io`, resolved elsewhere) feed per-Service policies
-//! through [`PolicyTable::with_services`]. This file only holds and finds
-//! them; it does not parse either source.
+//! ([`TracingPolicy`]). MeshConfig gives the default (`config`); Telemetry
+//! resources lay theirs over it in `telemetry_api`, which compiles one per
+//! Service into the published snapshot. This file only holds them; it parses
+//! neither source.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -87,85 +85,9 @@ impl CustomTag {
     }
 }
 
-/// The policies the request path reads: the mesh default and, per
-/// destination Service hostname, what Telemetry resources resolved to.
-#[derive(Debug, Clone)]
-pub struct PolicyTable {
-    default: Arc<TracingPolicy>,
-    by_service: HashMap<Arc<str>, Arc<TracingPolicy>>,
-}
-
-impl PolicyTable {
-    /// A table with only the mesh default.
-    pub fn new(default: TracingPolicy) -> Self {
-        Self {
-            default: Arc::new(default),
-            by_service: HashMap::new(),
-        }
-    }
-
-    /// The same default with per-Service policies (keyed by the Service's
-    /// hostname, e.g. `reviews.default.svc.cluster.local`). This is the hook
-    /// Telemetry resolution feeds.
-    pub fn with_services(&self, by_service: HashMap<Arc<str>, TracingPolicy>) -> Self {
-        Self {
-            default: self.default.clone(),
-            by_service: by_service
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
-        }
-    }
-
-    /// The mesh default.
-    pub fn default_policy(&self) -> &Arc<TracingPolicy> {
-        &self.default
-    }
-
-    /// The policy for requests to `service` (a hostname).
-    pub fn find(&self, service: &str) -> &Arc<TracingPolicy> {
-        if self.by_service.is_empty() {
-            return &self.default;
-        }
-        self.by_service.get(service).unwrap_or(&self.default)
-    }
-
-    /// True when no policy traces anything: the request path skips tracing.
-    pub fn all_off(&self) -> bool {
-        self.default.provider.is_none() && self.by_service.values().all(|p| p.provider.is_none())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_service_policy_overrides_the_mesh_default() {
-        let mut default = TracingPolicy::off();
-        default.provider = Some(Arc::from("otel"));
-        default.sampling_percent = 1.0;
-        let table = PolicyTable::new(default);
-        let mut reviews = table.default_policy().as_ref().clone();
-        reviews.sampling_percent = 100.0;
-        let table = table.with_services(HashMap::from([(
-            Arc::from("reviews.default.svc.cluster.local"),
-            reviews,
-        )]));
-        assert_eq!(
-            table
-                .find("reviews.default.svc.cluster.local")
-                .sampling_percent,
-            100.0
-        );
-        assert_eq!(
-            table
-                .find("ratings.default.svc.cluster.local")
-                .sampling_percent,
-            1.0
-        );
-        assert!(!table.all_off());
-    }
 
     #[test]
     fn custom_tags_read_literal_header_with_default_and_environment() {

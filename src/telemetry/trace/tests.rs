@@ -1,13 +1,28 @@
 use super::*;
 
+/// A tracer and the policy the request's snapshot would hand it.
+struct Bound {
+    tracer: Tracer,
+    policy: TracingPolicy,
+}
+
+impl Bound {
+    fn start(&self, req: &RequestHeader) -> Option<ActiveSpan> {
+        self.tracer.start(req, &self.policy)
+    }
+
+    fn finish(&self, span: ActiveSpan, facts: &SpanFacts) {
+        self.tracer.finish(span, facts)
+    }
+}
+
 fn tracer(
     policy: TracingPolicy,
     max_queue: usize,
-) -> (Tracer, tokio::sync::mpsc::Receiver<Finished>, IntCounterVec) {
+) -> (Bound, tokio::sync::mpsc::Receiver<Finished>, IntCounterVec) {
     let dropped = IntCounterVec::new(Opts::new("d", "d"), &["reason"]).unwrap();
     let (queue, rx) = ExportQueue::for_test(max_queue, dropped.clone());
     let tracer = Tracer {
-        policies: ArcSwap::from_pointee(PolicyTable::new(policy)),
         queues: HashMap::from([(Arc::from("otel"), queue)]),
         max_tag_length: HashMap::new(),
         proxy: ProxyIdentity {
@@ -18,7 +33,7 @@ fn tracer(
         },
         scope: InstrumentationScope::builder("waypoint").build(),
     };
-    (tracer, rx, dropped)
+    (Bound { tracer, policy }, rx, dropped)
 }
 
 fn on(percent: f64) -> TracingPolicy {
@@ -81,12 +96,7 @@ fn custom_tags_land_on_the_span() {
         ),
     ];
     let (tracer, mut rx, _) = tracer(policy, 8);
-    let span = tracer
-        .start(
-            &request(&[("x-user", "alice")]),
-            "reviews.default.svc.cluster.local",
-        )
-        .unwrap();
+    let span = tracer.start(&request(&[("x-user", "alice")])).unwrap();
     tracer.finish(span, &facts(200));
     let got = rx.try_recv().unwrap();
     assert_eq!(&*got.service_name, "reviews.default.svc.cluster.local");
@@ -107,9 +117,7 @@ fn disable_span_reporting_propagates_but_exports_nothing() {
     let mut policy = on(100.0);
     policy.disable_span_reporting = true;
     let (tracer, mut rx, _) = tracer(policy, 8);
-    let span = tracer
-        .start(&request(&[]), "reviews.default.svc.cluster.local")
-        .unwrap();
+    let span = tracer.start(&request(&[])).unwrap();
     let mut up = request(&[]);
     span.inject(&mut up);
     assert!(up
@@ -127,7 +135,7 @@ fn disable_span_reporting_propagates_but_exports_nothing() {
 fn the_callers_sampling_decision_wins_over_the_percentage() {
     let (tracer, mut rx, _) = tracer(on(0.0), 8);
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let span = tracer.start(&request(&[("traceparent", tp)]), "r").unwrap();
+    let span = tracer.start(&request(&[("traceparent", tp)])).unwrap();
     assert!(span.sampled());
     assert_eq!(
         span.trace_id(),
@@ -145,19 +153,19 @@ fn the_callers_sampling_decision_wins_over_the_percentage() {
     let (tracer, _, _) = tracer_pair(on(100.0));
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
     assert!(!tracer
-        .start(&request(&[("traceparent", tp)]), "r")
+        .start(&request(&[("traceparent", tp)]))
         .unwrap()
         .sampled());
     assert!(!tracer_pair(on(0.0))
         .0
-        .start(&request(&[]), "r")
+        .start(&request(&[]))
         .unwrap()
         .sampled());
 }
 
 fn tracer_pair(
     policy: TracingPolicy,
-) -> (Tracer, tokio::sync::mpsc::Receiver<Finished>, IntCounterVec) {
+) -> (Bound, tokio::sync::mpsc::Receiver<Finished>, IntCounterVec) {
     tracer(policy, 8)
 }
 
@@ -165,23 +173,21 @@ fn tracer_pair(
 fn a_full_queue_drops_and_counts() {
     let (tracer, _rx, dropped) = tracer(on(100.0), 1);
     for _ in 0..3 {
-        let span = tracer.start(&request(&[]), "r").unwrap();
+        let span = tracer.start(&request(&[])).unwrap();
         tracer.finish(span, &facts(200));
     }
     assert_eq!(dropped.with_label_values(&["queue_full"]).get(), 2);
 }
 
 #[test]
-fn a_service_without_a_provider_is_not_traced() {
-    let (tracer, _, _) = tracer(on(100.0), 8);
-    tracer.set_service_policies(HashMap::from([(
-        Arc::from("quiet.default.svc.cluster.local"),
-        TracingPolicy::off(),
-    )]));
-    assert!(tracer
-        .start(&request(&[]), "quiet.default.svc.cluster.local")
+fn a_policy_without_a_known_provider_is_not_traced() {
+    let (bound, _, _) = tracer(on(100.0), 8);
+    assert!(bound.start(&request(&[])).is_some());
+    assert!(bound
+        .tracer
+        .start(&request(&[]), &TracingPolicy::off())
         .is_none());
-    assert!(tracer
-        .start(&request(&[]), "reviews.default.svc.cluster.local")
-        .is_some());
+    let mut elsewhere = on(100.0);
+    elsewhere.provider = Some(Arc::from("not-built"));
+    assert!(bound.tracer.start(&request(&[]), &elsewhere).is_none());
 }
