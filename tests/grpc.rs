@@ -588,16 +588,7 @@ async fn request_trailers_reach_an_http2_backend() {
         "  - match: [{uri: {exact: /once}}]\n    retries: {attempts: 1, retryOn: 5xx}\n    route: [{destination: {host: sink}}]\n  - route: [{destination: {host: sink}}]\n",
     );
     let (_c, wp) = start(&yaml).await;
-    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_connection(&wp).await;
     for (path, chunks) in [("/upload", 1usize), ("/upload", 5), ("/once", 1)] {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-checksum", format!("sum-{chunks}").parse().unwrap());

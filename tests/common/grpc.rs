@@ -90,16 +90,7 @@ pub async fn raw_unary(
     timeout: &str,
 ) -> (u16, http::HeaderMap) {
     use prost::Message;
-    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_connection(wp).await;
     let payload = msg.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -114,6 +105,26 @@ pub async fn raw_unary(
         .await
         .unwrap();
     (resp.status().as_u16(), resp.headers().clone())
+}
+
+/// A bare HTTP/2 (h2c) connection to the waypoint's plain listener.
+pub async fn h2c_connection<B>(wp: &Running) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(wp.http_addr.unwrap())
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
 }
 
 /// `grpc_service` with a ClusterIP, for HBONE CONNECTs to `vip:9090`.
