@@ -25,7 +25,7 @@ fn config_documents() {
     });
 }
 
-/// The seed configs (`config_documents`'s corpus) edited line by line —
+/// The golden configs (`tests/golden/*/config.yaml`, the seeds) edited line by line —
 /// a line dropped, doubled, moved, or its value replaced — so the inputs
 /// stay close to YAML the loader accepts and reach the compilers.
 #[test]
@@ -71,15 +71,18 @@ fn config_mutations() {
 fn seed_configs() -> &'static [String] {
     static SEEDS: OnceLock<Vec<String>> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src/routing/tests/__fuzz__/routing__tests__fuzz__config_documents/corpus"
-        );
-        let mut seeds: Vec<String> = std::fs::read_dir(dir)
-            .expect("the config corpus")
-            .map(|e| std::fs::read_to_string(e.expect("corpus entry").path()).expect("UTF-8"))
+        let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+        let mut seeds: Vec<String> = std::fs::read_dir(golden)
+            .expect("the golden configs")
+            .map(|e| e.expect("golden entry").path().join("config.yaml"))
+            .filter(|p| p.is_file())
+            .map(|p| std::fs::read_to_string(p).expect("UTF-8"))
             .collect();
         seeds.sort();
+        assert!(
+            !seeds.is_empty(),
+            "no tests/golden/*/config.yaml to seed from"
+        );
         seeds
     })
 }
