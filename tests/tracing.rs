@@ -195,7 +195,14 @@ async fn traced_waypoint(
 ) -> (Running, EchoServer, ConfigDir) {
     let b = echo("reviews-v1", &format!("{backend}:9080")).await;
     let config = ConfigDir::new(&service("default", "reviews", 9080, 9080, &[backend]));
-    let mut s = settings(&config, "default");
+    let wp = start_traced(&config, provider, sampling).await;
+    (wp, b, config)
+}
+
+/// Starts a waypoint on `config` whose MeshConfig sends spans to `provider`
+/// (an `opentelemetry` block) at `sampling` percent.
+async fn start_traced(config: &ConfigDir, provider: &str, sampling: f64) -> Running {
+    let mut s = settings(config, "default");
     s.mesh = Arc::new(
         MeshConfig::parse(&format!(
             "defaultConfig: {{tracing: {{sampling: {sampling}}}}}\ndefaultProviders: {{tracing: [otel]}}\nextensionProviders:\n- name: otel\n  opentelemetry: {provider}\n"
@@ -208,10 +215,9 @@ async fn traced_waypoint(
         max_batch: 8,
         interval: Duration::from_millis(20),
     };
-    let wp = bounded("waypoint start", waypoint::server::start(s))
+    bounded("waypoint start", waypoint::server::start(s))
         .await
-        .expect("waypoint starts");
-    (wp, b, config)
+        .expect("waypoint starts")
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -418,23 +424,8 @@ async fn telemetry_sets_sampling_and_tags_per_service_and_a_reload_changes_them(
             "customTags: {team: {literal: {value: bookinfo}}}",
         );
     let config = ConfigDir::new(&first);
-    let mut s = settings(&config, "default");
-    s.mesh = Arc::new(
-        MeshConfig::parse(&format!(
-            "defaultConfig: {{tracing: {{sampling: 100}}}}\ndefaultProviders: {{tracing: [otel]}}\nextensionProviders:\n- name: otel\n  opentelemetry: {{service: {}, port: {}}}\n",
-            at.ip(),
-            at.port()
-        ))
-        .unwrap(),
-    );
-    s.trace_export = ExportSettings {
-        max_queue: 64,
-        max_batch: 8,
-        interval: Duration::from_millis(20),
-    };
-    let wp = bounded("waypoint start", waypoint::server::start(s))
-        .await
-        .expect("waypoint starts");
+    let provider = format!("{{service: {}, port: {}}}", at.ip(), at.port());
+    let wp = start_traced(&config, &provider, 100.0).await;
     let mut one = OneConnection::open(wp.http_addr.unwrap()).await;
 
     // One connection, one export queue: spans leave in request order, so once
