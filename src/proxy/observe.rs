@@ -100,12 +100,12 @@ fn write_access_logs(
     duration: std::time::Duration,
     logs: &[AccessLogPlan],
 ) {
-    let cluster = ctx.routed.plan.as_ref().map(|p| {
-        format!(
-            "outbound|{}||{}",
-            p.backend.port.number, p.backend.service.hostname
-        )
-    });
+    // The cluster's name was built when the config was compiled.
+    let cluster = ctx
+        .routed
+        .plan
+        .as_ref()
+        .map(|p| &*p.endpoints.cluster().name.0);
     let route = ctx.routed.route.as_ref().map(|r| r.to_string());
     let destination = ctx.routed.destination.as_ref();
     // A tunnelled caller's address is the one ztunnel forwarded (`forwarded: for=`).
@@ -122,7 +122,7 @@ fn write_access_logs(
         duration,
         protocol: if exchange.http2 { "HTTP/2" } else { "HTTP/1.1" },
         upstream_host: ctx.attempts.picked.as_ref().map(|p| p.endpoint.addr),
-        upstream_cluster: cluster.as_deref(),
+        upstream_cluster: cluster,
         route_name: route.as_deref(),
         request_id: &ctx.request_id,
         downstream_local: exchange.server_addr.map(|a| a.to_string()),
@@ -239,12 +239,7 @@ pub fn finish_trace(exchange: &Exchange, ctx: &mut RequestCtx, tracer: Option<&T
         .routed
         .plan
         .as_ref()
-        .map(|p| {
-            format!(
-                "outbound|{}||{}",
-                p.backend.port.number, p.backend.service.hostname
-            )
-        })
+        .map(|p| p.endpoints.cluster().name.to_string())
         .unwrap_or_else(|| "-".to_string());
     let service_name = dest
         .map(|d| d.service.labels.hostname.clone())
