@@ -18,6 +18,9 @@ use crate::config::{
 use crate::telemetry::access_log::format::LogFormat;
 use crate::telemetry::access_log::sink::{LogSink, SinkRegistry};
 use crate::telemetry::cel::Expr;
+use crate::telemetry::overrides::MetricOverrides;
+
+mod metrics;
 
 /// Who this waypoint is, for Telemetry targets.
 #[derive(Debug, Clone)]
@@ -67,6 +70,9 @@ pub struct TracingSettings {
 pub struct Effective {
     pub access_logs: Vec<AccessLogPlan>,
     pub tracing: TracingSettings,
+    /// `metrics[].overrides`; `None` when nothing is overridden (the common case: the
+    /// request records its metrics as if no Telemetry existed).
+    pub metrics: Option<Arc<MetricOverrides>>,
 }
 
 /// The compiled Telemetry resolution.
@@ -93,6 +99,12 @@ impl TelemetryTable {
     /// True when no request has anything to log: the logging phase skips building a record.
     pub fn logs_nothing(&self) -> bool {
         self.default.access_logs.is_empty() && self.by_service.is_empty()
+    }
+
+    /// True when no destination has access logs or metric overrides: the logging phase
+    /// records metrics the unconfigured way without looking its destination up.
+    pub fn is_inert(&self) -> bool {
+        self.logs_nothing() && self.default.metrics.is_none()
     }
 
     /// Resolves every Telemetry resource and MeshConfig's access-log settings.
@@ -245,21 +257,13 @@ fn validate(t: &Sourced<Telemetry>, mesh: &MeshConfig) -> Result<(), ConfigError
                 .map_err(|e| located(&f(&format!("providers[{j}].name")), e))?;
         }
     }
-    if !spec.metrics.is_empty() {
-        // TODO(obs-logs): metrics overrides (disabled, tagOverrides) are not enforced yet;
-        // refused rather than loaded and ignored.
-        return Err(located(
-            "spec.metrics",
-            "metrics overrides are not supported by the waypoint yet".into(),
-        ));
-    }
-    Ok(())
+    metrics::validate(spec, &located)
 }
 
 /// Whether `match.mode` applies to a waypoint. Istio treats a waypoint's reporting as
 /// server-side (its metrics say `reporter="waypoint"` and it serves the destination), so
 /// `CLIENT`-only entries do not apply.
-fn mode(m: Option<&str>) -> Result<bool, String> {
+pub(crate) fn mode(m: Option<&str>) -> Result<bool, String> {
     match m {
         None | Some("CLIENT_AND_SERVER") | Some("SERVER") => Ok(true),
         Some("CLIENT") => Ok(false),
@@ -471,6 +475,7 @@ fn resolve(
     Ok(Effective {
         access_logs,
         tracing,
+        metrics: metrics::merge(levels)?,
     })
 }
 
