@@ -9,6 +9,7 @@ mod labels;
 pub mod live;
 pub mod log_level;
 pub mod metrics;
+pub mod overrides;
 pub mod trace;
 
 pub use flags::ResponseFlags;

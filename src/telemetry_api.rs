@@ -18,8 +18,10 @@ use crate::config::{
 use crate::telemetry::access_log::format::LogFormat;
 use crate::telemetry::access_log::sink::{LogSink, SinkRegistry};
 use crate::telemetry::cel::Expr;
+use crate::telemetry::overrides::MetricOverrides;
 use crate::telemetry::trace::{compile_mesh, TracingPolicy};
 
+mod metrics;
 mod tracing_policy;
 
 /// Who this waypoint is, for Telemetry targets.
@@ -73,6 +75,9 @@ pub struct Effective {
     /// `tracing` over MeshConfig's default: what the tracer applies (read from the
     /// request's snapshot, so a reload changes it for the next request).
     pub trace_policy: Arc<TracingPolicy>,
+    /// `metrics[].overrides`; `None` when nothing is overridden (the common case: the
+    /// request records its metrics as if no Telemetry existed).
+    pub metrics: Option<Arc<MetricOverrides>>,
 }
 
 impl Default for Effective {
@@ -81,6 +86,7 @@ impl Default for Effective {
             access_logs: Vec::new(),
             tracing: TracingSettings::default(),
             trace_policy: Arc::new(TracingPolicy::off()),
+            metrics: None,
         }
     }
 }
@@ -109,6 +115,12 @@ impl TelemetryTable {
     /// True when no request has anything to log: the logging phase skips building a record.
     pub fn logs_nothing(&self) -> bool {
         self.default.access_logs.is_empty() && self.by_service.is_empty()
+    }
+
+    /// True when no destination has access logs or metric overrides: the logging phase
+    /// records metrics the unconfigured way without looking its destination up.
+    pub fn is_inert(&self) -> bool {
+        self.logs_nothing() && self.default.metrics.is_none()
     }
 
     /// Resolves every Telemetry resource and MeshConfig's access-log settings.
@@ -275,21 +287,13 @@ fn validate(t: &Sourced<Telemetry>, mesh: &MeshConfig) -> Result<(), ConfigError
                 .map_err(|e| located(&f(&format!("providers[{j}].name")), e))?;
         }
     }
-    if !spec.metrics.is_empty() {
-        // TODO(obs-logs): metrics overrides (disabled, tagOverrides) are not enforced yet;
-        // refused rather than loaded and ignored.
-        return Err(located(
-            "spec.metrics",
-            "metrics overrides are not supported by the waypoint yet".into(),
-        ));
-    }
-    Ok(())
+    metrics::validate(spec, &located)
 }
 
 /// Whether `match.mode` applies to a waypoint. Istio treats a waypoint's reporting as
 /// server-side (its metrics say `reporter="waypoint"` and it serves the destination), so
 /// `CLIENT`-only entries do not apply.
-fn mode(m: Option<&str>) -> Result<bool, String> {
+pub(crate) fn mode(m: Option<&str>) -> Result<bool, String> {
     match m {
         None | Some("CLIENT_AND_SERVER") | Some("SERVER") => Ok(true),
         Some("CLIENT") => Ok(false),
@@ -503,6 +507,7 @@ fn resolve(
         access_logs,
         trace_policy: tracing_policy::compile_policy(&tracing, mesh_trace),
         tracing,
+        metrics: metrics::merge(levels)?,
     })
 }
 

@@ -352,6 +352,7 @@ fn proxy_role_is_read_only_over_what_the_waypoint_watches() {
         read,
         "",
     );
+    expect(&mut want, "telemetry.istio.io", &["telemetries"], read, "");
     expect(&mut want, "", &["configmaps"], read, "istio");
     expect(
         &mut want,

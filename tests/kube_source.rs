@@ -461,3 +461,55 @@ async fn a_reference_grant_from_the_api_opens_and_closes_a_cross_namespace_backe
     })
     .await;
 }
+
+/// Telemetry resources are watched: a root-namespace default's metric override applies
+/// as it appears and stops when it is deleted; another namespace's namespace-wide
+/// Telemetry is for its own proxies, not ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_resources_from_the_api() {
+    let _b = echo("reviews", "127.0.49.11:9080").await;
+    let fake = fake_api("127.0.49.1").await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    fake.put(namespace("istio-system", json!({})));
+    fake.put(namespace("elsewhere", json!({})));
+    put_service(&fake, NS, "reviews", &["127.0.49.11"]);
+    let remove = |ns: &str, name: &str, label: &str| {
+        json!({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+               "metadata": {"name": name, "namespace": ns},
+               "spec": {"metrics": [{"overrides": [{"tagOverrides": {label: {"operation": "REMOVE"}}}]}]}})
+    };
+    fake.put(remove("elsewhere", "theirs", "source_cluster"));
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    let count = async |needle: &str| {
+        let (_, text) = admin_get(&wp, "/stats/prometheus").await;
+        requests_total(&text, &["destination_service_name=\"reviews\"", needle])
+    };
+
+    fake.put(remove("istio-system", "mesh-default", "request_protocol"));
+    until_reloaded(&wp, "the root namespace's Telemetry", async || {
+        assert_eq!(c.get("reviews:9080", "/").await.status, 200);
+        (count("request_protocol=\"\"").await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count("source_cluster=\"\"").await,
+        0,
+        "another namespace's Telemetry applied"
+    );
+
+    fake.delete(
+        "telemetry.istio.io/v1",
+        "Telemetry",
+        Some("istio-system"),
+        "mesh-default",
+    );
+    until_reloaded(&wp, "the Telemetry deleted", async || {
+        assert_eq!(c.get("reviews:9080", "/").await.status, 200);
+        (count("request_protocol=\"http\"").await > 0).then_some(())
+    })
+    .await;
+    wp.shutdown().await;
+}

@@ -148,3 +148,62 @@ async fn a_bad_expression_is_rejected_and_the_old_config_keeps_logging() {
     c.get("kept:9080", "/again").await;
     log_is(&a, &["kept:9080 200", "kept:9080 200"]).await;
 }
+
+/// `metrics[].overrides` as users write them: a label removed mesh-wide, a label's value
+/// taken from a request header for one Service, and REQUEST_COUNT disabled for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_overrides_remove_upsert_and_disable() {
+    let _plain = echo("plain", "127.0.164.11:9080").await;
+    let _tenant = echo("tenant", "127.0.164.12:9080").await;
+    let _quiet = echo("quiet", "127.0.164.13:9080").await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = [
+        service("tel", "plain", 9080, 9080, &["127.0.164.11"]),
+        service("tel", "tenant", 9080, 9080, &["127.0.164.12"]),
+        service("tel", "quiet", 9080, 9080, &["127.0.164.13"]),
+        telemetry("istio-system", "mesh-default", "  metrics:\n  - providers: [{name: prometheus}]\n    overrides:\n    - tagOverrides: {request_protocol: {operation: REMOVE}}\n"),
+        telemetry("tel", "tenant", "  targetRefs: [{group: \"\", kind: Service, name: tenant}]\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      tagOverrides: {destination_canonical_revision: {value: \"request.headers['x-tenant']\"}}\n"),
+        telemetry("tel", "quiet", "  targetRefs: [{group: \"\", kind: Service, name: quiet}]\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      disabled: true\n"),
+    ]
+    .concat();
+    let config = ConfigDir::new(&yaml);
+    let wp = start(&config, &mesh(&dir.path().join("a"), &dir.path().join("b"))).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    for host in ["plain:9080", "quiet:9080", "quiet:9080"] {
+        assert_eq!(c.get(host, "/").await.status, 200);
+    }
+    for tenant in ["acme", "acme", "globex"] {
+        let r = c
+            .send("GET", "tenant:9080", "/", &[("x-tenant", tenant)])
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(c.get("tenant:9080", "/").await.status, 200);
+
+    let (_, text) = admin_get(&wp, "/stats/prometheus").await;
+    let plain = "destination_service_name=\"plain\"";
+    assert_eq!(requests_total(&text, &[plain, "request_protocol=\"\""]), 1);
+    assert_eq!(
+        requests_total(&text, &[plain, "request_protocol=\"http\""]),
+        0
+    );
+    let tenant = "destination_service_name=\"tenant\"";
+    let revision = |r: &str| format!("destination_canonical_revision=\"{r}\"");
+    assert_eq!(requests_total(&text, &[tenant, &revision("acme")]), 2);
+    assert_eq!(requests_total(&text, &[tenant, &revision("globex")]), 1);
+    // No header: `unknown`, as Istio labels what it cannot know.
+    assert_eq!(requests_total(&text, &[tenant, &revision("unknown")]), 1);
+    // The root level's REMOVE is inherited by the Service level.
+    assert_eq!(requests_total(&text, &[tenant, "request_protocol=\"\""]), 4);
+    // Disabled for `quiet`: not counted, while its other metrics still record.
+    let quiet = "destination_service_name=\"quiet\"";
+    assert_eq!(requests_total(&text, &[quiet]), 0);
+    let durations = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_request_duration_milliseconds_count{") && l.contains(quiet)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert_eq!(durations, 2, "{text}");
+}

@@ -134,10 +134,53 @@ pub struct AccessLogFilter {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsSpec {
+    /// Only `prometheus` (the waypoint's own `/stats/prometheus`).
     #[serde(default)]
     pub providers: Vec<ProviderRef>,
     #[serde(default)]
-    pub overrides: Vec<serde_yaml::Value>,
+    pub overrides: Vec<MetricsOverrides>,
+    /// Envoy's flush interval: refused when set (our counters are read at scrape time).
     #[serde(default)]
     pub reporting_interval: Option<String>,
+}
+
+/// `metrics[].overrides[]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsOverrides {
+    /// Unset: every metric, both modes.
+    #[serde(default)]
+    pub r#match: Option<MetricSelector>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Label name → what to do with it.
+    #[serde(default)]
+    pub tag_overrides: BTreeMap<String, TagOverride>,
+}
+
+/// `overrides[].match`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSelector {
+    /// `ALL_METRICS` (default), `REQUEST_COUNT`, `REQUEST_DURATION`, … .
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// A non-standard metric name: refused (we export Istio's standard metrics only).
+    #[serde(default)]
+    pub custom_metric: Option<String>,
+    /// `CLIENT_AND_SERVER` (default), `CLIENT`, `SERVER`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// `tagOverrides.<label>`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagOverride {
+    /// `UPSERT` (default) or `REMOVE`.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// A CEL expression (UPSERT only).
+    #[serde(default)]
+    pub value: Option<String>,
 }

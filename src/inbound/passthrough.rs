@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::authz::Attributes;
 use crate::routing::{DestinationPort, TcpDecision};
-use crate::telemetry::{Metrics, RequestLabels};
+use crate::telemetry::{cel, Metrics, RequestLabels};
 use crate::upstream::dial::{DialTarget, Dialer};
 use crate::upstream::Endpoint;
 
@@ -65,7 +65,24 @@ impl Passthrough {
             addr: picked.endpoint.addr,
             in_mesh: picked.endpoint.in_mesh,
         };
-        self.metrics.record_tcp_open(&labels);
+        // Telemetry metric overrides of the backend Service, resolved at config load.
+        let overrides = accepted
+            .published
+            .telemetry
+            .find(Some((
+                &backend.service.labels.namespace,
+                &backend.service.labels.name,
+            )))
+            .metrics
+            .clone();
+        let attrs = TcpAttributes {
+            caller,
+            backend: &backend,
+        };
+        match &overrides {
+            Some(o) => self.metrics.record_tcp_open_overridden(&labels, o, &attrs),
+            None => self.metrics.record_tcp_open(&labels),
+        }
         let copied = match self.dialer.connect(target, &caller.originator()).await {
             Ok(mut up) => {
                 let max_age = endpoints.cluster().max_connection_duration;
@@ -81,7 +98,12 @@ impl Passthrough {
                 (0, 0)
             }
         };
-        self.metrics.record_tcp_close(&labels, sent, received);
+        match &overrides {
+            Some(o) => self
+                .metrics
+                .record_tcp_close_overridden(&labels, o, &attrs, sent, received),
+            None => self.metrics.record_tcp_close(&labels, sent, received),
+        }
         drop(picked);
     }
 
@@ -147,6 +169,38 @@ impl Passthrough {
             request_protocol: "tcp",
             connection_security_policy: caller.security_policy(),
             ..Default::default()
+        }
+    }
+}
+
+/// What a Telemetry tag expression can read of a TCP connection: the caller and the
+/// Service; request and response attributes do not exist (their value is `unknown`).
+struct TcpAttributes<'a> {
+    caller: &'a Caller,
+    backend: &'a DestinationPort,
+}
+
+impl cel::Attributes for TcpAttributes<'_> {
+    fn attr(&self, attr: &cel::Attr) -> cel::Value<'_> {
+        let names = &self.backend.service.labels;
+        let text = |s: String| cel::Value::Str(s.into());
+        match attr {
+            cel::Attr::SourcePrincipal => self
+                .caller
+                .identity
+                .as_ref()
+                .map_or(cel::Value::Absent, |id| text(id.to_string())),
+            cel::Attr::SourceAddress => self
+                .caller
+                .client_ip
+                .as_ref()
+                .map_or(cel::Value::Absent, |ip| text(ip.to_string())),
+            cel::Attr::ConnectionMtls => cel::Value::Bool(self.caller.identity.is_some()),
+            cel::Attr::DestinationPort => cel::Value::Int(self.backend.port.number.into()),
+            cel::Attr::DestinationServiceHost => cel::Value::Str((&*names.hostname).into()),
+            cel::Attr::DestinationServiceName => cel::Value::Str((&*names.name).into()),
+            cel::Attr::DestinationServiceNamespace => cel::Value::Str((&*names.namespace).into()),
+            _ => cel::Value::Absent,
         }
     }
 }

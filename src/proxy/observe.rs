@@ -56,8 +56,8 @@ impl<'a> Exchange<'a> {
 }
 
 /// Records the finished request in metrics and in the access logs its destination's
-/// Telemetry (or MeshConfig) configures. With no access log configured this is one
-/// branch: no record is built.
+/// Telemetry (or MeshConfig) configures. With no Telemetry access log or metric override
+/// configured this is one branch: no lookup, no record built.
 pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics) {
     let status = exchange
         .written_status
@@ -65,40 +65,60 @@ pub fn record(exchange: &Exchange, ctx: &RequestCtx, metrics: &Metrics) {
         .unwrap_or(0);
     let labels = labels(ctx, status);
     let duration = ctx.started.elapsed();
+    let duration_ms = duration.as_secs_f64() * 1000.0;
     let req = exchange.req;
     let header_bytes = super::headers::header_block_len(req) as u64;
     let request_bytes = header_bytes + exchange.body_bytes_read as u64;
     let response_bytes = exchange.body_bytes_sent as u64;
-    metrics.record_request(
-        &labels,
-        duration.as_secs_f64() * 1000.0,
-        request_bytes,
-        response_bytes,
-    );
     record_live(ctx, status, duration);
-    let Some(published) = &ctx.published else {
+    let effective = ctx
+        .published
+        .as_deref()
+        .filter(|p| !p.telemetry.is_inert())
+        .map(|p| {
+            let destination = ctx.routed.destination.as_ref().map(|d| &d.service.labels);
+            p.telemetry
+                .find(destination.map(|d| (&*d.namespace, &*d.name)))
+        })
+        .filter(|e| e.metrics.is_some() || !e.access_logs.is_empty());
+    let Some(effective) = effective else {
+        metrics.record_request(&labels, duration_ms, request_bytes, response_bytes);
         return;
     };
-    if published.telemetry.logs_nothing() {
-        return;
-    }
-    let destination = ctx.routed.destination.as_ref().map(|d| &d.service.labels);
-    let effective = published
-        .telemetry
-        .find(destination.map(|d| (&*d.namespace, &*d.name)));
-    if effective.access_logs.is_empty() {
-        return;
-    }
-    write_access_logs(exchange, ctx, status, duration, &effective.access_logs);
+    with_record(exchange, ctx, status, duration, |record| {
+        match &effective.metrics {
+            // Overridden labels read the request's attributes: the record has them.
+            Some(overrides) => metrics.record_request_overridden(
+                &labels,
+                overrides,
+                record,
+                duration_ms,
+                request_bytes,
+                response_bytes,
+            ),
+            None => metrics.record_request(&labels, duration_ms, request_bytes, response_bytes),
+        }
+        write_access_logs(record, &effective.access_logs);
+    });
 }
 
-/// Builds the request's [`Record`] once and writes it to each log whose filter matches.
-fn write_access_logs(
+/// Writes the request's [`Record`] to each log whose filter matches.
+fn write_access_logs(record: &Record, logs: &[AccessLogPlan]) {
+    for log in logs {
+        if log.filter.as_ref().is_none_or(|f| f.matches(record)) {
+            log.sink.write(log.format.render(record));
+        }
+    }
+}
+
+/// Builds the request's [`Record`] (what access logs and CEL expressions read) and hands
+/// it to `f`.
+fn with_record(
     exchange: &Exchange,
     ctx: &RequestCtx,
     status: u16,
     duration: std::time::Duration,
-    logs: &[AccessLogPlan],
+    f: impl FnOnce(&Record),
 ) {
     // The cluster's name was built when the config was compiled.
     let cluster = ctx
@@ -148,11 +168,7 @@ fn write_access_logs(
             (&*l.hostname, &*l.name, &*l.namespace)
         }),
     };
-    for log in logs {
-        if log.filter.as_ref().is_none_or(|f| f.matches(&record)) {
-            log.sink.write(log.format.render(&record));
-        }
-    }
+    f(&record);
 }
 
 /// Bumps the admin page's counters of the matched route and of the cluster

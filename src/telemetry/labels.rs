@@ -126,7 +126,7 @@ pub(super) const REQUEST_LABEL_NAMES: &[&str] = &[
 ];
 
 /// Labels of the request set that Istio's TCP metrics leave out.
-const HTTP_ONLY_LABELS: &[&str] = &["response_code", "grpc_response_status"];
+pub(super) const HTTP_ONLY_LABELS: &[&str] = &["response_code", "grpc_response_status"];
 
 /// Istio's TCP metric labels: the request set without the HTTP-only ones.
 pub(super) fn tcp_label_names() -> Vec<&'static str> {

@@ -5,7 +5,11 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use super::labels::{tcp_label_names, REQUEST_LABEL_NAMES};
+use std::borrow::Cow;
+
+use super::cel::Attributes;
+use super::labels::{tcp_label_names, HTTP_ONLY_LABELS, REQUEST_LABEL_NAMES};
+use super::overrides::{MetricKind, MetricOverrides};
 use super::RequestLabels;
 
 /// Envoy's default histogram buckets (milliseconds), which Istio keeps for
@@ -40,7 +44,27 @@ struct RequestHandles {
 
 const MAX_CACHED_LABEL_SETS: usize = 4096;
 
+/// One series of a metric whose labels a Telemetry override rewrote.
+#[derive(Clone)]
+enum Series {
+    Counter(prometheus::IntCounter),
+    Histogram(prometheus::Histogram),
+}
+
+impl Series {
+    fn record(&self, amount: f64) {
+        match self {
+            Series::Counter(c) => c.inc_by(amount as u64),
+            Series::Histogram(h) => h.observe(amount),
+        }
+    }
+}
+
 thread_local! {
+    /// Series of overridden label sets, by one hash of (registry, metric, values): only
+    /// destinations with `metrics[].overrides` come here.
+    static OVERRIDDEN_SERIES: std::cell::RefCell<std::collections::HashMap<u64, Series>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
     static REQUEST_HANDLES: std::cell::RefCell<std::collections::HashMap<u64, RequestHandles>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
@@ -284,6 +308,139 @@ impl Metrics {
         handles.response_bytes.observe(response_bytes as f64);
     }
 
+    /// Records one finished request for a destination with Telemetry metric overrides:
+    /// disabled metrics are skipped, overridden labels take their value from `attrs`.
+    pub fn record_request_overridden(
+        &self,
+        labels: &RequestLabels,
+        overrides: &MetricOverrides,
+        attrs: &dyn Attributes,
+        duration_ms: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        for (kind, amount) in [
+            (MetricKind::RequestCount, 1.0),
+            (MetricKind::RequestDuration, duration_ms),
+            (MetricKind::RequestSize, request_bytes as f64),
+            (MetricKind::ResponseSize, response_bytes as f64),
+        ] {
+            self.record_overridden(kind, labels, overrides, attrs, amount);
+        }
+    }
+
+    /// [`Metrics::record_tcp_open`] for a destination with metric overrides.
+    pub fn record_tcp_open_overridden(
+        &self,
+        labels: &RequestLabels,
+        overrides: &MetricOverrides,
+        attrs: &dyn Attributes,
+    ) {
+        self.record_overridden(
+            MetricKind::TcpOpenedConnections,
+            labels,
+            overrides,
+            attrs,
+            1.0,
+        );
+    }
+
+    /// [`Metrics::record_tcp_close`] for a destination with metric overrides.
+    pub fn record_tcp_close_overridden(
+        &self,
+        labels: &RequestLabels,
+        overrides: &MetricOverrides,
+        attrs: &dyn Attributes,
+        sent: u64,
+        received: u64,
+    ) {
+        for (kind, amount) in [
+            (MetricKind::TcpClosedConnections, 1.0),
+            (MetricKind::TcpSentBytes, sent as f64),
+            (MetricKind::TcpReceivedBytes, received as f64),
+        ] {
+            self.record_overridden(kind, labels, overrides, attrs, amount);
+        }
+    }
+
+    fn record_overridden(
+        &self,
+        kind: MetricKind,
+        labels: &RequestLabels,
+        overrides: &MetricOverrides,
+        attrs: &dyn Attributes,
+        amount: f64,
+    ) {
+        let rule = overrides.get(kind);
+        if rule.disabled {
+            return;
+        }
+        let code = labels.response_code.to_string();
+        let flags = labels.response_flags.to_string();
+        let mut values: Vec<Cow<str>> = labels
+            .values(&code, &flags)
+            .into_iter()
+            .map(Cow::Borrowed)
+            .collect();
+        rule.apply(&mut values, attrs);
+        if kind.is_tcp() {
+            values = values
+                .into_iter()
+                .zip(REQUEST_LABEL_NAMES)
+                .filter(|(_, name)| !HTTP_ONLY_LABELS.contains(name))
+                .map(|(v, _)| v)
+                .collect();
+        }
+        self.overridden_series(kind, &values).record(amount);
+    }
+
+    fn overridden_series(&self, kind: MetricKind, values: &[Cow<str>]) -> Series {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self as *const Self as usize).hash(&mut h);
+        (kind as usize).hash(&mut h);
+        values.hash(&mut h);
+        let key = h.finish();
+        OVERRIDDEN_SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(found) = cache.get(&key) {
+                return found.clone();
+            }
+            let values: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+            let series = match kind {
+                MetricKind::RequestCount => {
+                    Series::Counter(self.requests_total.with_label_values(&values))
+                }
+                MetricKind::RequestDuration => {
+                    Series::Histogram(self.request_duration.with_label_values(&values))
+                }
+                MetricKind::RequestSize => {
+                    Series::Histogram(self.request_bytes.with_label_values(&values))
+                }
+                MetricKind::ResponseSize => {
+                    Series::Histogram(self.response_bytes.with_label_values(&values))
+                }
+                MetricKind::TcpOpenedConnections => {
+                    Series::Counter(self.tcp_opened.with_label_values(&values))
+                }
+                MetricKind::TcpClosedConnections => {
+                    Series::Counter(self.tcp_closed.with_label_values(&values))
+                }
+                MetricKind::TcpSentBytes => {
+                    Series::Counter(self.tcp_sent.with_label_values(&values))
+                }
+                MetricKind::TcpReceivedBytes => {
+                    Series::Counter(self.tcp_received.with_label_values(&values))
+                }
+            };
+            if cache.len() >= MAX_CACHED_LABEL_SETS {
+                cache.clear();
+            }
+            cache.insert(key, series.clone());
+            series
+        })
+    }
+
     /// The four series of one label set. Resolving 25 labels costs four
     /// SipHash passes and four locked lookups in the prometheus crate; a
     /// per-thread cache keyed by one hash of the labels does it once.
@@ -370,5 +527,53 @@ mod tests {
         assert!(text.contains("istio_request_duration_milliseconds_bucket"));
         assert!(text.contains("le=\"0.5\""));
         assert!(text.contains("waypoint_config_reloads_total{result=\"failure\"} 0"));
+    }
+
+    /// TCP metrics take the same overrides with the HTTP-only labels left out; a
+    /// disabled metric records nothing while the others still count.
+    #[test]
+    fn tcp_overrides_rewrite_labels_and_skip_disabled_metrics() {
+        use crate::telemetry::cel::{Attr, Attributes, Expr, Value};
+        use crate::telemetry::overrides::{MetricKind, MetricOverrides, TagOp};
+        struct Principal;
+        impl Attributes for Principal {
+            fn attr(&self, attr: &Attr) -> Value<'_> {
+                match attr {
+                    Attr::SourcePrincipal => Value::Str("spiffe://td/ns/a/sa/b".into()),
+                    _ => Value::Absent,
+                }
+            }
+        }
+        let mut o = MetricOverrides::default();
+        o.get_mut(MetricKind::TcpOpenedConnections)
+            .set_tag(
+                "source_canonical_service",
+                TagOp::Upsert(Expr::parse_value("source.principal").unwrap()),
+            )
+            .unwrap();
+        o.get_mut(MetricKind::TcpOpenedConnections)
+            .set_tag("destination_cluster", TagOp::Remove)
+            .unwrap();
+        o.get_mut(MetricKind::TcpSentBytes).disabled = true;
+        let m = Metrics::new();
+        let labels = RequestLabels {
+            destination_service: Arc::from("db.default.svc.cluster.local"),
+            ..Default::default()
+        };
+        m.record_tcp_open_overridden(&labels, &o, &Principal);
+        m.record_tcp_close_overridden(&labels, &o, &Principal, 10, 20);
+        let text = m.encode();
+        let opened = text
+            .lines()
+            .find(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+            .expect("opened counted");
+        assert!(
+            opened.contains("source_canonical_service=\"spiffe://td/ns/a/sa/b\"")
+                && opened.contains("destination_cluster=\"\"")
+                && !opened.contains("response_code"),
+            "{opened}"
+        );
+        assert!(text.contains("istio_tcp_received_bytes_total{"), "{text}");
+        assert!(!text.contains("istio_tcp_sent_bytes_total{"), "{text}");
     }
 }

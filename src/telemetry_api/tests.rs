@@ -172,9 +172,54 @@ fn invalid_resources_are_refused_with_their_field() {
             "not a valid header name",
         ),
         (
-            "  metrics:\n  - providers: [{name: prometheus}]\n",
-            "spec.metrics",
+            "  metrics:\n  - providers: [{name: stackdriver}]\n",
+            "spec.metrics[0].providers[0].name",
+            "prometheus only",
+        ),
+        (
+            "  metrics:\n  - reportingInterval: 5s\n",
+            "spec.metrics[0].reportingInterval",
             "not supported",
+        ),
+        (
+            "  metrics:\n  - overrides: [{match: {metric: REQUESTS}, disabled: true}]\n",
+            "spec.metrics[0].overrides[0].match.metric",
+            "unknown metric \"REQUESTS\"",
+        ),
+        (
+            "  metrics:\n  - overrides: [{match: {customMetric: my_metric}, disabled: true}]\n",
+            "spec.metrics[0].overrides[0].match.customMetric",
+            "not supported",
+        ),
+        (
+            "  metrics:\n  - overrides: [{match: {mode: BOTH}}]\n",
+            "spec.metrics[0].overrides[0].match.mode",
+            "unknown mode",
+        ),
+        (
+            "  metrics:\n  - overrides: [{tagOverrides: {tenant: {value: \"'a'\"}}}]\n",
+            "spec.metrics[0].overrides[0].tagOverrides.tenant",
+            "adding labels is not supported",
+        ),
+        (
+            "  metrics:\n  - overrides: [{match: {metric: TCP_OPENED_CONNECTIONS}, tagOverrides: {response_code: {operation: REMOVE}}}]\n",
+            "tagOverrides.response_code",
+            "not a label of TCP_OPENED_CONNECTIONS",
+        ),
+        (
+            "  metrics:\n  - overrides: [{tagOverrides: {request_protocol: {operation: REMOVE, value: \"'x'\"}}}]\n",
+            "tagOverrides.request_protocol",
+            "only used with operation UPSERT",
+        ),
+        (
+            "  metrics:\n  - overrides: [{tagOverrides: {request_protocol: {operation: UPSERT}}}]\n",
+            "tagOverrides.request_protocol",
+            "needs a value",
+        ),
+        (
+            "  metrics:\n  - overrides: [{tagOverrides: {request_protocol: {value: \"size(request.headers)\"}}}]\n",
+            "tagOverrides.request_protocol",
+            "size(request.headers)",
         ),
         (
             "  targetRefs: [{kind: Deployment, group: apps, name: x}]\n",
@@ -191,4 +236,70 @@ fn invalid_resources_are_refused_with_their_field() {
         assert!(err.contains(field) && err.contains(needle), "{spec}: {err}");
         assert!(err.contains("t.yaml"), "{err}");
     }
+}
+
+/// Overrides of every level apply least specific first, so a more specific level
+/// replaces what a less specific one set for the same metric and label.
+#[test]
+fn metric_overrides_merge_root_then_namespace_then_service() {
+    use crate::telemetry::overrides::{MetricKind, TagOp};
+    let yaml = [
+        // Root: REQUEST_COUNT off everywhere, request_protocol removed from every metric.
+        telemetry(
+            "istio-system",
+            "mesh-default",
+            "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      disabled: true\n    - tagOverrides: {request_protocol: {operation: REMOVE}}\n",
+        ),
+        // Namespace: REQUEST_COUNT back on.
+        telemetry(
+            "apps",
+            "ns",
+            "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT, mode: SERVER}\n      disabled: false\n",
+        ),
+        // Service two: request_protocol upserted for REQUEST_DURATION only; a CLIENT-mode
+        // override does not apply to a waypoint.
+        telemetry(
+            "apps",
+            "two",
+            "  targetRefs: [{group: \"\", kind: Service, name: two}]\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_DURATION}\n      tagOverrides: {request_protocol: {value: \"request.headers['x-tenant']\"}}\n    - match: {metric: REQUEST_SIZE, mode: CLIENT}\n      disabled: true\n",
+        ),
+    ]
+    .concat();
+    let table = compile(&yaml, "").unwrap();
+    let one = table.find(Some(("apps", "one"))).metrics.clone().unwrap();
+    assert!(!one.get(MetricKind::RequestCount).disabled);
+    let expected_remove = {
+        let mut o = crate::telemetry::overrides::MetricOverride::default();
+        o.set_tag("request_protocol", TagOp::Remove).unwrap();
+        o
+    };
+    assert_eq!(one.get(MetricKind::RequestDuration), &expected_remove);
+    assert_eq!(one.get(MetricKind::TcpSentBytes), &expected_remove);
+
+    let two = table.find(Some(("apps", "two"))).metrics.clone().unwrap();
+    assert!(!two.get(MetricKind::RequestCount).disabled);
+    assert!(
+        !two.get(MetricKind::RequestSize).disabled,
+        "CLIENT mode does not apply"
+    );
+    assert_eq!(two.get(MetricKind::RequestSize), &expected_remove);
+    let upserted = {
+        let mut o = crate::telemetry::overrides::MetricOverride::default();
+        let e = crate::telemetry::cel::Expr::parse_value("request.headers['x-tenant']").unwrap();
+        o.set_tag("request_protocol", TagOp::Upsert(e)).unwrap();
+        o
+    };
+    assert_eq!(two.get(MetricKind::RequestDuration), &upserted);
+}
+
+#[test]
+fn no_metric_overrides_keeps_the_request_path_inert() {
+    let yaml = telemetry(
+        "istio-system",
+        "mesh-default",
+        "  metrics:\n  - providers: [{name: prometheus}]\n    overrides:\n    - match: {metric: REQUEST_COUNT}\n      disabled: false\n",
+    );
+    let table = compile(&yaml, "").unwrap();
+    assert!(table.find(None).metrics.is_none());
+    assert!(table.is_inert());
 }

@@ -176,6 +176,13 @@ pub const RESOURCE_TYPES: &[ResourceType] = &[
         true
     ),
     rt!(
+        "telemetry.istio.io",
+        ["v1", "v1alpha1"],
+        "telemetries",
+        "Telemetry",
+        true
+    ),
+    rt!(
         "policy.linkerd.io",
         ["v1beta1", "v1beta2", "v1beta3"],
         "servers",

@@ -23,6 +23,8 @@ pub enum WatchedKind {
     WasmPlugin,
     AuthorizationPolicy,
     RequestAuthentication,
+    /// Istio's Telemetry API (tracing, access logs, metric overrides).
+    Telemetry,
     LinkerdServer,
     LinkerdServerAuthorization,
     LinkerdAuthorizationPolicy,
@@ -35,7 +37,7 @@ pub enum WatchedKind {
 
 impl WatchedKind {
     /// Every kind, in the order objects are handed to the loader.
-    pub const ALL: [WatchedKind; 21] = [
+    pub const ALL: [WatchedKind; 22] = [
         WatchedKind::Namespace,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -50,6 +52,7 @@ impl WatchedKind {
         WatchedKind::WasmPlugin,
         WatchedKind::AuthorizationPolicy,
         WatchedKind::RequestAuthentication,
+        WatchedKind::Telemetry,
         WatchedKind::LinkerdServer,
         WatchedKind::LinkerdServerAuthorization,
         WatchedKind::LinkerdAuthorizationPolicy,
@@ -134,6 +137,7 @@ impl WatchedKind {
                 "RequestAuthentication",
                 "requestauthentications",
             ),
+            WatchedKind::Telemetry => ("telemetry.istio.io", "v1", "Telemetry", "telemetries"),
             WatchedKind::LinkerdServer => ("policy.linkerd.io", "v1beta3", "Server", "servers"),
             WatchedKind::LinkerdServerAuthorization => (
                 "policy.linkerd.io",

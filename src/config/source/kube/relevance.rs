@@ -185,6 +185,10 @@ pub fn select(
     let authentications = map(WatchedKind::RequestAuthentication)
         .iter()
         .filter(|((ns, _), p)| targets_us(ns, p));
+    // Telemetry: the same targets, plus the root namespace's mesh-wide defaults.
+    let telemetries = map(WatchedKind::Telemetry)
+        .iter()
+        .filter(|((ns, _), t)| targets_us(ns, t) || (ns == id.root_namespace && no_target_refs(t)));
 
     // Phase 6: Linkerd's policy objects in the namespaces of bound Services
     // (Servers select those Services' pods; the rest name Servers).
@@ -247,6 +251,9 @@ pub fn select(
     for (key, value) in authentications {
         push(WatchedKind::RequestAuthentication, key, value);
     }
+    for (key, value) in telemetries {
+        push(WatchedKind::Telemetry, key, value);
+    }
     for (kind, key, value) in linkerd {
         push(kind, key, value);
     }
@@ -255,6 +262,13 @@ pub fn select(
         push(WatchedKind::MeshConfigMap, key, value);
     }
     out
+}
+
+/// Whether a policy-like object applies namespace-wide (no `targetRef(s)`).
+fn no_target_refs(object: &Value) -> bool {
+    let spec = &object["spec"];
+    array(&spec["targetRefs"]).next().is_none()
+        && !spec.get("targetRef").is_some_and(|r| r.is_object())
 }
 
 /// Whether an object in namespace `ns` with `own` labels, in a namespace with
