@@ -15,6 +15,7 @@ pub mod echo;
 pub mod hbone;
 pub mod identity;
 pub mod inbound;
+pub mod overload;
 pub mod policy;
 pub mod proxy;
 pub mod routing;

@@ -15,6 +15,7 @@ use waypoint::control::cli::{
 use waypoint::identity::istio_ca::{
     CaAddress, IstioCaConfig, DEFAULT_CLUSTER_ID, DEFAULT_ROOT_CERT, DEFAULT_TOKEN,
 };
+use waypoint::overload::{parse_bytes, OverloadConfig};
 use waypoint::settings::Settings;
 use waypoint::upstream::LbPolicy;
 
@@ -124,6 +125,23 @@ struct RunArgs {
     /// after the waiting for it starts (slowloris); else it is closed.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     request_headers_timeout: Duration,
+    /// Open downstream connections, all listeners together; past it a new
+    /// connection is closed at once (0: no limit).
+    #[arg(long, default_value_t = waypoint::overload::DEFAULT_MAX_CONNECTIONS)]
+    max_downstream_connections: usize,
+    /// Open HBONE connections of one caller identity (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_identity: usize,
+    /// Requests in flight above which new requests get 503 `OM` (0: off).
+    #[arg(long, default_value_t = 0)]
+    overload_max_active_requests: usize,
+    /// Resident memory above which new requests get 503 `OM` and no connection
+    /// is accepted until it falls below 95 % of it, e.g. `400MiB` (off unless set).
+    #[arg(long, value_parser = parse_bytes)]
+    overload_max_rss: Option<u64>,
+    /// Concurrent tunnels (CONNECT streams) per HBONE connection.
+    #[arg(long, default_value_t = 200)]
+    hbone_max_streams_per_connection: u32,
     /// Proxy worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -258,6 +276,15 @@ fn run(args: RunArgs) -> ExitCode {
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);
     settings.upgrade_idle_timeout = args.upgrade_idle_timeout;
     settings.request_headers_timeout = args.request_headers_timeout;
+    let limit = |n: usize| (n > 0).then_some(n);
+    settings.overload = OverloadConfig {
+        max_connections: limit(args.max_downstream_connections),
+        max_connections_per_identity: limit(args.max_connections_per_identity),
+        max_active_requests: limit(args.overload_max_active_requests),
+        max_rss_bytes: args.overload_max_rss,
+        ..OverloadConfig::default()
+    };
+    settings.hbone_max_streams_per_connection = args.hbone_max_streams_per_connection.max(1);
     settings.threads = args.threads.max(1);
     settings.lb = match args.lb {
         Lb::LeastRequest => LbPolicy::LeastRequest,

@@ -37,6 +37,7 @@ use mirror::Mirrorer;
 use request::{destination_of, request_info};
 
 use crate::inbound::Downstream;
+use crate::overload::Overload;
 use crate::policy::deadline::format_grpc_timeout;
 use crate::policy::retry::{AttemptFailure, RetryDecision};
 use crate::settings::Settings;
@@ -64,6 +65,8 @@ pub struct Waypoint {
     conn_uses: Arc<PooledConnUses>,
     /// Distributed tracing; `None` when MeshConfig defines no tracing provider.
     tracer: Option<Arc<Tracer>>,
+    /// Sheds new requests past the overload thresholds (`503 OM`).
+    overload: Arc<Overload>,
 }
 
 impl Waypoint {
@@ -91,7 +94,14 @@ impl Waypoint {
             locality,
             conn_uses: Arc::default(),
             tracer: None,
+            overload: Overload::unlimited(),
         }
+    }
+
+    /// Sheds requests under `overload`'s thresholds (one per process, from the server).
+    pub fn with_overload(mut self, overload: Arc<Overload>) -> Self {
+        self.overload = overload;
+        self
     }
 
     /// Traces requests with `tracer` (built once per process by the server).
@@ -250,6 +260,10 @@ impl ProxyHttp for Waypoint {
         ctx.request_id = headers::request_id(session.req_header());
         ctx.reply.grpc = failure::is_grpc_request(session.req_header());
 
+        match self.overload.admit_request() {
+            Ok(admitted) => ctx.admitted = admitted,
+            Err(_) => return self.answer(session, ctx, Failure::Overloaded).await,
+        }
         if headers::headers_too_large(
             session.req_header(),
             self.settings.max_request_headers_bytes,

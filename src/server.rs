@@ -25,6 +25,7 @@ use crate::inbound::listener::{self, ConnectionTracker, Proxies};
 use crate::inbound::passthrough::Passthrough;
 use crate::inbound::proxy_protocol;
 use crate::inbound::tunnel::TunnelHandler;
+use crate::overload::Overload;
 use crate::proxy::direct::Front;
 use crate::proxy::Waypoint;
 use crate::settings::Settings;
@@ -104,7 +105,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => Dialer::plain(settings.connect_timeout),
     });
 
+    let overload = Overload::new(settings.overload.clone(), metrics.clone());
     let readiness = Arc::new(Readiness::default());
+    readiness.set_overload(overload.clone());
     if kube.is_some() {
         readiness.set_waiting_for_config();
     }
@@ -138,13 +141,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             dialer.clone(),
         )
         .with_tracer(tracer.clone())
+        .with_overload(overload.clone())
     };
     let proxies = Proxies {
         http1: Arc::new(Front::http1(waypoint(), build_proxy(waypoint(), false))),
         h2c: Arc::new(Front::proxy_only(build_proxy(waypoint(), true))),
     };
     let tracker = Arc::new(ConnectionTracker::default());
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(
+        overload.clone().watch_memory(shutdown_rx.clone()),
+    )];
     // RequestAuthentication `jwksUri`s, fetched through the same dialer.
     tasks.push(tokio::spawn(crate::proxy::jwks::keep_fetched(
         store.clone(),
@@ -194,6 +200,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             l,
             proxies.clone(),
             tracker.clone(),
+            overload.clone(),
             shutdown_rx.clone(),
         )));
     }
@@ -211,6 +218,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let tls = id.server_config(&settings.trust_domain);
         let cfg = InboundConfig {
             handshake_failures: HandshakeFailures::registered(metrics.registry()),
+            max_concurrent_streams: settings.hbone_max_streams_per_connection,
+            overload: overload.clone(),
             ..InboundConfig::default()
         };
         tasks.push(tokio::spawn(crate::hbone::serve_inbound(
@@ -226,6 +235,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             l,
             tunnels.clone(),
             tracker.clone(),
+            overload.clone(),
             shutdown_rx.clone(),
         )));
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::source::kube::KubeSourceOptions;
 use crate::config::MeshConfig;
 use crate::identity::istio_ca::IstioCaConfig;
+use crate::overload::OverloadConfig;
 use crate::telemetry::trace::ExportSettings;
 use crate::upstream::LbPolicy;
 
@@ -94,6 +95,11 @@ pub struct Settings {
     /// How finished spans are batched for the collector (queue size, batch
     /// size, flush interval); the OpenTelemetry SDK's defaults.
     pub trace_export: ExportSettings,
+    /// Connection caps and the overload manager's thresholds.
+    pub overload: OverloadConfig,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of an HBONE connection: ztunnel's own server
+    /// limit, so one caller's connection cannot hold unbounded tunnels.
+    pub hbone_max_streams_per_connection: u32,
 }
 
 impl Settings {
@@ -136,6 +142,8 @@ impl Settings {
             upgrade_idle_timeout: Duration::from_secs(60 * 60),
             request_headers_timeout: Duration::from_secs(60),
             trace_export: ExportSettings::default(),
+            overload: OverloadConfig::default(),
+            hbone_max_streams_per_connection: 200,
         }
     }
 }

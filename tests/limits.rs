@@ -124,3 +124,67 @@ async fn a_dripping_request_head_is_cut_at_the_request_headers_timeout() {
     );
     wp.shutdown().await;
 }
+
+/// One raw HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// CVE-2024-27316 and friends: a HEADERS frame followed by CONTINUATION frames that never
+/// end the header block. The h2c listener answers with GOAWAY ENHANCE_YOUR_CALM after a
+/// few frames instead of buffering them, and keeps serving other clients.
+#[tokio::test]
+async fn a_continuation_flood_gets_goaway() {
+    let _b = echo("a", "127.0.144.31:9080").await;
+    let config = ConfigDir::new(&service("f", "a", 9080, 9080, &["127.0.144.31"]));
+    let wp = waypoint(&config, "f").await;
+    let addr = wp.http_addr.unwrap();
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+                                          // HEADERS on stream 1 with END_STREAM, without END_HEADERS: the block continues.
+    out.extend(h2_frame(0x1, 0x1, 1, &[0x82]));
+    tcp.write_all(&out).await.unwrap();
+    let flood = h2_frame(0x9, 0, 1, &[0u8; 64]);
+    // Far more than a 64 KiB header list needs; the server may close while we write.
+    for _ in 0..200 {
+        if tcp.write_all(&flood).await.is_err() {
+            break;
+        }
+    }
+    // Read frames until the GOAWAY; its error code is ENHANCE_YOUR_CALM (0xb).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let goaway = loop {
+        let mut at = 0;
+        let mut found = None;
+        while got.len() >= at + 9 {
+            let len = (got[at] as usize) << 16 | (got[at + 1] as usize) << 8 | got[at + 2] as usize;
+            if got.len() < at + 9 + len {
+                break;
+            }
+            if got[at + 3] == 0x7 {
+                let p = &got[at + 9..at + 9 + len];
+                found = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+            }
+            at += 9 + len;
+        }
+        if let Some(code) = found {
+            break code;
+        }
+        match bounded("GOAWAY", tcp.read(&mut buf)).await {
+            Ok(0) | Err(_) => panic!("connection closed without GOAWAY after {} bytes", got.len()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    assert_eq!(goaway, 0xb, "GOAWAY error code");
+    assert_eq!(
+        status_line(addr, "GET / HTTP/1.1\r\nhost: a.f:9080\r\n\r\n".into()).await,
+        "HTTP/1.1 200 OK"
+    );
+}

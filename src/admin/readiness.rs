@@ -1,9 +1,13 @@
 //! Readiness as Kubernetes probes see it (`/healthz/ready`, alias `/ready`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::overload::Overload;
 
 /// Readiness as Kubernetes probes see it: ready once the config is loaded and
-/// every listener is bound, not ready again while draining.
+/// every listener is bound, not ready while overloaded (shedding new work) and
+/// not ready again once draining.
 #[derive(Debug, Default)]
 pub struct Readiness {
     listeners_bound: AtomicBool,
@@ -11,6 +15,7 @@ pub struct Readiness {
     /// Set while a config source has not delivered its first full config
     /// (`--kube` before the first sync).
     waiting_for_config: AtomicBool,
+    overload: OnceLock<Arc<Overload>>,
 }
 
 impl Readiness {
@@ -30,10 +35,15 @@ impl Readiness {
     pub fn set_config_loaded(&self) {
         self.waiting_for_config.store(false, Ordering::Release);
     }
+    /// Reports the overload manager's state from now on.
+    pub fn set_overload(&self, overload: Arc<Overload>) {
+        let _ = self.overload.set(overload);
+    }
     /// Ready to take traffic.
     pub fn is_ready(&self) -> bool {
         self.listeners_bound.load(Ordering::Acquire)
             && !self.draining.load(Ordering::Acquire)
             && !self.waiting_for_config.load(Ordering::Acquire)
+            && !self.overload.get().is_some_and(|o| o.is_overloaded())
     }
 }

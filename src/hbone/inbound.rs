@@ -23,6 +23,7 @@ use super::h2_config::{keepalive, H2Settings, KeepaliveEnd};
 use super::request::{parse_request, ConnectHandler, TunnelRequest};
 use super::stream::TunnelStream;
 use crate::identity::{handshake_failure_reason, peer_identity, Identity};
+use crate::overload::{ConnectionPermit, Overload};
 use crate::telemetry::{HandshakeFailure, HandshakeFailures};
 
 /// Settings of the inbound HBONE server.
@@ -30,8 +31,8 @@ use crate::telemetry::{HandshakeFailure, HandshakeFailures};
 pub struct InboundConfig {
     /// Windows, frame size, keepalive.
     pub h2: H2Settings,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS per connection. Default 1000 (ztunnel opens ≤ 100
-    /// per connection; the headroom is for other clients).
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per connection. Default 200, ztunnel's own server
+    /// limit (its client pool opens ≤ 100 per connection).
     pub max_concurrent_streams: u32,
     /// Streams the client reset before we accepted them, kept at most; beyond this the
     /// connection is closed with ENHANCE_YOUR_CALM (HTTP/2 rapid-reset defence). Default 50.
@@ -47,19 +48,23 @@ pub struct InboundConfig {
     /// Where connections that never became a tunnel are counted. Default: a family
     /// registered nowhere (the server registers one on its metrics page).
     pub handshake_failures: HandshakeFailures,
+    /// Connection caps (global, per caller identity) and the memory pressure that
+    /// pauses accepting. Default: unlimited.
+    pub overload: Arc<Overload>,
 }
 
 impl Default for InboundConfig {
     fn default() -> Self {
         InboundConfig {
             h2: H2Settings::default(),
-            max_concurrent_streams: 1000,
+            max_concurrent_streams: 200,
             max_pending_accept_reset_streams: 50,
             max_concurrent_reset_streams: 50,
             max_local_error_reset_streams: 1024,
             max_header_list_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             handshake_failures: HandshakeFailures::default(),
+            overload: Overload::unlimited(),
         }
     }
 }
@@ -100,11 +105,23 @@ pub async fn serve_inbound<H: ConnectHandler + 'static>(
     info!(?local, "HBONE inbound listening");
     while !*shutdown.borrow_and_update() {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            // Under memory pressure new connections wait in the kernel's backlog.
+            accepted = async { cfg.overload.accepting().await; listener.accept().await } => match accepted {
                 Ok((tcp, peer_addr)) => {
+                    // Pressure that began while we waited in accept: hold this one
+                    // connection (the rest wait in the backlog) until it ends.
+                    tokio::select! {
+                        _ = cfg.overload.accepting() => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    let Ok(permit) = cfg.overload.admit_connection() else {
+                        debug!(%peer_addr, "HBONE connection refused: --max-downstream-connections reached");
+                        continue;
+                    };
                     let conn = serve_connection(
                         tcp,
                         peer_addr,
+                        permit,
                         acceptor.clone(),
                         cfg.clone(),
                         handler.clone(),
@@ -131,6 +148,7 @@ pub async fn serve_inbound<H: ConnectHandler + 'static>(
 async fn serve_connection<H: ConnectHandler + 'static>(
     tcp: TcpStream,
     peer_addr: SocketAddr,
+    mut permit: ConnectionPermit,
     acceptor: TlsAcceptor,
     cfg: Arc<InboundConfig>,
     handler: Arc<H>,
@@ -186,6 +204,14 @@ async fn serve_connection<H: ConnectHandler + 'static>(
             return;
         }
     };
+    if cfg.overload.admit_identity(&mut permit, &peer).is_err() {
+        info!(%peer, "HBONE connection refused: --max-connections-per-identity reached for this caller");
+        // A GOAWAY tells the client's pool why, instead of a bare close.
+        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+        let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
+        let _ = timeout(Duration::from_secs(1), flush).await;
+        return;
+    }
     debug!(%peer, "HBONE connection established");
 
     // Phase 3: accept streams until the client goes away, keepalive fails, or we drain.

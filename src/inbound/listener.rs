@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use super::coalesce::Coalesce;
+use crate::overload::Overload;
 
 /// Counts open downstream connections so shutdown can wait for them.
 #[derive(Default)]
@@ -155,12 +156,14 @@ pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
     proxies: Proxies<A>,
     tracker: Arc<ConnectionTracker>,
+    overload: Arc<Overload>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     info!(addr = ?listener.local_addr().ok(), "plain HTTP listener accepting");
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            // Under memory pressure new connections wait in the kernel's backlog.
+            a = async { overload.accepting().await; listener.accept().await } => a,
             _ = shutdown.changed() => break,
         };
         let (tcp, peer) = match accepted {
@@ -172,6 +175,16 @@ pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
                 continue;
             }
         };
+        // Pressure that began while we waited in accept: hold this one connection
+        // unserved (the rest wait in the backlog) until it ends.
+        tokio::select! {
+            _ = overload.accepting() => {}
+            _ = shutdown.changed() => break,
+        }
+        let Ok(permit) = overload.admit_connection() else {
+            debug!(%peer, "connection refused: --max-downstream-connections reached");
+            continue;
+        };
         // Without NODELAY small responses wait for delayed ACKs (~40 ms stalls).
         let _ = tcp.set_nodelay(true);
         debug!(%peer, "accepted");
@@ -179,6 +192,7 @@ pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
         let proxies = proxies.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let h2c = tokio::select! {
                 sniffed = sniff_h2c(&tcp) => match sniffed {
                     Ok(h2c) => h2c,

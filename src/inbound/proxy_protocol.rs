@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::addr::ClientIp;
 use crate::hbone::proxy_protocol::read_proxy_v2;
 use crate::hbone::{Baggage, ConnectTarget, Sniffed};
+use crate::overload::Overload;
 
 use super::downstream::Downstream;
 use super::listener::{l4_stream, sniff_h2c, ConnectionTracker};
@@ -33,23 +34,35 @@ pub async fn run_proxy_protocol<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
     tunnels: Arc<TunnelHandler<A>>,
     tracker: Arc<ConnectionTracker>,
+    overload: Arc<Overload>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     info!(addr = ?listener.local_addr().ok(), "PROXY-protocol listener accepting");
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            // Under memory pressure new connections wait in the kernel's backlog.
+            a = async { overload.accepting().await; listener.accept().await } => a,
             _ = shutdown.changed() => break,
         };
         let Ok((mut tcp, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        // Pressure that began while we waited in accept: hold this one connection
+        // unserved (the rest wait in the backlog) until it ends.
+        tokio::select! {
+            _ = overload.accepting() => {}
+            _ = shutdown.changed() => break,
+        }
+        let Ok(permit) = overload.admit_connection() else {
+            debug!(%peer, "connection refused: --max-downstream-connections reached");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let tunnels = tunnels.clone();
         let guard = tracker.track();
         tokio::spawn(async move {
-            let _guard = guard;
+            let (_guard, _permit) = (guard, permit);
             let header =
                 match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_v2(&mut tcp)).await {
                     Ok(Ok(h)) => h,

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use crate::authz::Verdict;
 use crate::hbone::TunnelLease;
 use crate::inbound::Caller;
+use crate::overload::ActiveRequest;
 use crate::policy::deadline::Deadline;
 use crate::policy::retry::AttemptFailure;
 use crate::routing::{DestinationPort, ForwardPlan, RouteName};
@@ -51,6 +52,8 @@ pub struct RequestCtx {
     pub mirror: Option<PendingMirror>,
     /// The request's tracing span, when its destination's policy traces.
     pub trace: Option<ActiveSpan>,
+    /// Counts the request in flight for the overload manager, until the context drops.
+    pub admitted: Option<ActiveRequest>,
 }
 
 /// Where routing sent the request.
@@ -153,6 +156,7 @@ impl Default for RequestCtx {
             h2_websocket: false,
             mirror: None,
             trace: None,
+            admitted: None,
         }
     }
 }

@@ -243,6 +243,8 @@ impl Waypoint {
         ) {
             return None;
         }
+        // Shed by the full proxy, which answers and counts it.
+        let admitted = self.overload.try_admit_request().ok()?;
         let published = self.store.load();
         let snapshot = &published.snapshot;
         let downstream = Downstream::of_connection(Some(down.digest()), down.client_addr());
@@ -291,6 +293,7 @@ impl Waypoint {
                 plan: Some(plan),
             },
             authz,
+            admitted,
             ..RequestCtx::default()
         })
     }

@@ -34,6 +34,9 @@ pub enum Failure {
     BadRequest,
     #[error("upstream overflow (circuit breaker)")]
     Overflow,
+    /// Shed by the overload manager (in-flight requests or memory above threshold).
+    #[error("envoy overloaded")]
+    Overloaded,
     #[error("fault filter abort")]
     FaultAbort(Abort),
     /// An AuthorizationPolicy denied the request; `grpc` for gRPC callers,
@@ -67,7 +70,7 @@ impl Failure {
             Failure::UpstreamTimeout => 504,
             Failure::HeadersTooLarge => 431,
             Failure::BadRequest => 400,
-            Failure::Overflow => 503,
+            Failure::Overflow | Failure::Overloaded => 503,
             Failure::FaultAbort(Abort::Http(code)) => *code,
             // gRPC aborts are HTTP 200 with a grpc-status (trailers-only).
             Failure::FaultAbort(Abort::Grpc(_)) => 200,
@@ -89,6 +92,7 @@ impl Failure {
             Failure::UpstreamReset => ResponseFlags::UC,
             Failure::BadRequest | Failure::HeadersTooLarge => ResponseFlags::DPE,
             Failure::Overflow => ResponseFlags::UO,
+            Failure::Overloaded => ResponseFlags::OM,
             Failure::FaultAbort(_) => ResponseFlags::FI,
             Failure::ExternalDenied { .. } => ResponseFlags::UAEX,
             // Envoy sets no flag for an RBAC denial; response_code_details names it.
@@ -171,7 +175,7 @@ impl Failure {
         }
     }
 
-    /// Headers Envoy adds to this answer: `x-envoy-overloaded` on overflow,
+    /// Headers Envoy adds to this answer: `x-envoy-overloaded` on overflow and overload,
     /// `www-authenticate` on a refused JWT, the provider's on an external
     /// denial. A gRPC answer's `grpc-status`/`grpc-message` are added by the
     /// local reply ([`Self::grpc_status`], [`Self::message`]).
@@ -190,7 +194,9 @@ impl Failure {
 
     fn fixed_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            Failure::Overflow => vec![("x-envoy-overloaded", "true".to_string())],
+            Failure::Overflow | Failure::Overloaded => {
+                vec![("x-envoy-overloaded", "true".to_string())]
+            }
             Failure::Unauthenticated { grpc: false, .. } => vec![(
                 "www-authenticate",
                 "Bearer realm=\"waypoint\", error=\"invalid_token\"".to_string(),

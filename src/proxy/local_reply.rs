@@ -165,6 +165,7 @@ mod tests {
             (Failure::UpstreamReset, "14", "upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
             (Failure::UpstreamTimeout, "4", "upstream request timeout"),
             (Failure::Overflow, "14", "upstream overflow (circuit breaker)"),
+            (Failure::Overloaded, "14", "envoy overloaded"),
             (Failure::BadRequest, "13", "bad request"),
             (Failure::HeadersTooLarge, "2", "request header fields too large"),
             (Failure::Internal, "2", "internal error"),

@@ -30,6 +30,7 @@ flags! {
     UR = 10, "UR", "Upstream remote reset.";
     DPE = 11, "DPE", "Downstream protocol error.";
     UAEX = 12, "UAEX", "Denied by the external authorization service.";
+    OM = 13, "OM", "Shed by the overload manager.";
 }
 
 impl ResponseFlags {

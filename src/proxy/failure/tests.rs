@@ -17,6 +17,7 @@ fn each_failure_maps_to_envoys_status_and_flag() {
         (Failure::BadRequest, 400, "DPE"),
         (Failure::Internal, 500, "-"),
         (Failure::Overflow, 503, "UO"),
+        (Failure::Overloaded, 503, "OM"),
         (Failure::FaultAbort(Abort::Http(418)), 418, "FI"),
         (Failure::FaultAbort(Abort::Grpc(14)), 200, "FI"),
     ];
