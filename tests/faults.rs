@@ -161,3 +161,211 @@ async fn a_half_written_or_deleted_config_file_leaves_the_old_config_serving() {
     assert_eq!(c.get("a.f:9080", "/").await.status, 200);
     wp.shutdown().await;
 }
+
+/// A kill switch in front of a fake destination ztunnel: relays each connection to it
+/// until [`Relay::kill`] resets every one (a ztunnel crash, seen from the waypoint) and
+/// refuses new ones until [`Relay::restart`].
+struct Relay {
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(listen: tokio::net::TcpListener, to: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listen.accept().await {
+                let _ = down.set_nodelay(true);
+                #[allow(deprecated)]
+                let _ = down.set_linger(Some(Duration::ZERO));
+                if !up2.load(Ordering::SeqCst) {
+                    drop(down); // RST: nobody home
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                });
+                conns2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { up, conns }
+    }
+
+    /// Resets every relayed connection and refuses new ones.
+    fn kill(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restart(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The destination's ztunnel dies with many requests in flight on the waypoint's HBONE
+/// connection to it: each gets 503 at once (none hangs until its deadline), new requests
+/// get 503 while it is down, and once it is back the waypoint dials it again and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_ztunnel_killed_mid_stream_fails_fast_and_is_redialled() {
+    use common::mesh::*;
+    let backend = echo("ratings", "127.0.143.31:9080").await;
+    let ztunnel = ZtunnelListener::bind("127.0.143.31").await;
+    let relay_listener = tokio::net::TcpListener::bind("127.0.143.31:0")
+        .await
+        .unwrap();
+    let relay_port = relay_listener.local_addr().unwrap().port();
+    let relay = Relay::start(
+        relay_listener,
+        format!("127.0.143.31:{}", ztunnel.port()).parse().unwrap(),
+    )
+    .await;
+    let mut yaml = ambient_namespace("shop");
+    yaml += &service("shop", "ratings", 9080, 9080, &["127.0.143.31"]);
+    yaml += &pod("shop", "ratings-0", "127.0.143.31");
+    let mesh = Mesh::start(&yaml, |s| s.hbone_upstream_port = relay_port).await;
+    let _fake = mesh.serve_ztunnel(ztunnel);
+    let c = TestClient::new(mesh.wp.http_addr.unwrap());
+    assert_eq!(c.get("ratings:9080", "/").await.status, 200);
+
+    // Eight requests the pod holds far longer than any test step.
+    let in_flight: Vec<_> = (0..8)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.send(
+                    "GET",
+                    "ratings:9080",
+                    &format!("/{i}"),
+                    &[("x-echo-delay-ms", "60000")],
+                )
+                .await
+            })
+        })
+        .collect();
+    bounded("all eight reach the pod", backend.wait_for(9)).await;
+    relay.kill();
+    for r in in_flight {
+        let r = bounded("an in-flight request answered", r).await.unwrap();
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let down = c.get("ratings:9080", "/while-down").await;
+    assert_eq!(down.status, 503);
+
+    relay.restart();
+    eventually("served again after the ztunnel is back", async || {
+        let r = c.get("ratings:9080", "/back").await;
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{}", r.status))
+        }
+    })
+    .await;
+    // Nothing is left counted in flight against the endpoint.
+    let (_, clusters) = admin_get(&mesh.wp, "/clusters").await;
+    assert!(
+        clusters
+            .lines()
+            .filter(|l| l.contains("127.0.143.31:9080") && l.contains("rq_active"))
+            .all(|l| l.ends_with("::0")),
+        "{clusters}"
+    );
+    mesh.wp.shutdown().await;
+}
+
+/// The waypoint's certificate rotated three times while callers keep opening HBONE
+/// connections: no caller fails, and each rotation is the one served. A rotation to a
+/// leaf that has already expired is refused (the current one stays, `/config_dump`
+/// says why) instead of failing every handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_under_load_and_an_expired_leaf_refused() {
+    use common::mesh::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let _b = echo("reviews", "127.0.143.41:9080").await;
+    let mesh = Mesh::start(
+        &service("shop", "reviews", 9080, 9080, &["127.0.143.41"]),
+        |_| {},
+    )
+    .await;
+    let client = mesh.client();
+    let (ok, failed, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let load = tokio::spawn({
+        let (ok, failed, stop, hbone) = (ok.clone(), failed.clone(), stop.clone(), mesh.hbone());
+        async move {
+            let headers = ztunnel_headers("127.0.143.42:40000");
+            while !stop.load(Ordering::SeqCst) {
+                // A fresh connection each time: a handshake with the certificate of now.
+                let status = match tunnel(&client, hbone, "127.0.143.41:9080", &headers).await {
+                    Ok(t) => http1_over(t, "reviews", "/").await.0,
+                    Err(_) => 0,
+                };
+                let counter = if status == 200 { &ok } else { &failed };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let expiry = async || -> i64 {
+        let (_, dump) = admin_get(&mesh.wp, "/config_dump?resource=identity").await;
+        let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+        dump["identity"]["seconds_to_expiry"].as_i64().unwrap()
+    };
+    let wp_dir = mesh.certs.path().join("waypoint");
+    for hours in [2i64, 3, 4] {
+        let served_before = ok.load(Ordering::SeqCst);
+        mesh.ca
+            .issue_valid_for(WAYPOINT_ID, time::Duration::hours(hours))
+            .write_cert_dir(&wp_dir, &mesh.ca.root_pem());
+        let want = hours * 3600;
+        eventually(&format!("the {hours} h leaf is served"), async || {
+            let left = expiry().await;
+            if (want - 60..=want).contains(&left) && ok.load(Ordering::SeqCst) > served_before + 2 {
+                Ok(())
+            } else {
+                Err(format!("{left} s left"))
+            }
+        })
+        .await;
+    }
+    mesh.ca
+        .issue_valid_for(WAYPOINT_ID, time::Duration::minutes(-30))
+        .write_cert_dir(&wp_dir, &mesh.ca.root_pem());
+    let served_before = ok.load(Ordering::SeqCst);
+    eventually("the expired leaf refused", async || {
+        let (_, dump) = admin_get(&mesh.wp, "/config_dump?resource=identity").await;
+        let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+        match dump["identity"]["last_reload_error"].as_str() {
+            Some(e) if e.contains("expired") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eventually("still served after the refusal", async || {
+        (ok.load(Ordering::SeqCst) > served_before + 2)
+            .then_some(())
+            .ok_or_else(|| "no new request yet".to_string())
+    })
+    .await;
+    assert!(expiry().await > 3 * 3600, "the 4 h leaf stays");
+    stop.store(true, Ordering::SeqCst);
+    bounded("load loop ends", load).await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "callers failed during rotation"
+    );
+    assert!(ok.load(Ordering::SeqCst) >= 10);
+    mesh.wp.shutdown().await;
+}

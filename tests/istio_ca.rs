@@ -16,7 +16,7 @@ use common::*;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypoint::identity::istio_ca::IstioCaConfig;
-use waypoint::identity::IdentityStore;
+use waypoint::identity::{CertDir, IdentityStore};
 use waypoint::server::{Running, StartError};
 use waypoint::settings::Settings;
 use waypoint::test_helpers::ca::{FakeCa, TestCa};
@@ -258,6 +258,62 @@ async fn a_refused_renewal_is_retried_while_the_certificate_is_valid() {
         "issued, refused, retried"
     );
     assert_eq!(fake.requests()[1].outcome, Err(tonic::Code::Unavailable));
+    running.shutdown().await;
+}
+
+/// The certificate directory cannot be written (a full disk or a read-only mount) when a
+/// renewal comes back: the files on disk stay a matching pair (no new key beside the old
+/// certificate), the current certificate keeps serving, the renewal is retried, and once
+/// the directory is writable again the new certificate is written and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cert_dir_write_failure_keeps_the_current_certificate_and_retries() {
+    let ca = Arc::new(TestCa::new("cluster.local"));
+    let fake = fake_ca(&ca, "127.0.30.7").await;
+    let pod = Pod::new(&ca, TOKEN);
+    let config = ConfigDir::new(&service("shop", "r", 80, 80, &["127.0.30.71"]));
+    // Renewed at ~80 % (9.6 s), retried 1 s after a failure: before it expires at 12 s.
+    let running = start(pod.settings(&config, fake.addr(), Duration::from_secs(12)))
+        .await
+        .expect("waypoint starts");
+    let issued_first = fake.requests()[0].outcome.clone().expect("issued");
+    let cert_dir = pod.cert_dir();
+    // Writing the certificate's temporary file fails from now on: its name is taken by
+    // a directory the waypoint cannot remove (the same error path as ENOSPC or EROFS).
+    let blocker = cert_dir.join(".cert-chain.pem.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("in-the-way"), "x").unwrap();
+
+    // The renewal is answered, its write fails, and it is retried: a third request.
+    tokio::time::timeout(Duration::from_secs(20), fake.wait_for_requests(3))
+        .await
+        .expect("renewal retried within 20 s");
+    let store = running.identity.as_ref().expect("HBONE identity");
+    assert_eq!(
+        store.current().certified_key().cert[0].as_ref(),
+        issued_first.as_slice()
+    );
+    let on_disk = IdentityStore::load(CertDir::new(&cert_dir)).expect("the files still match");
+    assert_eq!(
+        on_disk.current().certified_key().cert[0].as_ref(),
+        issued_first.as_slice()
+    );
+    assert!(
+        !cert_dir.join(".key.pem.tmp").exists(),
+        "no staged key left behind"
+    );
+    let client = identity(&ca, pod.dir.path(), "client", CLIENT_ID);
+    let hbone = running.hbone_addr.expect("HBONE listener");
+    assert_eq!(presented_leaf(&client, hbone).await, issued_first);
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let mut generation = store.subscribe();
+    bounded("a renewal written and served", async {
+        while store.current().certified_key().cert[0].as_ref() == issued_first.as_slice() {
+            generation.changed().await.expect("store alive");
+        }
+    })
+    .await;
+    assert_ne!(presented_leaf(&client, hbone).await, issued_first);
     running.shutdown().await;
 }
 

@@ -513,3 +513,51 @@ async fn telemetry_resources_from_the_api() {
     .await;
     wp.shutdown().await;
 }
+
+/// The API server goes away (every request refused, every watch cut) for many retry
+/// rounds: the waypoint keeps serving its last config and stays ready, as Envoy does
+/// while istiod is away, retries (with kube-runtime's backoff), and follows what changed once the
+/// API server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_outage_keeps_the_last_config_serving() {
+    let _one = echo("one", "127.0.47.11:9080").await;
+    let _two = echo("two", "127.0.47.12:9080").await;
+    let fake = fake_api("127.0.47.1").await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.put(namespace(NS, json!({"istio.io/use-waypoint": "waypoint"})));
+    put_service(&fake, NS, "app", &["127.0.47.11"]);
+    let wp = kube_waypoint(&fake, dir.path()).await;
+    ready(&wp).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+    assert_eq!(c.get("app:9080", "/").await.backend(), "one");
+
+    let before = fake.requests().len();
+    fake.fail(FaultRule::new("/", 503));
+    fake.drop_watches();
+    let refused_slice_requests = |f: &FakeApiServer| {
+        f.requests()[before..]
+            .iter()
+            .filter(|r| r.path.ends_with("/endpointslices"))
+            .count()
+    };
+    // Several retry rounds of the EndpointSlice watch, all refused.
+    for round in 1..=6 {
+        bounded(
+            "a refused retry",
+            fake.wait_until(|f| (refused_slice_requests(f) >= round).then_some(())),
+        )
+        .await;
+        assert_eq!(c.get("app:9080", "/").await.backend(), "one");
+        assert_eq!(admin_get(&wp, "/healthz/ready").await.0, 200);
+    }
+    // Changed while away; followed once the API server answers again.
+    fake.put(endpoints(NS, "app", &["127.0.47.12"]));
+    fake.clear_faults();
+    served_by(&wp, &c, "app:9080", &[], "two").await;
+    let (_, metrics) = admin_get(&wp, "/stats/prometheus").await;
+    assert!(
+        metrics.contains("waypoint_config_reloads_total{result=\"failure\"} 0"),
+        "{metrics}"
+    );
+    wp.shutdown().await;
+}

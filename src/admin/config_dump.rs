@@ -44,6 +44,7 @@ pub fn config_dump(store: &SnapshotStore, identity: Option<&IdentityStore>) -> V
         "identity": identity.map(|id| json!({
             "spiffe_id": id.identity().to_string(),
             "seconds_to_expiry": id.seconds_to_expiry(),
+            "last_reload_error": id.last_reload_error(),
         })),
         "snapshot": published.snapshot.dump(),
         "authorization": published.authz.dump(),

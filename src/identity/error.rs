@@ -75,6 +75,15 @@ pub enum IdentityError {
         /// What rustls said.
         reason: String,
     },
+    /// A reload found a leaf that has already expired (a stale copy written back, a
+    /// renewal that never happened): the current certificate stays in use.
+    #[error("{}: the new leaf certificate expired {ago_secs} s ago; keeping the current one", file.display())]
+    Expired {
+        /// The certificate chain file.
+        file: PathBuf,
+        /// How long ago it expired.
+        ago_secs: u64,
+    },
     /// The file watcher could not be started.
     #[error("cannot watch certificate directory {}: {source}", dir.display())]
     Watch {

@@ -31,6 +31,9 @@ pub struct IdentityStore {
     dir: CertDir,
     material: Arc<ArcSwap<CertMaterial>>,
     generation: watch::Sender<u64>,
+    /// The last reload's refusal (`/config_dump`'s `identity.last_reload_error`), cleared
+    /// by a good reload: a rotation that did not take is visible without reading logs.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl IdentityStore {
@@ -42,7 +45,13 @@ impl IdentityStore {
             dir,
             material: Arc::new(ArcSwap::from_pointee(material)),
             generation: watch::Sender::new(0),
+            last_error: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Why the last reload was refused, when it was (the current material stays).
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_error.lock().expect("not poisoned").clone()
     }
 
     /// The directory this store reads.
@@ -74,7 +83,22 @@ impl IdentityStore {
     /// On error the previous material stays in use and the error is returned for the caller
     /// to log or count.
     pub fn reload(&self) -> Result<(), IdentityError> {
+        let result = self.try_reload();
+        *self.last_error.lock().expect("not poisoned") =
+            result.as_ref().err().map(|e| e.to_string());
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), IdentityError> {
         let material = self.dir.load()?;
+        // Swapping in a dead leaf would fail every handshake; the current one may still
+        // be good (and if not, nothing is lost by keeping it).
+        if let Err(past) = material.not_after().duration_since(SystemTime::now()) {
+            return Err(IdentityError::Expired {
+                file: self.dir.cert_chain_path(),
+                ago_secs: past.duration().as_secs(),
+            });
+        }
         info!(identity = %material.identity(), serial = ?material.serial(), "certificates reloaded");
         self.material.store(Arc::new(material));
         self.generation.send_modify(|g| *g += 1);

@@ -1,9 +1,10 @@
 //! Writing an issued certificate into the certificate directory under Istio's names, and
 //! [`provision`]: request one and write it (at startup and on every renewal).
 //!
-//! Each file is written to a temporary name in the same directory and renamed over the old
-//! one, so a reader sees either the old or the new file, never half of one. The key is
-//! created with mode 0600 before any byte is written.
+//! The three files are first written to temporary names in the same directory; only when
+//! all three are written (a full disk fails here) are they renamed over the old ones, so a
+//! reader never sees half a file, and a failed write never leaves a new key beside the old
+//! certificate. The key is created with mode 0600 before any byte is written.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -44,13 +45,35 @@ pub(crate) fn write_cert_dir(
         file: dir.path().to_owned(),
         source,
     })?;
-    write_atomically(&dir.key_path(), issued.key_pem.as_bytes(), 0o600)?;
-    write_atomically(&dir.cert_chain_path(), issued.chain_pem().as_bytes(), 0o644)?;
-    write_atomically(&dir.root_cert_path(), root_pem.as_bytes(), 0o644)?;
+    let chain = issued.chain_pem();
+    let files = [
+        (dir.key_path(), issued.key_pem.as_bytes(), 0o600),
+        (dir.cert_chain_path(), chain.as_bytes(), 0o644),
+        (dir.root_cert_path(), root_pem.as_bytes(), 0o644),
+    ];
+    let mut staged = Vec::new();
+    for (file, content, mode) in &files {
+        match stage(file, content, *mode) {
+            Ok(tmp) => staged.push((tmp, file)),
+            Err(e) => {
+                for (tmp, _) in &staged {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+    for (tmp, file) in staged {
+        std::fs::rename(&tmp, file).map_err(|source| CaError::Write {
+            file: file.to_owned(),
+            source,
+        })?;
+    }
     Ok(())
 }
 
-fn write_atomically(file: &Path, content: &[u8], mode: u32) -> Result<(), CaError> {
+/// Writes `content` to a temporary file beside `file`; returns its path.
+fn stage(file: &Path, content: &[u8], mode: u32) -> Result<std::path::PathBuf, CaError> {
     let name = file
         .file_name()
         .expect("cert dir paths end in a file name")
@@ -70,8 +93,7 @@ fn write_atomically(file: &Path, content: &[u8], mode: u32) -> Result<(), CaErro
         .map_err(err)?;
     f.write_all(content).map_err(err)?;
     f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, file).map_err(err)
+    Ok(tmp)
 }
 
 /// Lower-case hex of a serial number, as `openssl x509 -serial` would show it.
