@@ -16,40 +16,36 @@ use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
-use super::bounded;
+use crate::common::bounded;
 
 /// The window the page is shown (and screenshotted) in.
-pub const WINDOW: (u32, u32) = (1280, 900);
-
-/// A browser console entry, as chromedriver's log endpoint returns it.
-#[derive(Debug, serde::Deserialize)]
-pub struct ConsoleEntry {
-    pub level: String,
-    pub message: String,
-}
+const WINDOW: (u32, u32) = (1280, 900);
 
 /// A WebDriver session on a headless Chromium we started; both processes
 /// die with it.
 pub struct Browser {
-    pub client: Client,
+    client: Client,
     _driver: DriverGuard,
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium recording its console.
-    /// Panics, saying what to install, when either is missing.
-    pub async fn start() -> Browser {
-        let (chromedriver, chromium) = match (find_on_path("chromedriver"), find_chromium()) {
-            (Some(d), Some(c)) => (d, c),
-            _ => panic!(
-                "the admin page test needs chromium and chromedriver on PATH: \
-                 apt-get install -y chromium chromium-driver (CI's .ci/run installs them)"
-            ),
+    /// Starts chromedriver and a headless Chromium recording its console, or
+    /// returns `None` (after printing a note) when either is not installed.
+    /// Any other failure to start panics: only a missing binary is a skip.
+    pub async fn start() -> Option<Browser> {
+        let (Some(chromedriver), Some(chromium)) = (find_on_path("chromedriver"), find_chromium())
+        else {
+            eprintln!(
+                "note: skipped, chromium or chromedriver is not on PATH \
+                 (Debian: apt-get install chromium chromium-driver; .ci/run installs them)"
+            );
+            return None;
         };
-        let profile = tempfile::tempdir().expect("profile dir");
-        let port = free_port();
+        let profile = tempfile::tempdir().expect("a temporary profile directory");
         let mut child = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
+            // Port 0: chromedriver picks a free port and prints it, so no
+            // other test can take it between our choice and its bind.
+            .arg("--port=0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -59,26 +55,28 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", chromedriver.display()));
         let stdout = child.stdout.take().expect("piped stdout");
-        let driver = DriverGuard {
-            child,
-            _profile: profile,
-        };
-        // chromedriver says when it listens; wait for that line, then keep
-        // draining its stdout so it never blocks on a full pipe.
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let driver = DriverGuard { child, profile };
+
+        // chromedriver prints "... started successfully on port N." once it
+        // listens: wait for that line, then keep draining its stdout so it
+        // never blocks on a full pipe.
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel::<u16>();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            let mut started_tx = Some(started_tx);
+            let mut port_tx = Some(port_tx);
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("started successfully") {
-                    if let Some(tx) = started_tx.take() {
-                        let _ = tx.send(());
+                let port = line
+                    .split_once("started successfully on port ")
+                    .and_then(|(_, rest)| rest.trim_end_matches('.').parse().ok());
+                if let Some(port) = port {
+                    if let Some(tx) = port_tx.take() {
+                        let _ = tx.send(port);
                     }
                 }
             }
         });
-        bounded("chromedriver listening", started_rx)
+        let port = bounded("chromedriver listening", port_rx)
             .await
             .expect("chromedriver exited before it listened");
 
@@ -89,14 +87,19 @@ impl Browser {
                 "binary": chromium,
                 "args": [
                     "--headless=new",
+                    // Test containers often run as root, where Chromium's
+                    // sandbox refuses to start.
                     "--no-sandbox",
                     "--disable-gpu",
+                    // /dev/shm is 64 MiB in many containers, too small for Chromium.
                     "--disable-dev-shm-usage",
                     format!("--window-size={},{}", WINDOW.0, WINDOW.1),
-                    format!("--user-data-dir={}", driver._profile.path().display()),
+                    // A fresh profile: no state from, or lock shared with, another run.
+                    format!("--user-data-dir={}", driver.profile.path().display()),
                 ],
             }),
         );
+        // Keep every console entry for `console_errors` (WebDriver has no log API).
         caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         let client = bounded(
             "WebDriver session",
@@ -105,14 +108,14 @@ impl Browser {
                 .connect(&format!("http://127.0.0.1:{port}/")),
         )
         .await
-        .expect("a WebDriver session on headless chromium");
-        Browser {
+        .expect("a WebDriver session on headless Chromium");
+        Some(Browser {
             client,
             _driver: driver,
-        }
+        })
     }
 
-    /// Navigates to `url` (bounded).
+    /// Navigates to `url` and waits for its load event.
     pub async fn goto(&self, url: &str) {
         bounded("load the page", self.client.goto(url))
             .await
@@ -121,7 +124,8 @@ impl Browser {
 
     /// The cells' text of every body row of the table `#id`, as rendered.
     pub async fn table(&self, id: &str) -> Vec<Vec<String>> {
-        let script = "return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr'))\
+        let script =
+            "return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr'))\
                       .map(tr => Array.from(tr.cells).map(td => td.textContent));";
         let rows = bounded("read a table", self.client.execute(script, vec![json!(id)]))
             .await
@@ -132,23 +136,51 @@ impl Browser {
     /// The text content of the element `#id`.
     pub async fn text(&self, id: &str) -> String {
         let script = "return document.getElementById(arguments[0]).textContent;";
-        let text = bounded("read an element", self.client.execute(script, vec![json!(id)]))
-            .await
-            .expect("run a script in the page");
+        let text = bounded(
+            "read an element",
+            self.client.execute(script, vec![json!(id)]),
+        )
+        .await
+        .expect("run a script in the page");
         text.as_str().unwrap_or_default().to_string()
     }
 
-    /// The browser console since the last call (chromedriver's log endpoint;
-    /// WebDriver itself has none).
-    pub async fn console(&self) -> Vec<ConsoleEntry> {
+    /// The browser console's errors (`SEVERE`: exceptions, failed loads)
+    /// since the session started or the last call, one `source: message`
+    /// string each.
+    pub async fn console_errors(&self) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            level: String,
+            source: Option<String>,
+            message: String,
+        }
         let log = bounded("browser log", self.client.issue_cmd(BrowserLog))
             .await
             .expect("chromedriver returns the browser log");
-        serde_json::from_value(log).expect("log entries")
+        let entries: Vec<Entry> = serde_json::from_value(log).expect("log entries");
+        entries
+            .into_iter()
+            .filter(|e| e.level == "SEVERE")
+            .map(|e| format!("{}: {}", e.source.unwrap_or_default(), e.message))
+            .collect()
     }
 
-    /// Saves a PNG of the window to `path`.
+    /// Saves a PNG of the whole page to `path`. WebDriver screenshots only
+    /// the viewport, so the window is first made tall enough for the page
+    /// (the window size includes a frame the viewport does not).
     pub async fn screenshot(&self, path: &Path) {
+        let script = "return document.documentElement.scrollHeight \
+                      + window.outerHeight - window.innerHeight;";
+        let height = bounded("page height", self.client.execute(script, vec![]))
+            .await
+            .expect("run a script in the page")
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .expect("a height in pixels");
+        bounded("resize", self.client.set_window_size(WINDOW.0, height))
+            .await
+            .expect("resize the window");
         let png = bounded("screenshot", self.client.screenshot())
             .await
             .expect("screenshot");
@@ -161,12 +193,17 @@ impl Browser {
     }
 }
 
-/// `POST /session/{id}/se/log {"type": "browser"}`: chromedriver's console log.
+/// `POST /session/{id}/se/log {"type": "browser"}`: chromedriver's console
+/// log, which it keeps when the session asked for `goog:loggingPrefs`.
 #[derive(Debug)]
 struct BrowserLog;
 
 impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
@@ -178,15 +215,15 @@ impl WebDriverCompatibleCommand for BrowserLog {
 /// profile directory, on every exit path.
 struct DriverGuard {
     child: Child,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for DriverGuard {
     fn drop(&mut self) {
         // The group id is chromedriver's pid (process_group(0)).
         let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a negative pid signals that process group only;
-        // the group is the one we created for chromedriver.
+        // SAFETY: kill(2) with a negative pid signals that process group only,
+        // the one we created for chromedriver.
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
@@ -203,15 +240,4 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// Debian names it `chromium`, other distributions `chromium-browser`.
 fn find_chromium() -> Option<PathBuf> {
     find_on_path("chromium").or_else(|| find_on_path("chromium-browser"))
-}
-
-/// A loopback port nothing listens on right now, for chromedriver.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// The console entries at level SEVERE (errors: failed loads, exceptions).
-pub fn severe(entries: &[ConsoleEntry]) -> Vec<&ConsoleEntry> {
-    entries.iter().filter(|e| e.level == "SEVERE").collect()
 }
