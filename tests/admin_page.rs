@@ -45,7 +45,7 @@ impl Traffic {
                 let mut i = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     client.get("reviews:9080", "/reviews/1").await;
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         ratings.fail_next(1, 500);
                     }
                     client.get("ratings:9080", "/ratings/1").await;
