@@ -112,25 +112,40 @@ impl Waypoint {
 
     /// Starts the request's span once its destination is known (both request
     /// paths), under the tracing policy `published` (the request's snapshot)
-    /// compiled for the destination Service. The tunnel's `traceparent` is
-    /// ztunnel's per-connection correlation id, not a span anyone reported:
-    /// logged, never a parent. Without a tracer this is one branch.
+    /// compiled for the destination Service; a request answered before it has
+    /// one (404, 431, 503 `OM`) is traced under the mesh-wide policy, as Envoy
+    /// traces its local replies. The tunnel's `traceparent` is ztunnel's
+    /// per-connection correlation id, not a span anyone reported: logged, never
+    /// a parent. Without a tracer this is one branch.
     fn start_trace(
         &self,
         req: &pingora_http::RequestHeader,
         published: &crate::store::Published,
-        destination: &crate::routing::DestinationPort,
+        destination: Option<&crate::routing::DestinationPort>,
         caller: &crate::inbound::Caller,
     ) -> Option<ActiveSpan> {
         let tracer = self.tracer.as_ref()?;
         if let Some(tp) = &caller.traceparent {
             tracing::debug!(tunnel_traceparent = %tp, "HBONE CONNECT correlation id (not a span parent)");
         }
-        let service = &destination.service.labels;
+        let service = destination.map(|d| &d.service.labels);
         let effective = published
             .telemetry
-            .find(Some((&*service.namespace, &*service.name)));
+            .find(service.map(|s| (&*s.namespace, &*s.name)));
         tracer.start(req, &effective.trace_policy)
+    }
+
+    /// Answers a request refused before routing, with its span.
+    async fn answer_unrouted(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        failure: Failure,
+    ) -> Result<bool> {
+        if let Some(published) = ctx.published.clone() {
+            ctx.trace = self.start_trace(session.req_header(), &published, None, &ctx.caller);
+        }
+        self.answer(session, ctx, failure).await
     }
 }
 
@@ -262,14 +277,20 @@ impl ProxyHttp for Waypoint {
 
         match self.overload.admit_request() {
             Ok(admitted) => ctx.admitted = admitted,
-            Err(_) => return self.answer(session, ctx, Failure::Overloaded).await,
+            Err(_) => {
+                return self
+                    .answer_unrouted(session, ctx, Failure::Overloaded)
+                    .await
+            }
         }
         if headers::headers_too_large(
             session.req_header(),
             self.settings.max_request_headers_bytes,
             self.settings.max_request_headers_count,
         ) {
-            return self.answer(session, ctx, Failure::HeadersTooLarge).await;
+            return self
+                .answer_unrouted(session, ctx, Failure::HeadersTooLarge)
+                .await;
         }
         match h2_websocket::connect_kind(session.req_header()) {
             Connect::None => {}
@@ -277,7 +298,11 @@ impl ProxyHttp for Waypoint {
                 h2_websocket::as_http1_upgrade(session.req_header_mut())?;
                 ctx.h2_websocket = true;
             }
-            Connect::Unsupported => return self.answer(session, ctx, Failure::BadRequest).await,
+            Connect::Unsupported => {
+                return self
+                    .answer_unrouted(session, ctx, Failure::BadRequest)
+                    .await
+            }
         }
         if session.is_upgrade_req() {
             ctx.upgrade = true;
@@ -290,9 +315,14 @@ impl ProxyHttp for Waypoint {
         let destination =
             match destination_of(snapshot, downstream.target.as_ref(), session.req_header()) {
                 Ok(d) => d,
-                Err(failure) => return self.answer(session, ctx, failure).await,
+                Err(failure) => return self.answer_unrouted(session, ctx, failure).await,
             };
-        ctx.trace = self.start_trace(session.req_header(), &published, &destination, &ctx.caller);
+        ctx.trace = self.start_trace(
+            session.req_header(),
+            &published,
+            Some(&destination),
+            &ctx.caller,
+        );
         ctx.routed.destination = Some(destination.clone());
 
         // AuthorizationPolicy and proxy-wasm, in Istio's order: plugins in the

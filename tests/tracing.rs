@@ -471,3 +471,33 @@ async fn telemetry_sets_sampling_and_tags_per_service_and_a_reload_changes_them(
     assert_eq!(span.attributes.get("team"), None);
     assert_eq!(ids(&collector), ["reviews-1", "ratings-2"]);
 }
+
+/// Requests the waypoint answers before it knows their destination (an unknown host,
+/// too many headers) are traced too, under the mesh-wide policy, as Envoy traces its
+/// local replies: the span carries the status and the response flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_before_routing_are_traced() {
+    let (collector, at) = Collector::grpc("127.0.150.5:0").await;
+    let provider = format!("{{service: {}, port: {}}}", at.ip(), at.port());
+    let (wp, _b, _c) = traced_waypoint("127.0.150.15", &provider, 100.0).await;
+    let c = TestClient::new(wp.http_addr.unwrap());
+
+    let r = c
+        .send("GET", "nowhere:9080", "/", &[("x-request-id", "no-route")])
+        .await;
+    assert_eq!(r.status, 404);
+    let span = collector.span_for("no-route").await;
+    assert_eq!(span.attributes["http.status_code"], "404");
+    assert_eq!(span.attributes["response_flags"], "NR");
+
+    let mut many: Vec<(String, String)> = (0..120)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    many.push(("x-request-id".into(), "too-many-headers".into()));
+    let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = c.send("GET", "reviews:9080", "/", &headers).await;
+    assert_eq!(r.status, 431);
+    let span = collector.span_for("too-many-headers").await;
+    assert_eq!(span.attributes["http.status_code"], "431");
+    assert_eq!(span.attributes["response_flags"], "DPE");
+}

@@ -280,7 +280,7 @@ impl Waypoint {
         if !plan.mirrors.is_empty() || wants_h2c(&plan) {
             return None;
         }
-        let trace = self.start_trace(req, &published, &destination, &downstream.caller);
+        let trace = self.start_trace(req, &published, Some(&destination), &downstream.caller);
         Some(RequestCtx {
             trace,
             request_id: headers::request_id(req),
