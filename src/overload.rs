@@ -202,6 +202,23 @@ impl Overload {
                 .is_some_and(|max| self.active_requests.load(Ordering::Relaxed) >= max)
     }
 
+    /// What an accept loop does with a connection it just accepted: waits out memory
+    /// pressure that began while it waited in `accept` (this one connection is held
+    /// unserved, the rest wait in the backlog), then takes a connection slot.
+    pub async fn admit_accepted(
+        self: &Arc<Self>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Accepted {
+        tokio::select! {
+            _ = self.accepting() => {}
+            _ = shutdown.changed() => return Accepted::ShuttingDown,
+        }
+        match self.admit_connection() {
+            Ok(permit) => Accepted::Serve(permit),
+            Err(_) => Accepted::Refused,
+        }
+    }
+
     /// Returns once the listeners may accept: at once, or when memory pressure ends.
     pub async fn accepting(&self) {
         loop {
@@ -284,6 +301,16 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     number
         .checked_mul(scale)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// [`Overload::admit_accepted`]'s verdict.
+pub enum Accepted {
+    /// Serve it, holding the permit until it closes.
+    Serve(ConnectionPermit),
+    /// Past `--max-downstream-connections`: close it (counted).
+    Refused,
+    /// The listener is stopping.
+    ShuttingDown,
 }
 
 /// A connection's slot; released when the connection ends.

@@ -23,7 +23,7 @@ use super::h2_config::{keepalive, H2Settings, KeepaliveEnd};
 use super::request::{parse_request, ConnectHandler, TunnelRequest};
 use super::stream::TunnelStream;
 use crate::identity::{handshake_failure_reason, peer_identity, Identity};
-use crate::overload::{ConnectionPermit, Overload};
+use crate::overload::{Accepted, ConnectionPermit, Overload};
 use crate::telemetry::{HandshakeFailure, HandshakeFailures};
 
 /// Settings of the inbound HBONE server.
@@ -108,15 +108,13 @@ pub async fn serve_inbound<H: ConnectHandler + 'static>(
             // Under memory pressure new connections wait in the kernel's backlog.
             accepted = async { cfg.overload.accepting().await; listener.accept().await } => match accepted {
                 Ok((tcp, peer_addr)) => {
-                    // Pressure that began while we waited in accept: hold this one
-                    // connection (the rest wait in the backlog) until it ends.
-                    tokio::select! {
-                        _ = cfg.overload.accepting() => {}
-                        _ = shutdown.changed() => break,
-                    }
-                    let Ok(permit) = cfg.overload.admit_connection() else {
-                        debug!(%peer_addr, "HBONE connection refused: --max-downstream-connections reached");
-                        continue;
+                    let permit = match cfg.overload.admit_accepted(&mut shutdown).await {
+                        Accepted::Serve(permit) => permit,
+                        Accepted::Refused => {
+                            debug!(%peer_addr, "HBONE connection refused: --max-downstream-connections reached");
+                            continue;
+                        }
+                        Accepted::ShuttingDown => break,
                     };
                     let conn = serve_connection(
                         tcp,

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use super::coalesce::Coalesce;
-use crate::overload::Overload;
+use crate::overload::{Accepted, Overload};
 
 /// Counts open downstream connections so shutdown can wait for them.
 #[derive(Default)]
@@ -175,15 +175,13 @@ pub async fn run_plain<A: ServerApp + Send + Sync + 'static>(
                 continue;
             }
         };
-        // Pressure that began while we waited in accept: hold this one connection
-        // unserved (the rest wait in the backlog) until it ends.
-        tokio::select! {
-            _ = overload.accepting() => {}
-            _ = shutdown.changed() => break,
-        }
-        let Ok(permit) = overload.admit_connection() else {
-            debug!(%peer, "connection refused: --max-downstream-connections reached");
-            continue;
+        let permit = match overload.admit_accepted(&mut shutdown).await {
+            Accepted::Serve(permit) => permit,
+            Accepted::Refused => {
+                debug!(%peer, "connection refused: --max-downstream-connections reached");
+                continue;
+            }
+            Accepted::ShuttingDown => break,
         };
         // Without NODELAY small responses wait for delayed ACKs (~40 ms stalls).
         let _ = tcp.set_nodelay(true);

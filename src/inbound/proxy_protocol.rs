@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::addr::ClientIp;
 use crate::hbone::proxy_protocol::read_proxy_v2;
 use crate::hbone::{Baggage, ConnectTarget, Sniffed};
-use crate::overload::Overload;
+use crate::overload::{Accepted, Overload};
 
 use super::downstream::Downstream;
 use super::listener::{l4_stream, sniff_h2c, ConnectionTracker};
@@ -48,15 +48,13 @@ pub async fn run_proxy_protocol<A: ServerApp + Send + Sync + 'static>(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        // Pressure that began while we waited in accept: hold this one connection
-        // unserved (the rest wait in the backlog) until it ends.
-        tokio::select! {
-            _ = overload.accepting() => {}
-            _ = shutdown.changed() => break,
-        }
-        let Ok(permit) = overload.admit_connection() else {
-            debug!(%peer, "connection refused: --max-downstream-connections reached");
-            continue;
+        let permit = match overload.admit_accepted(&mut shutdown).await {
+            Accepted::Serve(permit) => permit,
+            Accepted::Refused => {
+                debug!(%peer, "connection refused: --max-downstream-connections reached");
+                continue;
+            }
+            Accepted::ShuttingDown => break,
         };
         let _ = tcp.set_nodelay(true);
         let tunnels = tunnels.clone();
