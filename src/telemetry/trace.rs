@@ -30,7 +30,7 @@ use pingora_http::RequestHeader;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 pub use config::{compile_mesh, MeshTracing, TraceConfigError};
-pub use export::{ExportSettings, Protocol};
+pub use export::{CollectorTransport, ExportSettings, Protocol};
 pub use policy::{CustomTag, TracingPolicy};
 
 use export::{ExportQueue, Finished};
@@ -58,13 +58,15 @@ impl Tracer {
     /// A tracer for MeshConfig's providers, or `None` when MeshConfig
     /// defines no `opentelemetry` provider (nothing could ever be traced, so
     /// the request path skips tracing entirely). Starts one export task per
-    /// provider on the current runtime and registers
-    /// `waypoint_trace_spans_dropped_total` in `registry`.
+    /// provider on the current runtime, reaching collectors through
+    /// `transport`, and registers `waypoint_trace_spans_dropped_total` in
+    /// `registry`.
     pub fn build(
         mesh: MeshTracing,
         mut proxy: ProxyIdentity,
         registry: &Registry,
         settings: ExportSettings,
+        transport: Arc<dyn CollectorTransport>,
     ) -> Option<Arc<Tracer>> {
         if mesh.providers.is_empty() {
             return None;
@@ -87,7 +89,10 @@ impl Tracer {
         let queues = mesh
             .providers
             .into_iter()
-            .map(|(name, dest)| (name, ExportQueue::start(dest, settings, dropped.clone())))
+            .map(|(name, dest)| {
+                let queue = ExportQueue::start(dest, settings, dropped.clone(), transport.clone());
+                (name, queue)
+            })
             .collect();
         Some(Arc::new(Tracer {
             queues,

@@ -38,6 +38,7 @@ use crate::policy::conn_reuse::ReuseLimits;
 use super::upgrade_gate::GatedConnect;
 
 mod connector;
+mod otlp;
 
 pub use connector::{DialConnector, Resolve};
 
