@@ -233,6 +233,29 @@ impl Tracer {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+impl Tracer {
+    /// A tracer with the one provider `provider`, whose finished spans go to
+    /// a queue of `max_queue` that the caller reads instead of an exporter:
+    /// the request path's cost without a collector (benches/tracing.rs).
+    /// Full-queue drops count in `dropped` under `queue_full`.
+    pub fn for_test(
+        provider: &str,
+        proxy: ProxyIdentity,
+        max_queue: usize,
+        dropped: IntCounterVec,
+    ) -> (Tracer, tokio::sync::mpsc::Receiver<Finished>) {
+        let (queue, rx) = ExportQueue::for_test(max_queue, dropped);
+        let tracer = Tracer {
+            queues: HashMap::from([(Arc::from(provider), queue)]),
+            max_tag_length: HashMap::new(),
+            proxy,
+            scope: InstrumentationScope::builder("waypoint").build(),
+        };
+        (tracer, rx)
+    }
+}
+
 /// One request's span while it is in flight (kept in the request context).
 #[derive(Debug)]
 pub struct ActiveSpan {

@@ -248,10 +248,10 @@ impl HttpClient for SharedClient {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl ExportQueue {
-    /// A queue whose spans the test reads instead of a collector.
-    pub(crate) fn for_test(max_queue: usize, dropped: IntCounterVec) -> (Self, mpsc::Receiver<Finished>) {
+    /// A queue whose spans the test (or bench) reads instead of a collector.
+    pub fn for_test(max_queue: usize, dropped: IntCounterVec) -> (Self, mpsc::Receiver<Finished>) {
         let (tx, rx) = mpsc::channel(max_queue);
         (Self { tx, dropped }, rx)
     }
