@@ -14,7 +14,7 @@ mod h2_websocket;
 pub mod headers;
 pub mod jwks;
 mod local_reply;
-mod mesh_http;
+pub mod mesh_http;
 mod mirror;
 mod observe;
 mod plugins;

@@ -31,7 +31,7 @@ use crate::proxy::Waypoint;
 use crate::settings::Settings;
 use crate::store::SnapshotStore;
 use crate::telemetry::{HandshakeFailures, Metrics};
-use crate::upstream::dial::Dialer;
+use crate::upstream::dial::{DialConnector, Dialer};
 
 /// Why the waypoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         addr_of(&pp_listener),
     );
 
-    let tracer = build_tracer(&settings, &metrics)?;
+    // Span export dials its collectors through the same dialer, resolving
+    // the collector's host in the current snapshot at each connection.
+    let collectors = DialConnector::resolving(
+        dialer.clone(),
+        Arc::new(crate::proxy::mesh_http::ConfigResolver::new(store.clone())),
+    );
+    let tracer = build_tracer(&settings, &metrics, Arc::new(collectors))?;
     let waypoint = || {
         Waypoint::new(
             store.clone(),
@@ -434,10 +440,11 @@ pub async fn wait_for_signal() {
 
 /// The tracer for MeshConfig's tracing providers, with the span tags Istio
 /// takes from the proxy's node metadata (`POD_NAME`, `INSTANCE_IP` as Istio
-/// injects them).
+/// injects them), exporting through `transport`.
 fn build_tracer(
     settings: &Settings,
     metrics: &Metrics,
+    transport: Arc<dyn crate::telemetry::trace::CollectorTransport>,
 ) -> Result<Option<Arc<crate::telemetry::trace::Tracer>>, StartError> {
     use crate::telemetry::trace::{compile_mesh, ProxyIdentity, Tracer};
     let mesh = compile_mesh(&settings.mesh)?;
@@ -464,5 +471,6 @@ fn build_tracer(
         proxy,
         metrics.registry(),
         settings.trace_export,
+        transport,
     ))
 }

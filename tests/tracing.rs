@@ -1,7 +1,7 @@
 //! Distributed tracing end to end: requests through an in-process waypoint
 //! whose MeshConfig names an OTLP collector, and a test collector on the
 //! published OTLP protos (gRPC and HTTP) that keeps what it receives.
-//! Addresses: 127.0.150.0/24 and 127.0.198.0/24.
+//! Addresses: 127.0.150.0/24, 127.0.151.0/24 and 127.0.198.0/24.
 
 mod common;
 
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::mesh::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -402,6 +403,72 @@ async fn a_collector_that_is_down_fails_no_request_and_drops_are_counted() {
         }
     })
     .await;
+}
+
+/// A collector that is a Service in an ambient namespace: the exporter dials
+/// it through the waypoint's dialer, so its spans arrive over an HBONE
+/// CONNECT to the collector pod's ztunnel with the waypoint's identity, for
+/// both OTLP transports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_in_mesh_collector_over_hbone() {
+    for (pod_ip, backend, grpc) in [
+        ("127.0.151.21", "127.0.151.11", true),
+        ("127.0.151.22", "127.0.151.12", false),
+    ] {
+        let (collector, at) = if grpc {
+            Collector::grpc(&format!("{pod_ip}:0")).await
+        } else {
+            Collector::http(&format!("{pod_ip}:0"), "/v1/traces").await
+        };
+        let ztunnel = ZtunnelListener::bind(pod_ip).await;
+        let _reviews = echo("reviews-v1", &format!("{backend}:9080")).await;
+        let mut yaml = ambient_namespace("observability");
+        yaml += &service(
+            "observability",
+            "otel-collector",
+            4317,
+            at.port(),
+            &[pod_ip],
+        );
+        yaml += &pod("observability", "otel-collector-0", pod_ip);
+        yaml += &service("shop", "reviews", 9080, 9080, &[backend]);
+        let transport = if grpc { "" } else { ", http: {}" };
+        let mesh_config = format!(
+            "defaultProviders: {{tracing: [otel]}}\nextensionProviders:\n- name: otel\n  opentelemetry: {{service: observability/otel-collector.observability.svc.cluster.local, port: 4317{transport}}}\n"
+        );
+        let mesh = Mesh::start(&yaml, |s| {
+            s.hbone_upstream_port = ztunnel.port();
+            s.mesh = Arc::new(MeshConfig::parse(&mesh_config).unwrap());
+            s.trace_export = ExportSettings {
+                max_queue: 64,
+                max_batch: 8,
+                interval: Duration::from_millis(20),
+            };
+        })
+        .await;
+        let fake = mesh.serve_ztunnel(ztunnel);
+        let r = TestClient::new(mesh.wp.http_addr.unwrap())
+            .send(
+                "GET",
+                "reviews:9080",
+                "/r",
+                &[
+                    ("x-request-id", "in-mesh"),
+                    ("traceparent", &format!("00-{TRACE}-{CALLER_SPAN}-01")),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let span = collector.span_for("in-mesh").await;
+        assert_eq!(span.trace_id, TRACE, "grpc: {grpc}");
+        assert!(
+            fake.seen()
+                .contains(&(WAYPOINT_ID.to_string(), format!("{pod_ip}:{}", at.port()))),
+            "grpc: {grpc}: the export was not tunnelled to the collector pod: {:?}",
+            fake.seen()
+        );
+        mesh.wp.shutdown().await;
+    }
 }
 
 /// A Telemetry in `default` targeting Service `name` with `tracing` lines.

@@ -30,7 +30,7 @@ use pingora_http::RequestHeader;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 pub use config::{compile_mesh, MeshTracing, TraceConfigError};
-pub use export::{ExportSettings, Protocol};
+pub use export::{CollectorTransport, ExportSettings, Protocol};
 pub use policy::{CustomTag, TracingPolicy};
 
 use export::{ExportQueue, Finished};
@@ -58,13 +58,15 @@ impl Tracer {
     /// A tracer for MeshConfig's providers, or `None` when MeshConfig
     /// defines no `opentelemetry` provider (nothing could ever be traced, so
     /// the request path skips tracing entirely). Starts one export task per
-    /// provider on the current runtime and registers
-    /// `waypoint_trace_spans_dropped_total` in `registry`.
+    /// provider on the current runtime, reaching collectors through
+    /// `transport`, and registers `waypoint_trace_spans_dropped_total` in
+    /// `registry`.
     pub fn build(
         mesh: MeshTracing,
         mut proxy: ProxyIdentity,
         registry: &Registry,
         settings: ExportSettings,
+        transport: Arc<dyn CollectorTransport>,
     ) -> Option<Arc<Tracer>> {
         if mesh.providers.is_empty() {
             return None;
@@ -87,7 +89,10 @@ impl Tracer {
         let queues = mesh
             .providers
             .into_iter()
-            .map(|(name, dest)| (name, ExportQueue::start(dest, settings, dropped.clone())))
+            .map(|(name, dest)| {
+                let queue = ExportQueue::start(dest, settings, dropped.clone(), transport.clone());
+                (name, queue)
+            })
             .collect();
         Some(Arc::new(Tracer {
             queues,
@@ -225,6 +230,29 @@ impl Tracer {
             service_name: facts.service_name.clone(),
             span: data,
         });
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Tracer {
+    /// A tracer with the one provider `provider`, whose finished spans go to
+    /// a queue of `max_queue` that the caller reads instead of an exporter:
+    /// the request path's cost without a collector (benches/tracing.rs).
+    /// Full-queue drops count in `dropped` under `queue_full`.
+    pub fn for_test(
+        provider: &str,
+        proxy: ProxyIdentity,
+        max_queue: usize,
+        dropped: IntCounterVec,
+    ) -> (Tracer, tokio::sync::mpsc::Receiver<Finished>) {
+        let (queue, rx) = ExportQueue::for_test(max_queue, dropped);
+        let tracer = Tracer {
+            queues: HashMap::from([(Arc::from(provider), queue)]),
+            max_tag_length: HashMap::new(),
+            proxy,
+            scope: InstrumentationScope::builder("waypoint").build(),
+        };
+        (tracer, rx)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The one dialer. Every upstream connection the waypoint opens goes through
 //! [`Dialer`]: routed requests (as Pingora peers), RequestMirror copies,
-//! proxy-wasm `proxy_http_call`s and L4 passthrough. The security rule lives
+//! proxy-wasm `proxy_http_call`s, L4 passthrough, and the HTTP clients that
+//! take a connector ([`DialConnector`]: ext_authz gRPC checks, OTLP span
+//! export). The security rule lives
 //! here and nowhere else: an endpoint captured by ambient (`in_mesh`) is
 //! reached over HBONE — an mTLS CONNECT stream with the waypoint's own
 //! identity through the endpoint's node ztunnel — and never over plain TCP
@@ -34,6 +36,11 @@ use crate::identity::{Identity, IdentityStore};
 use crate::policy::conn_reuse::ReuseLimits;
 
 use super::upgrade_gate::GatedConnect;
+
+mod connector;
+mod otlp;
+
+pub use connector::{DialConnector, Resolve};
 
 /// On whose behalf a connection is opened: what the destination ztunnel
 /// learns about the original caller (`forwarded`, `traceparent`).
@@ -88,6 +95,8 @@ pub enum DialError {
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error(transparent)]
     Hbone(#[from] HboneError),
+    #[error("no endpoint for {authority}: {reason}")]
+    Unresolved { authority: String, reason: String },
 }
 
 /// Opens upstream connections, plain or HBONE.

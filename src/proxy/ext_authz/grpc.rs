@@ -1,52 +1,20 @@
 //! The gRPC flavour of the CUSTOM check: Envoy's
 //! `envoy.service.auth.v3.Authorization/Check` over HTTP/2, through the one
-//! dialer (tonic's channel with our connection as its connector).
+//! dialer (tonic's channel with [`DialConnector`] as its connector).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::uri::PathAndQuery;
-use hyper_util::rt::TokioIo;
 use pingora_http::RequestHeader;
-use tonic::codegen::Service;
 use tonic::transport::Endpoint;
 use tonic_prost::ProstCodec;
 
 use crate::authz::ext_authz_proto as pb;
 use crate::inbound::Caller;
 use crate::routing::DestinationPort;
-use crate::upstream::dial::{DialTarget, Dialer, Originator, UpstreamIo};
+use crate::upstream::dial::{DialConnector, DialTarget, Dialer};
 
 use super::Answer;
-
-/// Hands tonic one connection to `target`, dialed by the waypoint's dialer.
-#[derive(Clone)]
-struct Connector {
-    dialer: Arc<Dialer>,
-    target: DialTarget,
-}
-
-impl Service<http::Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
-    type Error = crate::upstream::dial::DialError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let (dialer, target) = (self.dialer.clone(), self.target);
-        Box::pin(async move {
-            dialer
-                .connect(target, &Originator::default())
-                .await
-                .map(TokioIo::new)
-        })
-    }
-}
 
 /// What the check says about the request.
 pub(super) fn request_of(
@@ -120,7 +88,7 @@ pub(super) async fn check(
     check: pb::CheckRequest,
 ) -> Result<Answer, String> {
     let channel = Endpoint::from_static("http://ext-authz.invalid")
-        .connect_with_connector(Connector { dialer, target })
+        .connect_with_connector(DialConnector::to_endpoint(dialer, target))
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut grpc = tonic::client::Grpc::new(channel);

@@ -6,19 +6,58 @@
 //! The SDK's `BatchSpanProcessor` keeps its drop count private and gives
 //! every span one `Resource`; we need the count as a metric and
 //! `service.name` per destination Service, so the batching is ours and the
-//! OTLP encoding and transport are `opentelemetry-otlp`'s.
+//! OTLP encoding is `opentelemetry-otlp`'s.
+//!
+//! What it does not own: connections. Its gRPC channel and HTTP client come
+//! from a [`CollectorTransport`] the process builds on the one dialer, so a
+//! collector in the mesh is reached over HBONE like any other upstream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use opentelemetry::KeyValue;
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounterVec;
 use tokio::sync::mpsc;
+use tonic::transport::Channel;
 use tracing::{debug, warn};
+
+/// How the exporter reaches collectors: implemented above this layer, on the
+/// one dialer (`upstream::dial`), because the telemetry layer opens no
+/// connections of its own.
+pub trait CollectorTransport: Send + Sync {
+    /// A gRPC channel to `endpoint` (`http://host:port`) that connects on
+    /// first use, each call bounded by `timeout`.
+    fn grpc_channel(
+        &self,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Result<Channel, tonic::transport::Error>;
+
+    /// An HTTP client for OTLP/HTTP, each request bounded by `timeout`.
+    fn http_client(&self, timeout: Duration) -> Arc<dyn HttpClient>;
+}
+
+/// Why a provider's exporter could not be built (its spans are then dropped
+/// and counted).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportBuildError {
+    #[error("grpc.initialMetadata {key}: not valid gRPC metadata")]
+    Metadata { key: String },
+    #[error("collector endpoint {endpoint}: {source}")]
+    Endpoint {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error(transparent)]
+    Otlp(#[from] opentelemetry_otlp::ExporterBuildError),
+}
 
 /// How spans are batched. Defaults follow the OpenTelemetry SDK's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,10 +114,16 @@ pub struct ExportQueue {
 }
 
 impl ExportQueue {
-    /// Starts the export task for `dest` on the current tokio runtime.
-    pub fn start(dest: Destination, settings: ExportSettings, dropped: IntCounterVec) -> Self {
+    /// Starts the export task for `dest` on the current tokio runtime; it
+    /// reaches the collector through `transport`.
+    pub fn start(
+        dest: Destination,
+        settings: ExportSettings,
+        dropped: IntCounterVec,
+        transport: Arc<dyn CollectorTransport>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(settings.max_queue.max(1));
-        tokio::spawn(run(dest, settings, rx, dropped.clone()));
+        tokio::spawn(run(dest, settings, rx, dropped.clone(), transport));
         Self { tx, dropped }
     }
 
@@ -95,8 +140,9 @@ async fn run(
     settings: ExportSettings,
     mut rx: mpsc::Receiver<Finished>,
     dropped: IntCounterVec,
+    transport: Arc<dyn CollectorTransport>,
 ) {
-    let mut exporter = match build(&dest) {
+    let mut exporter = match build(&dest, transport.as_ref()) {
         Ok(e) => e,
         Err(e) => {
             // Every span of this provider is dropped (and counted) from here on.
@@ -152,40 +198,60 @@ async fn run(
     }
 }
 
-fn build(dest: &Destination) -> Result<opentelemetry_otlp::SpanExporter, String> {
+fn build(
+    dest: &Destination,
+    transport: &dyn CollectorTransport,
+) -> Result<opentelemetry_otlp::SpanExporter, ExportBuildError> {
     let built = match dest.protocol {
         Protocol::Grpc => {
             let mut metadata = tonic::metadata::MetadataMap::new();
             for (k, v) in &dest.headers {
+                let invalid = || ExportBuildError::Metadata { key: k.clone() };
                 let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-                    .map_err(|e| format!("metadata {k}: {e}"))?;
-                let value = v.parse().map_err(|e| format!("metadata {k}: {e}"))?;
-                metadata.insert(key, value);
+                    .map_err(|_| invalid())?;
+                metadata.insert(key, v.parse().map_err(|_| invalid())?);
             }
+            let channel = transport
+                .grpc_channel(&dest.endpoint, dest.timeout)
+                .map_err(|source| ExportBuildError::Endpoint {
+                    endpoint: dest.endpoint.clone(),
+                    source,
+                })?;
+            // The crate's docs: a custom channel's timeout must match the exporter's.
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(dest.endpoint.clone())
+                .with_channel(channel)
                 .with_timeout(dest.timeout)
                 .with_metadata(metadata)
                 .build()
         }
         Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(SharedClient(transport.http_client(dest.timeout)))
             .with_endpoint(dest.endpoint.clone())
             .with_timeout(dest.timeout)
             .with_headers(dest.headers.iter().cloned().collect())
             .build(),
     };
-    built.map_err(|e| e.to_string())
+    Ok(built?)
 }
 
-#[cfg(test)]
+/// `with_http_client` takes a concrete client; the transport hands out a
+/// shared one.
+#[derive(Debug)]
+struct SharedClient(Arc<dyn HttpClient>);
+
+#[async_trait]
+impl HttpClient for SharedClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        self.0.send_bytes(request).await
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
 impl ExportQueue {
-    /// A queue whose spans the test reads instead of a collector.
-    pub(crate) fn for_test(
-        max_queue: usize,
-        dropped: IntCounterVec,
-    ) -> (Self, mpsc::Receiver<Finished>) {
+    /// A queue whose spans the test (or bench) reads instead of a collector.
+    pub fn for_test(max_queue: usize, dropped: IntCounterVec) -> (Self, mpsc::Receiver<Finished>) {
         let (tx, rx) = mpsc::channel(max_queue);
         (Self { tx, dropped }, rx)
     }

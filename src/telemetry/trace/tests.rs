@@ -21,18 +21,13 @@ fn tracer(
     max_queue: usize,
 ) -> (Bound, tokio::sync::mpsc::Receiver<Finished>, IntCounterVec) {
     let dropped = IntCounterVec::new(Opts::new("d", "d"), &["reason"]).unwrap();
-    let (queue, rx) = ExportQueue::for_test(max_queue, dropped.clone());
-    let tracer = Tracer {
-        queues: HashMap::from([(Arc::from("otel"), queue)]),
-        max_tag_length: HashMap::new(),
-        proxy: ProxyIdentity {
-            canonical_service: "waypoint".into(),
-            namespace: "default".into(),
-            mesh_id: "cluster.local".into(),
-            node_id: "waypoint~10.0.0.1~waypoint-0.default~default.svc.cluster.local".into(),
-        },
-        scope: InstrumentationScope::builder("waypoint").build(),
+    let proxy = ProxyIdentity {
+        canonical_service: "waypoint".into(),
+        namespace: "default".into(),
+        mesh_id: "cluster.local".into(),
+        node_id: "waypoint~10.0.0.1~waypoint-0.default~default.svc.cluster.local".into(),
     };
+    let (tracer, rx) = Tracer::for_test("otel", proxy, max_queue, dropped.clone());
     (Bound { tracer, policy }, rx, dropped)
 }
 
