@@ -103,6 +103,7 @@ fn traced_request(
 fn policy(percent: f64) -> TracingPolicy {
     TracingPolicy {
         provider: Some(Arc::from("otel")),
+        export: None,
         sampling_percent: percent,
         custom_tags: Vec::new(),
         disable_span_reporting: false,

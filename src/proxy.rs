@@ -125,6 +125,9 @@ impl Waypoint {
         caller: &crate::inbound::Caller,
     ) -> Option<ActiveSpan> {
         let tracer = self.tracer.as_ref()?;
+        if published.telemetry.traces_nothing() {
+            return None;
+        }
         if let Some(tp) = &caller.traceparent {
             tracing::debug!(tunnel_traceparent = %tp, "HBONE CONNECT correlation id (not a span parent)");
         }

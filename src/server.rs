@@ -466,11 +466,11 @@ fn build_tracer(
             settings.cluster_domain
         ),
     };
-    Ok(Tracer::build(
-        mesh,
+    Ok(Some(Tracer::build(
+        &mesh,
         proxy,
         metrics.registry(),
         settings.trace_export,
         transport,
-    ))
+    )))
 }

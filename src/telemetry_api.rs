@@ -19,7 +19,7 @@ use crate::telemetry::access_log::format::LogFormat;
 use crate::telemetry::access_log::sink::{LogSink, SinkRegistry};
 use crate::telemetry::cel::Expr;
 use crate::telemetry::overrides::MetricOverrides;
-use crate::telemetry::trace::{compile_mesh, TracingPolicy};
+use crate::telemetry::trace::{compile_mesh, ProviderExport, TracingPolicy};
 
 mod metrics;
 mod tracing_policy;
@@ -101,6 +101,8 @@ pub struct TelemetryTable {
     by_service: HashMap<String, HashMap<String, Arc<Effective>>>,
     /// Resources that do not apply to a waypoint, with why (for `waypoint check`).
     pub ignored: Vec<(NamespacedName, String)>,
+    /// Some destination's policy names a tracing provider.
+    traces: bool,
 }
 
 impl TelemetryTable {
@@ -110,6 +112,11 @@ impl TelemetryTable {
         service
             .and_then(|(ns, name)| self.by_service.get(ns)?.get(name))
             .unwrap_or(&self.default)
+    }
+
+    /// True when no destination is traced: the request path starts no span.
+    pub fn traces_nothing(&self) -> bool {
+        !self.traces
     }
 
     /// True when no request has anything to log: the logging phase skips building a record.
@@ -137,9 +144,14 @@ impl TelemetryTable {
             .unwrap_or_else(|| opts.mesh.clone());
         // MeshConfig's own tracing errors are reported where it is loaded; here an
         // unusable MeshConfig just means "no default tracing".
-        let mesh_trace = compile_mesh(&mesh)
+        let mesh_tracing = compile_mesh(&mesh).ok();
+        let exports = mesh_tracing
+            .as_ref()
+            .map(|m| m.providers.clone())
+            .unwrap_or_default();
+        let mesh_trace = mesh_tracing
             .map(|m| m.default)
-            .unwrap_or_else(|_| TracingPolicy::off());
+            .unwrap_or_else(TracingPolicy::off);
         let mut errors = Vec::new();
         let mut table = TelemetryTable::default();
         // The levels, least specific first.
@@ -214,11 +226,12 @@ impl TelemetryTable {
         let base: Vec<&Sourced<Telemetry>> =
             root.into_iter().chain(namespace).chain(gateway).collect();
         table.default = Arc::new(
-            resolve(&base, &mesh, &mesh_trace, opts, sinks).map_err(|e| ConfigErrors(vec![e]))?,
+            resolve(&base, &mesh, (&mesh_trace, &exports), opts, sinks)
+                .map_err(|e| ConfigErrors(vec![e]))?,
         );
         for (svc, targeted) in services {
             let levels: Vec<_> = base.iter().copied().chain(targeted).collect();
-            let eff = resolve(&levels, &mesh, &mesh_trace, opts, sinks)
+            let eff = resolve(&levels, &mesh, (&mesh_trace, &exports), opts, sinks)
                 .map_err(|e| ConfigErrors(vec![e]))?;
             table
                 .by_service
@@ -226,6 +239,9 @@ impl TelemetryTable {
                 .or_default()
                 .insert(svc.name, Arc::new(eff));
         }
+        table.traces = std::iter::once(&table.default)
+            .chain(table.by_service.values().flat_map(|m| m.values()))
+            .any(|e| e.trace_policy.provider.is_some());
         Ok(table)
     }
 }
@@ -394,7 +410,7 @@ struct LoggingMerge {
 fn resolve(
     levels: &[&Sourced<Telemetry>],
     mesh: &MeshConfig,
-    mesh_trace: &TracingPolicy,
+    (mesh_trace, exports): (&TracingPolicy, &HashMap<Arc<str>, Arc<ProviderExport>>),
     opts: &TelemetryOptions,
     sinks: &SinkRegistry,
 ) -> Result<Effective, ConfigError> {
@@ -505,7 +521,7 @@ fn resolve(
     }
     Ok(Effective {
         access_logs,
-        trace_policy: tracing_policy::compile_policy(&tracing, mesh_trace),
+        trace_policy: tracing_policy::compile_policy(&tracing, mesh_trace, exports),
         tracing,
         metrics: metrics::merge(levels)?,
     })

@@ -568,3 +568,49 @@ async fn answers_before_routing_are_traced() {
     assert_eq!(span.attributes["http.status_code"], "431");
     assert_eq!(span.attributes["response_flags"], "DPE");
 }
+
+/// Tracing providers that come with the config (the `istio` ConfigMap, as `--kube`
+/// reads it; here from a `--config` file) rather than `--mesh-config`: spans go to the
+/// provider it names, and when a reload points the provider at another collector, the
+/// next spans go there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_from_the_istio_configmap_is_followed_across_reloads() {
+    let (first, at_first) = Collector::grpc("127.0.150.6:0").await;
+    let (second, at_second) = Collector::grpc("127.0.150.7:0").await;
+    let _b = echo("reviews-v1", "127.0.150.16:9080").await;
+    let svc = service("default", "reviews", 9080, 9080, &["127.0.150.16"]);
+    let mesh = |at: std::net::SocketAddr| {
+        format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n    defaultConfig: {{tracing: {{sampling: 100}}}}\n    defaultProviders: {{tracing: [otel]}}\n    extensionProviders:\n    - name: otel\n      opentelemetry: {{service: \"{}\", port: {}}}\n", at.ip(), at.port())
+    };
+    let config = ConfigDir::new(&format!("{svc}{}", mesh(at_first)));
+    let mut s = settings(&config, "default");
+    s.trace_export = ExportSettings {
+        max_queue: 64,
+        max_batch: 8,
+        interval: Duration::from_millis(20),
+    };
+    let wp = bounded("waypoint start", waypoint::server::start(s))
+        .await
+        .expect("waypoint starts");
+    let c = TestClient::new(wp.http_addr.unwrap());
+    let r = c
+        .send("GET", "reviews:9080", "/", &[("x-request-id", "to-first")])
+        .await;
+    assert_eq!(r.status, 200);
+    first.span_for("to-first").await;
+
+    let mut attempts = wp.store.subscribe();
+    config.replace(&format!("{svc}{}", mesh(at_second)));
+    bounded("reload", attempts.wait_for(|n| *n >= 1))
+        .await
+        .expect("store alive");
+    let r = c
+        .send("GET", "reviews:9080", "/", &[("x-request-id", "to-second")])
+        .await;
+    assert_eq!(r.status, 200);
+    second.span_for("to-second").await;
+    assert!(first
+        .spans()
+        .iter()
+        .all(|s| s.attributes["guid:x-request-id"] != "to-second"));
+}

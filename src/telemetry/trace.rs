@@ -18,7 +18,7 @@ pub mod propagation;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
@@ -31,7 +31,9 @@ use prometheus::{IntCounterVec, Opts, Registry};
 
 pub use config::{compile_mesh, MeshTracing, TraceConfigError};
 pub use export::{CollectorTransport, ExportSettings, Protocol};
-pub use policy::{CustomTag, TracingPolicy};
+pub use policy::{CustomTag, ProviderExport, TracingPolicy};
+
+use config::DEFAULT_MAX_TAG_LENGTH;
 
 use export::{ExportQueue, Finished};
 use propagation::{Formats, Outgoing};
@@ -47,30 +49,44 @@ pub struct ProxyIdentity {
 }
 
 /// The tracing runtime: export queues and the proxy's own tags.
+///
+/// Queues are started per provider the first time a policy names it, and
+/// replaced when a reload changes the provider's export settings: the
+/// providers come with each snapshot's policies (MeshConfig from
+/// `--mesh-config`, a `--config` file or, with `--kube`, the `istio`
+/// ConfigMap), not from the process's start.
 pub struct Tracer {
-    queues: HashMap<Arc<str>, ExportQueue>,
-    max_tag_length: HashMap<Arc<str>, usize>,
+    queues: RwLock<HashMap<Arc<str>, ProviderQueue>>,
+    /// Starts a provider's export task; `None` for a test tracer.
+    factory: Option<QueueFactory>,
     proxy: ProxyIdentity,
     scope: InstrumentationScope,
 }
 
+/// One provider's queue and the settings it was started with.
+struct ProviderQueue {
+    /// `None`: a test tracer's queue, used whatever the policy says.
+    export: Option<Arc<ProviderExport>>,
+    queue: ExportQueue,
+}
+
+struct QueueFactory {
+    settings: ExportSettings,
+    dropped: IntCounterVec,
+    transport: Arc<dyn CollectorTransport>,
+}
+
 impl Tracer {
-    /// A tracer for MeshConfig's providers, or `None` when MeshConfig
-    /// defines no `opentelemetry` provider (nothing could ever be traced, so
-    /// the request path skips tracing entirely). Starts one export task per
-    /// provider on the current runtime, reaching collectors through
-    /// `transport`, and registers `waypoint_trace_spans_dropped_total` in
-    /// `registry`.
+    /// The tracer of this process: export tasks start on the current runtime
+    /// as policies name providers, reaching collectors through `transport`;
+    /// registers `waypoint_trace_spans_dropped_total` in `registry`.
     pub fn build(
-        mesh: MeshTracing,
+        mesh: &MeshTracing,
         mut proxy: ProxyIdentity,
         registry: &Registry,
         settings: ExportSettings,
         transport: Arc<dyn CollectorTransport>,
-    ) -> Option<Arc<Tracer>> {
-        if mesh.providers.is_empty() {
-            return None;
-        }
+    ) -> Arc<Tracer> {
         let dropped = IntCounterVec::new(
             Opts::new(
                 "waypoint_trace_spans_dropped_total",
@@ -83,35 +99,70 @@ impl Tracer {
         let _ = registry.register(Box::new(dropped.clone()));
         dropped.with_label_values(&["queue_full"]);
         dropped.with_label_values(&["export_failed"]);
-        if let Some(id) = mesh.mesh_id {
-            proxy.mesh_id = id;
+        if let Some(id) = &mesh.mesh_id {
+            proxy.mesh_id = id.clone();
         }
-        let queues = mesh
-            .providers
-            .into_iter()
-            .map(|(name, dest)| {
-                let queue = ExportQueue::start(dest, settings, dropped.clone(), transport.clone());
-                (name, queue)
-            })
-            .collect();
-        Some(Arc::new(Tracer {
-            queues,
-            max_tag_length: mesh.max_tag_length,
+        Arc::new(Tracer {
+            queues: RwLock::new(HashMap::new()),
+            factory: Some(QueueFactory {
+                settings,
+                dropped,
+                transport,
+            }),
             proxy,
             scope: InstrumentationScope::builder("waypoint").build(),
-        }))
+        })
+    }
+
+    /// The provider's `maxTagLength` once its queue runs with `export`;
+    /// `None` when nothing can export for it.
+    fn ensure_queue(&self, name: &Arc<str>, export: Option<&Arc<ProviderExport>>) -> Option<usize> {
+        let current = |q: &ProviderQueue| match (&q.export, export) {
+            (None, _) => Some(DEFAULT_MAX_TAG_LENGTH),
+            (Some(have), Some(want)) if Arc::ptr_eq(have, want) || have == want => {
+                Some(have.max_tag_length)
+            }
+            _ => None,
+        };
+        if let Some(max) = self
+            .queues
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .and_then(current)
+        {
+            return Some(max);
+        }
+        let (export, factory) = (export?, self.factory.as_ref()?);
+        let mut queues = self.queues.write().expect("not poisoned");
+        if let Some(max) = queues.get(name).and_then(current) {
+            return Some(max);
+        }
+        // New or changed: the old queue (if any) is dropped, and its task
+        // exports what it holds and ends.
+        let queue = ExportQueue::start(
+            export.destination.clone(),
+            factory.settings,
+            factory.dropped.clone(),
+            factory.transport.clone(),
+        );
+        queues.insert(
+            name.clone(),
+            ProviderQueue {
+                export: Some(export.clone()),
+                queue,
+            },
+        );
+        Some(export.max_tag_length)
     }
 
     /// Starts the span of a request under its destination's `policy`: reads
     /// the caller's trace context, decides sampling (the caller's decision
     /// wins, else `sampling_percent`), and picks the waypoint's span id.
-    /// `None` when the policy traces nothing (no provider, or one this
-    /// process has no exporter for).
+    /// `None` when the policy traces nothing (no provider).
     pub fn start(&self, req: &RequestHeader, policy: &TracingPolicy) -> Option<ActiveSpan> {
         let provider = policy.provider.as_ref()?;
-        if !self.queues.contains_key(provider) {
-            return None;
-        }
+        let max_tag_length = self.ensure_queue(provider, policy.export.as_ref())?;
         let incoming = propagation::extract(&req.headers);
         let sampled = incoming
             .sampled
@@ -142,6 +193,7 @@ impl Tracer {
             },
             report: sampled && !policy.disable_span_reporting,
             provider: provider.clone(),
+            max_tag_length,
             start: SystemTime::now(),
             tags,
         })
@@ -153,14 +205,7 @@ impl Tracer {
         if !span.report {
             return;
         }
-        let Some(queue) = self.queues.get(&span.provider) else {
-            return;
-        };
-        let max = self
-            .max_tag_length
-            .get(&span.provider)
-            .copied()
-            .unwrap_or(256);
+        let max = span.max_tag_length;
         let cut = |v: &str| -> String {
             let mut end = v.len().min(max);
             while !v.is_char_boundary(end) {
@@ -226,10 +271,18 @@ impl Tracer {
             },
             instrumentation_scope: self.scope.clone(),
         };
-        queue.submit(Finished {
+        let finished = Finished {
             service_name: facts.service_name.clone(),
             span: data,
-        });
+        };
+        if let Some(q) = self
+            .queues
+            .read()
+            .expect("not poisoned")
+            .get(&span.provider)
+        {
+            q.queue.submit(finished);
+        }
     }
 }
 
@@ -247,8 +300,14 @@ impl Tracer {
     ) -> (Tracer, tokio::sync::mpsc::Receiver<Finished>) {
         let (queue, rx) = ExportQueue::for_test(max_queue, dropped);
         let tracer = Tracer {
-            queues: HashMap::from([(Arc::from(provider), queue)]),
-            max_tag_length: HashMap::new(),
+            queues: RwLock::new(HashMap::from([(
+                Arc::from(provider),
+                ProviderQueue {
+                    export: None,
+                    queue,
+                },
+            )])),
+            factory: None,
             proxy,
             scope: InstrumentationScope::builder("waypoint").build(),
         };
@@ -263,6 +322,8 @@ pub struct ActiveSpan {
     /// Sampled and `disableSpanReporting` off: exported when finished.
     report: bool,
     provider: Arc<str>,
+    /// The provider's `maxTagLength` when the span started.
+    max_tag_length: usize,
     start: SystemTime,
     /// Custom tags, read from the request headers at the start.
     tags: Vec<KeyValue>,

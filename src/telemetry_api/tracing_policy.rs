@@ -7,12 +7,13 @@
 //! Not here: merging the levels (`telemetry_api`), sampling and export
 //! (`telemetry::trace`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderName;
 
 use crate::config::MeshConfig;
-use crate::telemetry::trace::{CustomTag, TracingPolicy};
+use crate::telemetry::trace::{CustomTag, ProviderExport, TracingPolicy};
 
 use super::{TagSource, TracingSettings};
 
@@ -54,11 +55,13 @@ pub(super) fn check_header_name(name: &str) -> Result<(), String> {
 pub(super) fn compile_policy(
     settings: &TracingSettings,
     mesh_default: &TracingPolicy,
+    exports: &HashMap<Arc<str>, Arc<ProviderExport>>,
 ) -> Arc<TracingPolicy> {
     let mut policy = mesh_default.clone();
     if let Some(names) = &settings.providers {
         // Checked by `check_providers`: at most one, defined in MeshConfig.
         policy.provider = names.first().map(|n| Arc::from(n.as_str()));
+        policy.export = names.first().and_then(|n| exports.get(n.as_str()).cloned());
     }
     if let Some(p) = settings.random_sampling_percentage {
         policy.sampling_percent = p;

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::config::{ExtensionProvider, MeshConfig, OpenTelemetryProvider, OtelHeader};
 
 use super::export::{Destination, Protocol};
-use super::policy::{TracingPolicy, DEFAULT_SAMPLING_PERCENT};
+use super::policy::{ProviderExport, TracingPolicy, DEFAULT_SAMPLING_PERCENT};
 
 /// A tracing setting the waypoint cannot honour.
 #[derive(Debug, Error, PartialEq)]
@@ -33,34 +33,32 @@ pub enum TraceConfigError {
 /// What MeshConfig says about tracing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshTracing {
-    /// Export destinations by provider name (every `opentelemetry` provider,
-    /// so a Telemetry resource may select any of them).
-    pub providers: HashMap<Arc<str>, Destination>,
-    /// Longest attribute value per provider (`maxTagLength`, default 256).
-    pub max_tag_length: HashMap<Arc<str>, usize>,
+    /// Export settings by provider name (every `opentelemetry` provider, so a
+    /// Telemetry resource may select any of them).
+    pub providers: HashMap<Arc<str>, Arc<ProviderExport>>,
     pub default: TracingPolicy,
     /// `defaultConfig.meshId`, else the trust domain.
     pub mesh_id: Option<String>,
 }
 
 /// Istio's `maxTagLength` default.
-const DEFAULT_MAX_TAG_LENGTH: usize = 256;
+pub(super) const DEFAULT_MAX_TAG_LENGTH: usize = 256;
 /// OTLP export timeout when the provider sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads MeshConfig's tracing parts.
 pub fn compile_mesh(mesh: &MeshConfig) -> Result<MeshTracing, TraceConfigError> {
     let mut providers = HashMap::new();
-    let mut max_tag_length = HashMap::new();
     for p in &mesh.extension_providers {
         if let Some(otel) = &p.opentelemetry {
-            let name: Arc<str> = Arc::from(p.name.as_str());
-            providers.insert(name.clone(), destination(&p.name, otel)?);
-            let max = otel
-                .max_tag_length
-                .filter(|m| *m > 0)
-                .map_or(DEFAULT_MAX_TAG_LENGTH, |m| m as usize);
-            max_tag_length.insert(name, max);
+            let export = ProviderExport {
+                destination: destination(&p.name, otel)?,
+                max_tag_length: otel
+                    .max_tag_length
+                    .filter(|m| *m > 0)
+                    .map_or(DEFAULT_MAX_TAG_LENGTH, |m| m as usize),
+            };
+            providers.insert(Arc::from(p.name.as_str()), Arc::new(export));
         }
     }
     let proxy_tracing = mesh
@@ -122,11 +120,11 @@ pub fn compile_mesh(mesh: &MeshConfig) -> Result<MeshTracing, TraceConfigError> 
         // Istio: `enableTracing: false` turns tracing off mesh-wide.
         if mesh.enable_tracing != Some(false) {
             default.provider = Some(Arc::from(name.as_str()));
+            default.export = providers.get(name.as_str()).cloned();
         }
     }
     Ok(MeshTracing {
         providers,
-        max_tag_length,
         default,
         mesh_id: mesh.default_config.as_ref().and_then(|c| c.mesh_id.clone()),
     })
@@ -279,13 +277,14 @@ mod tests {
         .unwrap();
         assert_eq!(t.default.provider.as_deref(), Some("otel"));
         assert_eq!(t.default.sampling_percent, 25.0);
-        let grpc = &t.providers["otel"];
+        assert_eq!(t.default.export, Some(t.providers["otel"].clone()));
+        let grpc = &t.providers["otel"].destination;
         assert_eq!(grpc.protocol, Protocol::Grpc);
         assert_eq!(
             grpc.endpoint,
             "http://otel-collector.observability.svc.cluster.local:4317"
         );
-        let http = &t.providers["otel-http"];
+        let http = &t.providers["otel-http"].destination;
         assert_eq!(http.protocol, Protocol::HttpProtobuf);
         assert_eq!(
             http.endpoint,

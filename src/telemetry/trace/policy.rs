@@ -8,12 +8,18 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
+use super::export::Destination;
+
 /// What tracing does for requests to one destination Service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracingPolicy {
     /// The `extensionProviders[].name` spans go to; `None`: no tracing at all
     /// (no span, no header rewritten).
     pub provider: Option<Arc<str>>,
+    /// Where `provider`'s spans go, from the MeshConfig this policy was compiled
+    /// with (a `--kube` waypoint's `istio` ConfigMap may change it at run time):
+    /// the tracer starts or replaces that provider's exporter when it differs.
+    pub export: Option<Arc<ProviderExport>>,
     /// Percent of new traces sampled, 0–100 (Telemetry
     /// `randomSamplingPercentage`, MeshConfig `defaultConfig.tracing.sampling`).
     /// An incoming sampling decision wins, as in Envoy.
@@ -25,6 +31,14 @@ pub struct TracingPolicy {
     pub disable_span_reporting: bool,
 }
 
+/// An `opentelemetry` provider's export settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderExport {
+    pub destination: Destination,
+    /// `maxTagLength` (default 256).
+    pub max_tag_length: usize,
+}
+
 /// Istio's default sampling when MeshConfig sets none: 1 %.
 pub const DEFAULT_SAMPLING_PERCENT: f64 = 1.0;
 
@@ -33,6 +47,7 @@ impl TracingPolicy {
     pub fn off() -> Self {
         Self {
             provider: None,
+            export: None,
             sampling_percent: 0.0,
             custom_tags: Vec::new(),
             disable_span_reporting: false,

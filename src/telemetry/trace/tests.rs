@@ -34,6 +34,7 @@ fn tracer(
 fn on(percent: f64) -> TracingPolicy {
     TracingPolicy {
         provider: Some(Arc::from("otel")),
+        export: None,
         sampling_percent: percent,
         custom_tags: Vec::new(),
         disable_span_reporting: false,
