@@ -177,6 +177,15 @@ impl EchoServer {
         self.received.lock().expect("echo log lock").len()
     }
 
+    /// Forgets the requests recorded so far; returns how many there were. A long run (the
+    /// soak bench) calls it now and then, since the log otherwise grows with every request.
+    pub fn clear_received(&self) -> usize {
+        let mut log = self.received.lock().expect("echo log lock");
+        let n = log.len();
+        log.clear();
+        n
+    }
+
     /// Waits until at least `n` requests have arrived.
     pub async fn wait_for(&self, n: usize) {
         loop {
