@@ -584,14 +584,21 @@ impl ProxyHttp for Waypoint {
             .failure
             .clone()
             .or_else(|| Failure::from_proxy_error(e));
+        let mut can_reuse_downstream = false;
         let error_code = match failure {
             Some(failure) => {
                 let status = failure.status_for(ctx.reply.grpc);
                 if session.response_written().is_none() {
-                    // Pingora closes the connection after an upstream error:
-                    // say so, or a pooling client reuses a dead connection.
-                    session.as_downstream_mut().set_keepalive(None);
-                    let _ = self.answer(session, ctx, failure).await;
+                    // As Envoy, a whole local answer to a request read to its
+                    // end leaves the connection usable (a 504 from a route
+                    // timeout is policy, not a broken connection). Otherwise
+                    // Pingora closes it: say so, or a pooling client reuses a
+                    // dead connection.
+                    can_reuse_downstream = session.as_downstream_mut().is_body_done();
+                    if !can_reuse_downstream {
+                        session.as_downstream_mut().set_keepalive(None);
+                    }
+                    can_reuse_downstream &= self.answer(session, ctx, failure).await.is_ok();
                 } else {
                     ctx.reply.flags.insert(failure.flags());
                 }
@@ -604,7 +611,7 @@ impl ProxyHttp for Waypoint {
         };
         FailToProxy {
             error_code,
-            can_reuse_downstream: false,
+            can_reuse_downstream,
         }
     }
 

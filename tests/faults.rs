@@ -369,3 +369,43 @@ async fn certificate_rotation_under_load_and_an_expired_leaf_refused() {
     assert!(ok.load(Ordering::SeqCst) >= 10);
     mesh.wp.shutdown().await;
 }
+
+/// As Envoy, a local answer to an upstream failure (504 from a route timeout, 503 with
+/// no endpoint) keeps the client's HTTP/1.1 connection: the next request on the same
+/// connection is served. Only a request whose body was not read to its end closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_5xx_keeps_the_client_connection() {
+    let _b = echo("slow", "127.0.143.51:9080").await;
+    let mut yaml = service("f", "slow", 9080, 9080, &["127.0.143.51"]);
+    yaml += &service("f", "empty", 9080, 9080, &[]);
+    yaml += "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: slow, namespace: f}\nspec:\n  hosts: [slow]\n  http:\n  - timeout: 200ms\n    route: [{destination: {host: slow}}]\n";
+    let config = ConfigDir::new(&yaml);
+    let wp = waypoint(&config, "f").await;
+    let mut one = OneConnection::open(wp.http_addr.unwrap()).await;
+    let r = one
+        .get("slow:9080", "/", &[("x-echo-delay-ms", "2000")])
+        .await;
+    assert_eq!(r.status, 504);
+    let r = one.get("empty:9080", "/", &[]).await;
+    assert_eq!(r.status, 503);
+    // A request with a body takes Pingora's proxy: the same there.
+    let ok_post = http::Request::post("/upload")
+        .header("host", "slow:9080")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"payload",
+        )))
+        .unwrap();
+    assert_eq!(one.send(ok_post).await.status, 200);
+    let post = http::Request::post("/upload")
+        .header("host", "slow:9080")
+        .header("x-echo-delay-ms", "2000")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"payload",
+        )))
+        .unwrap();
+    assert_eq!(one.send(post).await.status, 504);
+    // Still the same connection (OneConnection panics if it was closed).
+    let r = one.get("slow:9080", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    wp.shutdown().await;
+}

@@ -377,11 +377,13 @@ impl Waypoint {
             .failure
             .clone()
             .or_else(|| Failure::from_proxy_error(e));
-        // Pingora's proxy closes the client connection after an upstream error.
-        down.set_server_keepalive(None);
+        // The connection stays usable, as Envoy keeps it after a local answer: the
+        // fast path serves only bodiless requests, so nothing is left unread. With
+        // no answer to give (`DC`), the client is gone anyway.
         match failure {
             Some(failure) => self.answer_fast(down, ctx, failure).await,
             None => {
+                down.set_server_keepalive(None);
                 ctx.reply.flags.insert(ResponseFlags::DC);
                 Ok(())
             }

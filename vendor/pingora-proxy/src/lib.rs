@@ -1345,6 +1345,10 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // waypoint patch: reuse after failure. `fail_to_proxy` may say the
+            // downstream connection is still good (a whole local answer to a
+            // request read to its end, as Envoy keeps it after a 504 or 503).
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {
