@@ -319,14 +319,13 @@ impl Metrics {
         request_bytes: u64,
         response_bytes: u64,
     ) {
-        for (kind, amount) in [
+        let amounts = [
             (MetricKind::RequestCount, 1.0),
             (MetricKind::RequestDuration, duration_ms),
             (MetricKind::RequestSize, request_bytes as f64),
             (MetricKind::ResponseSize, response_bytes as f64),
-        ] {
-            self.record_overridden(kind, labels, overrides, attrs, amount);
-        }
+        ];
+        self.record_overridden(&amounts, labels, overrides, attrs);
     }
 
     /// [`Metrics::record_tcp_open`] for a destination with metric overrides.
@@ -336,13 +335,8 @@ impl Metrics {
         overrides: &MetricOverrides,
         attrs: &dyn Attributes,
     ) {
-        self.record_overridden(
-            MetricKind::TcpOpenedConnections,
-            labels,
-            overrides,
-            attrs,
-            1.0,
-        );
+        let amounts = [(MetricKind::TcpOpenedConnections, 1.0)];
+        self.record_overridden(&amounts, labels, overrides, attrs);
     }
 
     /// [`Metrics::record_tcp_close`] for a destination with metric overrides.
@@ -354,44 +348,43 @@ impl Metrics {
         sent: u64,
         received: u64,
     ) {
-        for (kind, amount) in [
+        let amounts = [
             (MetricKind::TcpClosedConnections, 1.0),
             (MetricKind::TcpSentBytes, sent as f64),
             (MetricKind::TcpReceivedBytes, received as f64),
-        ] {
-            self.record_overridden(kind, labels, overrides, attrs, amount);
-        }
+        ];
+        self.record_overridden(&amounts, labels, overrides, attrs);
     }
 
+    /// Records `amounts` (metric, value) for one request or connection: the label
+    /// values are formatted once, then each metric's override rewrites its own copy.
     fn record_overridden(
         &self,
-        kind: MetricKind,
+        amounts: &[(MetricKind, f64)],
         labels: &RequestLabels,
         overrides: &MetricOverrides,
         attrs: &dyn Attributes,
-        amount: f64,
     ) {
-        let rule = overrides.get(kind);
-        if rule.disabled {
-            return;
-        }
         let code = labels.response_code.to_string();
         let flags = labels.response_flags.to_string();
-        let mut values: Vec<Cow<str>> = labels
-            .values(&code, &flags)
-            .into_iter()
-            .map(Cow::Borrowed)
-            .collect();
-        rule.apply(&mut values, attrs);
-        if kind.is_tcp() {
-            values = values
-                .into_iter()
-                .zip(REQUEST_LABEL_NAMES)
-                .filter(|(_, name)| !HTTP_ONLY_LABELS.contains(name))
-                .map(|(v, _)| v)
-                .collect();
+        let base = labels.values(&code, &flags);
+        for &(kind, amount) in amounts {
+            let rule = overrides.get(kind);
+            if rule.disabled {
+                continue;
+            }
+            let mut values: Vec<Cow<str>> = base.iter().map(|v| Cow::Borrowed(*v)).collect();
+            rule.apply(&mut values, attrs);
+            if kind.is_tcp() {
+                values = values
+                    .into_iter()
+                    .zip(REQUEST_LABEL_NAMES)
+                    .filter(|(_, name)| !HTTP_ONLY_LABELS.contains(name))
+                    .map(|(v, _)| v)
+                    .collect();
+            }
+            self.overridden_series(kind, &values).record(amount);
         }
-        self.overridden_series(kind, &values).record(amount);
     }
 
     fn overridden_series(&self, kind: MetricKind, values: &[Cow<str>]) -> Series {
