@@ -65,16 +65,18 @@ impl Passthrough {
             addr: picked.endpoint.addr,
             in_mesh: picked.endpoint.in_mesh,
         };
-        // Telemetry metric overrides of the backend Service, resolved at config load.
-        let overrides = accepted
-            .published
-            .telemetry
-            .find(Some((
-                &backend.service.labels.namespace,
-                &backend.service.labels.name,
-            )))
-            .metrics
-            .clone();
+        // Telemetry metric overrides of the backend Service, resolved at config load;
+        // unconfigured, one branch (as `observe::record`).
+        let telemetry = &accepted.published.telemetry;
+        let overrides = if telemetry.is_inert() {
+            None
+        } else {
+            let names = &backend.service.labels;
+            telemetry
+                .find(Some((&names.namespace, &names.name)))
+                .metrics
+                .clone()
+        };
         let attrs = TcpAttributes {
             caller,
             backend: &backend,
