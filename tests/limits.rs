@@ -10,12 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends raw request bytes on a fresh connection; the status line back.
 async fn status_line(addr: std::net::SocketAddr, req: String) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = bounded("answer", tcp.read(&mut buf)).await.unwrap_or(0);
-    let text = String::from_utf8_lossy(&buf[..n]);
-    text.lines().next().unwrap_or("<closed>").to_string()
+    raw_status_line(addr, &req)
+        .await
+        .unwrap_or_else(|| "<closed>".to_string())
 }
 
 fn with_headers(n: usize, value_len: usize) -> String {

@@ -47,20 +47,7 @@ async fn held_backend(addr: &str) -> Arc<Semaphore> {
 /// One `GET /` on a fresh connection: the status line, or `None` when the waypoint
 /// closed the connection without answering.
 async fn raw_get(addr: std::net::SocketAddr) -> Option<String> {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET / HTTP/1.1\r\nhost: conn:9080\r\n\r\n")
-        .await
-        .ok()?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 256];
-    while !answer.contains(&b'\n') {
-        match bounded("an answer or a close", conn.read(&mut buf)).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = String::from_utf8_lossy(&answer);
-    Some(line.lines().next().unwrap_or_default().to_string())
+    raw_status_line(addr, "GET / HTTP/1.1\r\nhost: conn:9080\r\n\r\n").await
 }
 
 fn limit_count(metrics: &str, limit: &str) -> u64 {

@@ -302,6 +302,24 @@ pub async fn binary_ready(admin: SocketAddr) {
     .await;
 }
 
+/// Sends raw request bytes on a fresh connection: the response's status line, or
+/// `None` when the waypoint closed the connection without answering.
+pub async fn raw_status_line(addr: SocketAddr, req: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains(&b'\n') {
+        match bounded("an answer or a close", conn.read(&mut buf)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    Some(text.lines().next().unwrap_or_default().to_string())
+}
+
 /// Fetches the admin endpoint `path` (body as text).
 pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {
     let c = TestClient::new(running.admin_addr);
